@@ -1,0 +1,23 @@
+/**
+ * Errors a user can act on (bad config, missing file, unreachable server). The CLI prints their message
+ * without a stack trace and exits with status 2; everything else is a bug and keeps its stack.
+ */
+export class UserError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "UserError";
+  }
+}
+
+/** A configuration or data-file problem: names the file, the field path and what was expected. */
+export class ConfigError extends UserError {
+  constructor(
+    readonly file: string,
+    readonly field: string,
+    readonly expected: string,
+    readonly got?: string,
+  ) {
+    super(`${file}: field '${field || "(root)"}': expected ${expected}${got !== undefined ? `, got ${got}` : ""}`);
+    this.name = "ConfigError";
+  }
+}
