@@ -1,0 +1,46 @@
+/**
+ * The reward interface the RL trainer consumes. Any task's reward (LLM judge with MPO, verifiers, mixes,
+ * simulated judges, rule-based toy rewards) implements it. `score === null` means no usable score (judge
+ * down after retries): the trainer excludes that sample from the update and counts it — never a NaN.
+ */
+import type { Evaluation } from "../judge/types.ts";
+import type { UsageByStage } from "../llm/types.ts";
+import type { TaskRecord } from "../tasks/types.ts";
+
+export interface RewardSample {
+  record: TaskRecord;
+  response: string;
+  /** True when generation ended with EOS/stop (false = truncated). */
+  finished: boolean;
+}
+
+export interface RewardResult {
+  score: number | null;
+  /** score mapped to [0, 1] when the reward has a known range. */
+  normalized: number | null;
+  evaluation?: Evaluation | null;
+  flags: string[];
+}
+
+export interface MetaOutcome {
+  ok: boolean;
+  fromVersion: number;
+  toVersion: number;
+  summary: string;
+  itemsBefore: number;
+  itemsAfter: number;
+  added: number;
+  removed: number;
+  error?: string;
+}
+
+export interface RewardFunction {
+  readonly name: string;
+  score(samples: RewardSample[], ctx: { step: number }): Promise<RewardResult[]>;
+  /** Current rubric version used for scoring (0 when the reward has no rubric). */
+  rubricVersion(): number;
+  /** MPO: run a meta step on the rollouts gathered since the last one (absent for fixed rewards). */
+  metaStep?(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number }): Promise<MetaOutcome>;
+  /** LLM usage since the last call, by stage (reset on read). */
+  takeUsage?(): UsageByStage;
+}

@@ -1,0 +1,40 @@
+/**
+ * A task is data + prompt templates + a reward recipe: no task-specific branches elsewhere in the code.
+ * The trainer, `mpo generate`, the reward service and evaluation all take a TaskDefinition.
+ */
+import type { ChatMessage } from "../llm/types.ts";
+
+export type Split = "train" | "test";
+
+export interface TaskRecord {
+  id: string;
+  /** The instruction/question shown to the policy (without chat template). */
+  prompt: string;
+  /** Reference answer/solution/summary, when the data has one (judges and verifiers may read it). */
+  reference?: string;
+  /** Gold label for accuracy (e.g. a boxed answer, RIGHT/WRONG). */
+  label?: string;
+  /** Group key for grouped guidelines (math: "domain/cluster"). */
+  group?: string;
+  meta?: Record<string, unknown>;
+}
+
+export interface TaskDefinition {
+  name: string;
+  /** What the judges are told the task is. */
+  description: string;
+  /** Loads records of a split; throws UserError naming the missing file / field. */
+  load(split: Split, opts?: { dataDir?: string; limit?: number }): Promise<TaskRecord[]>;
+  /** The policy's input for a record (chat messages; a plain-text policy uses the rendered text). */
+  buildMessages(record: TaskRecord): ChatMessage[];
+  /** Reward recipe, resolved by the reward factory (src/rl/reward.ts). */
+  reward: TaskRewardSpec;
+  /** Evaluations that make sense for this task. */
+  evaluations: Array<"elo" | "rouge" | "accuracy" | "oracle">;
+}
+
+export type TaskRewardSpec =
+  | { kind: "rubric"; initialRubric: string /* path to a rubric file or built-in name */ }
+  | { kind: "math-mixed"; answerCheckProbability: number; minReasoningWords: number }
+  | { kind: "verifier"; verifier: "boxed" | "verdict" }
+  | { kind: "custom"; name: string };
