@@ -35,3 +35,26 @@ export interface ScoreInput {
   /** Group key for grouped guidelines (math: domain/cluster). */
   group?: string;
 }
+
+/**
+ * The judge could not produce a score for a response because its LLM failed (server down, timeouts,
+ * HTTP errors after the client's retries). Distinct from a judge-level parsing problem, which yields a
+ * flagged fallback score: callers must EXCLUDE such samples (trainer) or answer 503 (reward service) —
+ * never substitute a number.
+ */
+export class JudgeUnavailableError extends Error {
+  constructor(
+    message: string,
+    options?: { cause?: unknown; inputIndex?: number },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "JudgeUnavailableError";
+    this.inputIndex = options?.inputIndex;
+  }
+
+  /** Index of the input within a batch, when known. */
+  readonly inputIndex?: number;
+}
+
+/** One batch entry: an evaluation, or the explicit reason there is none. */
+export type ScoreOutcome = { ok: true; evaluation: Evaluation } | { ok: false; error: JudgeUnavailableError };
