@@ -1,0 +1,83 @@
+/**
+ * The model config as stored in a checkpoint's config.json: Hugging Face LlamaConfig keys (so HF
+ * transformers can load our checkpoints) plus our optional `mpo_value_head`. The zod schema names the
+ * offending field on bad input; `expectedParamShapes` is the single source of truth for which tensors a
+ * config implies (HF Llama parameter names, nn.Linear [out, in] shapes).
+ */
+import { z } from "zod";
+
+const posInt = z.number().int().positive();
+
+export const LlamaConfigSchema = z
+  .object({
+    model_type: z.literal("llama").default("llama"),
+    architectures: z.array(z.string()).default(["LlamaForCausalLM"]),
+    vocab_size: posInt,
+    hidden_size: posInt,
+    intermediate_size: posInt,
+    num_hidden_layers: posInt,
+    num_attention_heads: posInt,
+    num_key_value_heads: posInt.optional(),
+    max_position_embeddings: posInt,
+    rms_norm_eps: z.number().positive().default(1e-5),
+    rope_theta: z.number().positive().default(10000),
+    tie_word_embeddings: z.boolean().default(false),
+    hidden_act: z.string().default("silu"),
+    attention_bias: z.literal(false).default(false),
+    mlp_bias: z.literal(false).default(false),
+    bos_token_id: z.number().int().nonnegative().nullable().optional(),
+    eos_token_id: z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())]).nullable().optional(),
+    pad_token_id: z.number().int().nonnegative().nullable().optional(),
+    torch_dtype: z.string().default("float32"),
+    mpo_value_head: z.boolean().optional(),
+  })
+  .passthrough()
+  .superRefine((c, ctx) => {
+    const kv = c.num_key_value_heads ?? c.num_attention_heads;
+    if (c.hidden_size % c.num_attention_heads !== 0)
+      ctx.addIssue({ code: "custom", path: ["hidden_size"], message: `hidden_size ${c.hidden_size} must be divisible by num_attention_heads ${c.num_attention_heads}` });
+    else if ((c.hidden_size / c.num_attention_heads) % 2 !== 0)
+      ctx.addIssue({ code: "custom", path: ["hidden_size"], message: `head dim ${c.hidden_size / c.num_attention_heads} must be even (RoPE rotates pairs)` });
+    if (c.num_attention_heads % kv !== 0)
+      ctx.addIssue({ code: "custom", path: ["num_key_value_heads"], message: `num_key_value_heads ${kv} must divide num_attention_heads ${c.num_attention_heads}` });
+    for (const key of ["bos_token_id", "pad_token_id"] as const) {
+      const v = c[key];
+      if (typeof v === "number" && v >= c.vocab_size)
+        ctx.addIssue({ code: "custom", path: [key], message: `${key} ${v} is outside the vocabulary (vocab_size ${c.vocab_size})` });
+    }
+    const eos = c.eos_token_id;
+    for (const v of Array.isArray(eos) ? eos : eos == null ? [] : [eos])
+      if (v >= c.vocab_size)
+        ctx.addIssue({ code: "custom", path: ["eos_token_id"], message: `eos_token_id ${v} is outside the vocabulary (vocab_size ${c.vocab_size})` });
+  });
+
+export type LlamaConfig = z.output<typeof LlamaConfigSchema>;
+
+/** Parameter name → shape implied by a config (the exact set a checkpoint must contain). */
+export function expectedParamShapes(c: LlamaConfig): Map<string, number[]> {
+  const d = c.hidden_size;
+  const D = d / c.num_attention_heads;
+  const kv = c.num_key_value_heads ?? c.num_attention_heads;
+  const ff = c.intermediate_size;
+  const m = new Map<string, number[]>();
+  m.set("model.embed_tokens.weight", [c.vocab_size, d]);
+  for (let i = 0; i < c.num_hidden_layers; i++) {
+    const p = `model.layers.${i}.`;
+    m.set(p + "input_layernorm.weight", [d]);
+    m.set(p + "self_attn.q_proj.weight", [c.num_attention_heads * D, d]);
+    m.set(p + "self_attn.k_proj.weight", [kv * D, d]);
+    m.set(p + "self_attn.v_proj.weight", [kv * D, d]);
+    m.set(p + "self_attn.o_proj.weight", [d, c.num_attention_heads * D]);
+    m.set(p + "post_attention_layernorm.weight", [d]);
+    m.set(p + "mlp.gate_proj.weight", [ff, d]);
+    m.set(p + "mlp.up_proj.weight", [ff, d]);
+    m.set(p + "mlp.down_proj.weight", [d, ff]);
+  }
+  m.set("model.norm.weight", [d]);
+  if (!c.tie_word_embeddings) m.set("lm_head.weight", [c.vocab_size, d]);
+  if (c.mpo_value_head) {
+    m.set("value_head.weight", [1, d]);
+    m.set("value_head.bias", [1]);
+  }
+  return m;
+}
