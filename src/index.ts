@@ -8,3 +8,7 @@ export { Rng } from "./util/rng.ts";
 export { UserError, ConfigError } from "./util/errors.ts";
 export { writeFileAtomic, writeJsonAtomic, appendJsonl, readJsonl } from "./util/atomic.ts";
 export { loadConfig, validate, readConfigFile } from "./config/load.ts";
+export * from "./llm/index.ts";
+export * from "./rubric/format.ts";
+export * from "./rubric/store.ts";
+export * from "./rubric/guidelines.ts";

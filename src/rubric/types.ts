@@ -22,7 +22,8 @@ export interface Rubric {
 /** Who created a rubric version. */
 export type RubricAuthor = { kind: "initial" } | { kind: "user"; note?: string } | { kind: "meta"; step: number };
 
-export interface RubricVersion {
+/** Lineage of one stored version (rubric or guideline set). */
+export interface VersionMeta {
   /** 0, 1, 2, … in creation order; never reused or overwritten. */
   version: number;
   parent: number | null;
@@ -32,6 +33,9 @@ export interface RubricVersion {
   createdAt: string;
   /** Run-dir-relative paths of the meta analyses that produced this version (empty for initial/user). */
   analyses: string[];
+}
+
+export interface RubricVersion extends VersionMeta {
   rubric: Rubric;
 }
 
@@ -40,4 +44,9 @@ export interface RubricVersion {
  */
 export interface GuidelineSet {
   groups: Record<string, string>;
+}
+
+/** A stored guideline set (run dir `guidelines/vNNNN.json`), versioned like rubrics. */
+export interface GuidelineVersion extends VersionMeta {
+  guidelines: GuidelineSet;
 }
