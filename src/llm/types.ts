@@ -42,6 +42,10 @@ export interface ChatResponse {
   finishReason?: string;
   /** True when served from the on-disk reply cache. */
   cached?: boolean;
+  /** True when the server sent no `usage` and the token counts are estimates (≈ chars/4). */
+  usageEstimated?: boolean;
+  /** How many HTTP tries the call took (1 = first try succeeded; 0 = cache hit or in-process model). */
+  tries?: number;
 }
 
 export interface ChatModel {
@@ -57,6 +61,8 @@ export interface StageUsage {
   completionTokens: number;
   cachedCalls: number;
   seconds: number;
+  /** Calls whose token counts were estimated because the server reported no usage. */
+  estimatedCalls?: number;
 }
 
 export type UsageByStage = Partial<Record<Stage, StageUsage>>;
