@@ -13,6 +13,7 @@
  */
 import type { ChatMessage, ChatModel, ChatRequest, ChatResponse, OutputConstraint } from "../llm/types.ts";
 import type { Rubric, RubricItem, RubricVersion } from "../rubric/types.ts";
+import { rubricMaxTotal, rubricMinTotal } from "../rubric/format.ts";
 import { mapLimit } from "./concurrency.ts";
 import { type Fallback, parseAllItems, parseItemScore } from "./parse.ts";
 import { loadTemplates, type Templates } from "./templates.ts";
@@ -37,19 +38,6 @@ export interface RubricJudgeOptions {
   concurrency?: number;
 }
 
-/** Weighted score bounds of a rubric; weights default to 1. */
-export function rubricBounds(rubric: Rubric): { minTotal: number; maxTotal: number } {
-  let minTotal = 0;
-  let maxTotal = 0;
-  for (const it of rubric.items) {
-    const w = it.weight ?? 1;
-    // A negative weight swaps which end of the item range is the minimum.
-    minTotal += Math.min(w * it.min, w * it.max);
-    maxTotal += Math.max(w * it.min, w * it.max);
-  }
-  return { minTotal, maxTotal };
-}
-
 /** Weighted total and its [0,1] normalization. Never NaN (a degenerate rubric normalizes to 0). */
 export function totals(rubric: Rubric, scores: number[]): { total: number; normalized: number } {
   let total = 0;
@@ -57,7 +45,8 @@ export function totals(rubric: Rubric, scores: number[]): { total: number; norma
     const s = scores[i];
     total += (it.weight ?? 1) * (Number.isFinite(s) ? s : it.min);
   });
-  const { minTotal, maxTotal } = rubricBounds(rubric);
+  const minTotal = rubricMinTotal(rubric);
+  const maxTotal = rubricMaxTotal(rubric);
   const span = maxTotal - minTotal;
   const normalized = span > 0 ? Math.min(1, Math.max(0, (total - minTotal) / span)) : 0;
   return { total, normalized };

@@ -1,0 +1,369 @@
+/**
+ * One meta step of MPO: the senior judge (MRM) audits recent junior evaluations and rewrites the rubric.
+ *
+ *   sample (optionally prescreen: flawed-looking evaluations first) → analyze each sampled rollout
+ *   (inflated? too harsh? what does the rubric miss? how is it exploited?) → refine, in the same
+ *   conversation, into a full `<rubric>` → merge all valid refinements (up to a word budget) into one
+ *   coherent rubric → drop exact-duplicate items → store it as the next version with its lineage.
+ *
+ * Failure safety is the point of the design: a rubric drives the reward of every later step, so a bad
+ * meta step must never replace a good rubric. Any LLM failure in any stage, or a merge without usable
+ * items, creates NO version; the current rubric stays, and the meta log records ok:false and why. The
+ * function returns ok:false instead of throwing for these. Every text the MRM wrote is kept in the log
+ * (`meta/step-NNNNNN.json`, written atomically) so a human can audit why the rubric changed.
+ */
+import { join } from "node:path";
+import { mapLimit } from "../judge/concurrency.ts";
+import { loadTemplates, type Templates } from "../judge/templates.ts";
+import type { ChatMessage, ChatModel, ChatRequest, ChatResponse, UsageByStage } from "../llm/types.ts";
+import { parseRubricText, rubricToText } from "../rubric/format.ts";
+import type { RubricStore } from "../rubric/store.ts";
+import type { Rubric, RubricItem, RubricVersion } from "../rubric/types.ts";
+import { writeJsonAtomic } from "../util/atomic.ts";
+import type { Rng } from "../util/rng.ts";
+import { formatEvaluation, itemTextKey, type MetaRollout, truncateWords, wordCount } from "./format.ts";
+import { MeteredModel } from "./metered.ts";
+
+export type { MetaRollout } from "./format.ts";
+
+export interface MetaStepOptions {
+  model: ChatModel;
+  rollouts: readonly MetaRollout[];
+  store: RubricStore;
+  /** Training step (names the log file and the version's lineage). */
+  step: number;
+  runDir: string;
+  rng: Rng;
+  /** Rollouts analyzed per meta step (paper: 20 default, 16 in the runs). */
+  samples?: number;
+  /** Label every evaluation sound/flawed first and sample flawed ones first (off in the paper's runs). */
+  prescreen?: boolean;
+  /** Word cap for each analysis: stated in the prompt and enforced by truncation. */
+  analysisWordCap?: number;
+  /** Total words of refinements handed to the merge. */
+  mergeWordBudget?: number;
+  templates?: Templates;
+  /** Per-sample calls in flight (default 8). */
+  concurrency?: number;
+  temperature?: number;
+  maxAnalysisTokens?: number;
+  maxRefineTokens?: number;
+  maxMergeTokens?: number;
+  signal?: AbortSignal;
+}
+
+export interface RubricDiffCounts {
+  itemsBefore: number;
+  itemsAfter: number;
+  /** Items whose (normalized) name is new / gone. */
+  added: number;
+  removed: number;
+}
+
+export interface MetaStepResult {
+  ok: boolean;
+  /** The new version (ok only). */
+  version?: RubricVersion;
+  /** The version that was current when the step started (still current when !ok). */
+  previous: RubricVersion;
+  /** Run-dir-relative path of the meta log, e.g. "meta/step-000010.json" (also in version.analyses). */
+  logPath: string;
+  /** Absolute path of the same log. */
+  logFile: string;
+  error?: string;
+  usage: UsageByStage;
+  /** e.g. "rubric v3 → v4: 5 items (+2, −1)" or "rubric v3 kept: merge produced no items". */
+  summary: string;
+  diff?: RubricDiffCounts;
+}
+
+export type Verdict = "sound" | "flawed" | "unclear";
+
+interface SampleLog {
+  id: string;
+  prescreen?: { verdict: Verdict; raw: string };
+  analysis?: string;
+  analysisTruncated?: boolean;
+  refinementRaw?: string;
+  refinement?: Rubric;
+  refinementError?: string;
+}
+
+/** The JSON written to meta/step-NNNNNN.json. */
+export interface MetaLog {
+  kind: "rubric";
+  step: number;
+  ok: boolean;
+  state: "running" | "done" | "failed";
+  error?: string;
+  startedAt: string;
+  finishedAt?: string;
+  model: string;
+  fromVersion: number;
+  toVersion: number | null;
+  settings: { samples: number; prescreen: boolean; analysisWordCap: number; mergeWordBudget: number };
+  rolloutCount: number;
+  sampledIds: string[];
+  prescreen?: { counts: Record<Verdict, number>; labels: Record<string, Verdict> };
+  samples: SampleLog[];
+  merge?: { input: string; includedRefinements: number; inputWords: number; output?: string; items?: number; duplicatesRemoved?: number; error?: string };
+  errors: string[];
+  usage: UsageByStage;
+  summary?: string;
+  diff?: RubricDiffCounts;
+}
+
+export function metaLogPath(step: number, suffix = ""): string {
+  return `meta/step-${String(step).padStart(6, "0")}${suffix}.json`;
+}
+
+/** A stage's LLM call failed; carries the stage so the log says where. */
+class StageFailure extends Error {
+  constructor(stage: string, cause: unknown) {
+    super(`${stage} failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = "StageFailure";
+  }
+}
+
+function normName(n: string): string {
+  return n.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, "");
+}
+
+export function diffCounts(before: Rubric, after: Rubric): RubricDiffCounts {
+  const a = new Set(before.items.map((i) => normName(i.name)));
+  const b = new Set(after.items.map((i) => normName(i.name)));
+  return {
+    itemsBefore: before.items.length,
+    itemsAfter: after.items.length,
+    added: [...b].filter((n) => !a.has(n)).length,
+    removed: [...a].filter((n) => !b.has(n)).length,
+  };
+}
+
+export function parseVerdict(text: string): Verdict {
+  const t = text.toLowerCase();
+  const flawed = t.includes("flawed");
+  const sound = /\bsound\b/.test(t);
+  if (flawed && !sound) return "flawed";
+  if (sound && !flawed) return "sound";
+  return "unclear";
+}
+
+/** Removes items whose normalized text repeats an earlier item's; returns the count removed. */
+export function dedupeItems(items: RubricItem[]): { items: RubricItem[]; removed: number } {
+  const seen = new Set<string>();
+  const out: RubricItem[] = [];
+  for (const it of items) {
+    const k = itemTextKey(it);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(it);
+  }
+  return { items: out, removed: items.length - out.length };
+}
+
+/** Joins refinements (in order) while the total stays within `budget` words; at least the first one. */
+export function joinRefinements(texts: string[], budget: number): { text: string; included: number; words: number } {
+  const parts: string[] = [];
+  let words = 0;
+  for (const [i, t] of texts.entries()) {
+    const w = wordCount(t);
+    if (parts.length > 0 && words + w > budget) break;
+    parts.push(`=== Proposal ${i + 1} ===\n${t.trim()}`);
+    words += w;
+  }
+  return { text: parts.join("\n\n"), included: parts.length, words };
+}
+
+/** Runs one meta step; see the module comment. Never throws for LLM failures (returns ok:false). */
+export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
+  const samples = opts.samples ?? 20;
+  const prescreen = opts.prescreen ?? false;
+  const analysisWordCap = opts.analysisWordCap ?? 1000;
+  const mergeWordBudget = opts.mergeWordBudget ?? 16000;
+  const templates = opts.templates ?? loadTemplates();
+  const concurrency = opts.concurrency ?? 8;
+  const temperature = opts.temperature ?? 0.02;
+  const model = new MeteredModel(opts.model);
+  const previous = opts.store.latest();
+  if (!previous) throw new Error(`metaStep: the rubric store ${opts.store.dir} is empty (initialize it with the initial rubric first)`);
+
+  const logPath = metaLogPath(opts.step);
+  const logFile = join(opts.runDir, logPath);
+  const log: MetaLog = {
+    kind: "rubric",
+    step: opts.step,
+    ok: false,
+    state: "running",
+    startedAt: new Date().toISOString(),
+    model: opts.model.id,
+    fromVersion: previous.version,
+    toVersion: null,
+    settings: { samples, prescreen, analysisWordCap, mergeWordBudget },
+    rolloutCount: opts.rollouts.length,
+    sampledIds: [],
+    samples: [],
+    errors: [],
+    usage: {},
+  };
+  const rubricText = rubricToText(previous.rubric);
+  const system: ChatMessage = { role: "system", content: templates.render("mrm/system.md", {}) };
+  // After the first failure, calls not yet started are skipped: the step is lost anyway.
+  const failFast = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, failFast.signal]) : failFast.signal;
+
+  const call = async (stageLabel: string, req: ChatRequest): Promise<ChatResponse> => {
+    if (signal.aborted) throw new StageFailure(stageLabel, new Error("skipped after an earlier failure"));
+    try {
+      return await model.chat({ temperature, ...req, signal });
+    } catch (err) {
+      failFast.abort();
+      throw new StageFailure(stageLabel, err);
+    }
+  };
+
+  const fail = (error: string): MetaStepResult => {
+    log.ok = false;
+    log.state = "failed";
+    log.error = error;
+    log.finishedAt = new Date().toISOString();
+    log.usage = model.meter.snapshot();
+    log.summary = `rubric v${previous.version} kept: ${error}`;
+    writeJsonAtomic(logFile, log);
+    return { ok: false, previous, logPath, logFile, error, usage: log.usage, summary: log.summary };
+  };
+
+  try {
+    if (opts.rollouts.length === 0) return fail("no rollouts to analyze");
+
+    // 1. Sampling (optionally prescreened).
+    let chosen: MetaRollout[];
+    const sampleLogs = new Map<string, SampleLog>();
+    if (prescreen) {
+      const labels = await mapLimit(opts.rollouts, concurrency, async (r) => {
+        const res = await call(`prescreen of ${r.id}`, {
+          stage: "mrm-prescreen",
+          maxTokens: 4,
+          constraint: { kind: "choice", options: ["sound", "flawed"] },
+          messages: [
+            system,
+            {
+              role: "user",
+              content: templates.render("mrm/prescreen.md", {
+                taskDescription: r.taskDescription,
+                prompt: r.prompt,
+                response: r.response,
+                rubric: rubricText,
+                evaluation: formatEvaluation(r.evaluation),
+              }),
+            },
+          ],
+        });
+        return { verdict: parseVerdict(res.text), raw: res.text };
+      });
+      const counts: Record<Verdict, number> = { sound: 0, flawed: 0, unclear: 0 };
+      const byId: Record<string, Verdict> = {};
+      opts.rollouts.forEach((r, i) => {
+        counts[labels[i].verdict]++;
+        byId[r.id] = labels[i].verdict;
+        sampleLogs.set(r.id, { id: r.id, prescreen: labels[i] });
+      });
+      log.prescreen = { counts, labels: byId };
+      const flawed = opts.rng.shuffle(opts.rollouts.filter((r) => byId[r.id] === "flawed"));
+      const rest = opts.rng.shuffle(opts.rollouts.filter((r) => byId[r.id] !== "flawed"));
+      chosen = [...flawed, ...rest].slice(0, samples);
+    } else {
+      chosen = opts.rng.sample(opts.rollouts, samples);
+    }
+    log.sampledIds = chosen.map((r) => r.id);
+    log.samples = chosen.map((r) => sampleLogs.get(r.id) ?? { id: r.id });
+
+    // 2 + 3. Analysis, then refinement in the same conversation, per sample.
+    await mapLimit(chosen, concurrency, async (r, i) => {
+      const s = log.samples[i];
+      const messages: ChatMessage[] = [
+        system,
+        {
+          role: "user",
+          content: templates.render("mrm/analyze.md", {
+            taskDescription: r.taskDescription,
+            prompt: r.prompt,
+            response: r.response,
+            reference: r.reference ?? "",
+            rubric: rubricText,
+            evaluation: formatEvaluation(r.evaluation),
+            wordCap: analysisWordCap,
+          }),
+        },
+      ];
+      const an = await call(`analysis of ${r.id}`, { stage: "mrm-analyze", maxTokens: opts.maxAnalysisTokens ?? 2000, messages: messages.slice() });
+      const cut = truncateWords(an.text, analysisWordCap);
+      s.analysis = cut.text;
+      if (cut.truncated) s.analysisTruncated = true;
+      messages.push({ role: "assistant", content: cut.text });
+      messages.push({ role: "user", content: templates.render("mrm/refine.md", { wordCap: analysisWordCap }) });
+      const ref = await call(`refinement of ${r.id}`, { stage: "mrm-refine", maxTokens: opts.maxRefineTokens ?? 4000, messages });
+      s.refinementRaw = ref.text;
+      try {
+        s.refinement = parseRubricText(ref.text, `refinement of ${r.id}`);
+      } catch (err) {
+        s.refinementError = (err as Error).message;
+      }
+    });
+
+    const valid = log.samples.filter((s) => s.refinement);
+    for (const s of log.samples) if (s.refinementError) log.errors.push(`dropped refinement of ${s.id}: ${s.refinementError}`);
+    if (valid.length === 0) return fail("no refinement contained a readable <rubric>");
+
+    // 4. Merge.
+    const joined = joinRefinements(
+      valid.map((s) => rubricToText(s.refinement!)),
+      mergeWordBudget,
+    );
+    log.merge = { input: joined.text, includedRefinements: joined.included, inputWords: joined.words };
+    const merged = await call("merge", {
+      stage: "mrm-merge",
+      maxTokens: opts.maxMergeTokens ?? 8000,
+      messages: [system, { role: "user", content: templates.render("mrm/merge.md", { refinements: joined.text }) }],
+    });
+    log.merge.output = merged.text;
+    let rubric: Rubric;
+    try {
+      rubric = parseRubricText(merged.text, "merged rubric");
+    } catch (err) {
+      log.merge.error = (err as Error).message;
+      return fail(`merge produced no usable items: ${(err as Error).message}`);
+    }
+    const deduped = dedupeItems(rubric.items);
+    log.merge.items = deduped.items.length;
+    log.merge.duplicatesRemoved = deduped.removed;
+    rubric = { items: deduped.items };
+
+    // 5. Store: the log is written first (pointing at no version yet) so a version never references a missing log.
+    log.usage = model.meter.snapshot();
+    writeJsonAtomic(logFile, log);
+    let version: RubricVersion;
+    try {
+      version = opts.store.add({ rubric, parent: previous.version, step: opts.step, author: { kind: "meta", step: opts.step }, analyses: [logPath] });
+    } catch (err) {
+      return fail(`merged rubric rejected by the store: ${(err as Error).message}`);
+    }
+    const diff = diffCounts(previous.rubric, version.rubric);
+    const summary = `rubric v${previous.version} → v${version.version}: ${diff.itemsAfter} items (+${diff.added}, −${diff.removed})`;
+    log.ok = true;
+    log.state = "done";
+    log.toVersion = version.version;
+    log.finishedAt = new Date().toISOString();
+    log.summary = summary;
+    log.diff = diff;
+    log.usage = model.meter.snapshot();
+    writeJsonAtomic(logFile, log);
+    return { ok: true, version, previous, logPath, logFile, usage: log.usage, summary, diff };
+  } catch (err) {
+    if (err instanceof StageFailure) {
+      log.errors.push(err.message);
+      return fail(err.message);
+    }
+    throw err;
+  }
+}
