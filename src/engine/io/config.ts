@@ -22,19 +22,25 @@ export const LlamaConfigSchema = z
     rms_norm_eps: z.number().positive().default(1e-5),
     rope_theta: z.number().positive().default(10000),
     tie_word_embeddings: z.boolean().default(false),
-    hidden_act: z.string().default("silu"),
+    hidden_act: z.enum(["silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new"]).default("silu"),
     attention_bias: z.literal(false).default(false),
     mlp_bias: z.literal(false).default(false),
-    bos_token_id: z.number().int().nonnegative().nullable().optional(),
-    eos_token_id: z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())]).nullable().optional(),
+    bos_token_id: z.number().int().nonnegative().optional(),
+    eos_token_id: z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())]).optional(),
     pad_token_id: z.number().int().nonnegative().nullable().optional(),
     torch_dtype: z.string().default("float32"),
+    head_dim: posInt.optional(),
     mpo_value_head: z.boolean().optional(),
+    /** Engine variants (see src/engine/config.ts): LayerNorm adds `.bias` next to each norm weight; "plain" MLP has no gate_proj. */
+    mpo_norm: z.enum(["rmsnorm", "layernorm"]).optional(),
+    mpo_mlp: z.enum(["gated", "plain"]).optional(),
   })
   .passthrough()
   .superRefine((c, ctx) => {
     const kv = c.num_key_value_heads ?? c.num_attention_heads;
-    if (c.hidden_size % c.num_attention_heads !== 0)
+    if (c.head_dim !== undefined) {
+      if (c.head_dim % 2 !== 0) ctx.addIssue({ code: "custom", path: ["head_dim"], message: `head_dim ${c.head_dim} must be even (RoPE rotates pairs)` });
+    } else if (c.hidden_size % c.num_attention_heads !== 0)
       ctx.addIssue({ code: "custom", path: ["hidden_size"], message: `hidden_size ${c.hidden_size} must be divisible by num_attention_heads ${c.num_attention_heads}` });
     else if ((c.hidden_size / c.num_attention_heads) % 2 !== 0)
       ctx.addIssue({ code: "custom", path: ["hidden_size"], message: `head dim ${c.hidden_size / c.num_attention_heads} must be even (RoPE rotates pairs)` });
@@ -56,7 +62,8 @@ export type LlamaConfig = z.output<typeof LlamaConfigSchema>;
 /** Parameter name → shape implied by a config (the exact set a checkpoint must contain). */
 export function expectedParamShapes(c: LlamaConfig): Map<string, number[]> {
   const d = c.hidden_size;
-  const D = d / c.num_attention_heads;
+  const D = c.head_dim ?? d / c.num_attention_heads;
+  const ln = c.mpo_norm === "layernorm";
   const kv = c.num_key_value_heads ?? c.num_attention_heads;
   const ff = c.intermediate_size;
   const m = new Map<string, number[]>();
@@ -64,16 +71,19 @@ export function expectedParamShapes(c: LlamaConfig): Map<string, number[]> {
   for (let i = 0; i < c.num_hidden_layers; i++) {
     const p = `model.layers.${i}.`;
     m.set(p + "input_layernorm.weight", [d]);
+    if (ln) m.set(p + "input_layernorm.bias", [d]);
     m.set(p + "self_attn.q_proj.weight", [c.num_attention_heads * D, d]);
     m.set(p + "self_attn.k_proj.weight", [kv * D, d]);
     m.set(p + "self_attn.v_proj.weight", [kv * D, d]);
     m.set(p + "self_attn.o_proj.weight", [d, c.num_attention_heads * D]);
     m.set(p + "post_attention_layernorm.weight", [d]);
-    m.set(p + "mlp.gate_proj.weight", [ff, d]);
+    if (ln) m.set(p + "post_attention_layernorm.bias", [d]);
+    if (c.mpo_mlp !== "plain") m.set(p + "mlp.gate_proj.weight", [ff, d]);
     m.set(p + "mlp.up_proj.weight", [ff, d]);
     m.set(p + "mlp.down_proj.weight", [d, ff]);
   }
   m.set("model.norm.weight", [d]);
+  if (ln) m.set("model.norm.bias", [d]);
   if (!c.tie_word_embeddings) m.set("lm_head.weight", [c.vocab_size, d]);
   if (c.mpo_value_head) {
     m.set("value_head.weight", [1, d]);

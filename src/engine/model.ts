@@ -1,0 +1,729 @@
+/**
+ * TransformerLM: the decoder-only policy model (Llama/Qwen2-style: pre-RMSNorm, RoPE, causal GQA attention,
+ * SwiGLU MLP, optional tied embeddings and scalar value head) with explicit forward/backward passes.
+ *
+ * Why explicit passes instead of a general autograd: the RL trainer needs exactly three things — per-token
+ * log-probs (+ entropy, values) of given tokens, their gradient, and KV-cached sampling — and a fixed graph
+ * lets every activation live in a preallocated arena that is reused step after step (flat memory, no GC
+ * churn) and lets the heavy loops go to a native backend (kernels.ts).
+ *
+ * Contract (docs/engine.md, ENGINE.md): score() runs teacher-forced over [B, T] and keeps the activations;
+ * backward(dLogprobs, dValues?, dEntropy?) ACCUMULATES parameter gradients from upstream gradients w.r.t. the
+ * per-token outputs, so any loss written in plain TS over logprobs/values/entropy trains the model.
+ */
+import { Rng } from "../util/rng.ts";
+import { UserError } from "../util/errors.ts";
+import { type ModelConfig, type ModelDims, resolveConfig } from "./config.ts";
+import * as ops from "./ops.ts";
+import { type EngineChoice, type Kernels, selectKernels, tsKernels } from "./kernels.ts";
+
+type F = Float32Array;
+
+export interface ParamTensor {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+  grad: Float32Array;
+}
+
+export interface NamedTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface ModelOptions {
+  /** Compute path; default: MPO_ENGINE env, else native when available. */
+  engine?: EngineChoice;
+  /** "float64" is for gradient checks only (runs the TS path; arrays are Float64Array behind the F32 type). */
+  dtype?: "float32" | "float64";
+}
+
+export interface ScoreOptions {
+  needValues?: boolean;
+  needEntropy?: boolean;
+  /** Logits are divided by this before the softmax (like samplers do); default 1. */
+  temperature?: number;
+}
+
+export interface ScoreOutput {
+  /** log p(targets[i] | tokens[..i]) per position; 0 where targets[i] < 0 (ignored). [B*T] */
+  logprobs: Float32Array;
+  entropy?: Float32Array;
+  values?: Float32Array;
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** ≤ 0 → greedy. Default 1. */
+  temperature?: number;
+  /** Keep only the k most likely tokens (0 = off). */
+  topK?: number;
+  /** Nucleus sampling mass (1 = off). */
+  topP?: number;
+  /** Tokens that end a sequence (included in the output). Default: config eos_token_id. */
+  stopTokens?: number[];
+  rng?: Rng;
+}
+
+export interface GenerateOutput {
+  /** The new tokens per prompt (stop token included when hit). */
+  tokens: number[][];
+  /** Model log-probability (temperature 1, before top-k/top-p) of each new token — equals score(). */
+  logprobs: number[][];
+  /** True when a stop token ended the sequence (false: ran out of maxNewTokens). */
+  finished: boolean[];
+}
+
+interface Layer {
+  ln1: ParamTensor;
+  ln1b: ParamTensor | null;
+  wq: ParamTensor;
+  wk: ParamTensor;
+  wv: ParamTensor;
+  wo: ParamTensor;
+  ln2: ParamTensor;
+  ln2b: ParamTensor | null;
+  wg: ParamTensor | null;
+  wu: ParamTensor;
+  wd: ParamTensor;
+}
+
+/** Buffers reused across calls; grown (never shrunk) to the largest size requested. */
+class Arena {
+  private f = new Map<string, F>();
+  private i = new Map<string, Int32Array>();
+  constructor(private alloc: (n: number) => F) {}
+  get(name: string, n: number): F {
+    let b = this.f.get(name);
+    if (!b || b.length < n) {
+      b = this.alloc(n);
+      this.f.set(name, b);
+    }
+    return b.subarray(0, n);
+  }
+  int(name: string, n: number): Int32Array {
+    let b = this.i.get(name);
+    if (!b || b.length < n) {
+      b = new Int32Array(n);
+      this.i.set(name, b);
+    }
+    return b.subarray(0, n);
+  }
+  bytes(): number {
+    let s = 0;
+    for (const b of this.f.values()) s += b.byteLength;
+    for (const b of this.i.values()) s += b.byteLength;
+    return s;
+  }
+}
+
+interface ScoreState {
+  B: number;
+  T: number;
+  N: number;
+  tokens: Int32Array;
+  targets: Int32Array;
+  entropy: F | null;
+  invTemp: number;
+}
+
+export class TransformerLM {
+  readonly config: ModelConfig;
+  readonly dims: ModelDims;
+  readonly params: ParamTensor[];
+  kernels: Kernels;
+  private readonly alloc: (n: number) => F;
+  private readonly byName = new Map<string, ParamTensor>();
+  private readonly embed: ParamTensor;
+  private readonly lmHead: ParamTensor;
+  private readonly normF: ParamTensor;
+  private readonly normFb: ParamTensor | null;
+  private readonly valueW: ParamTensor | null;
+  private readonly valueB: ParamTensor | null;
+  private readonly layers: Layer[] = [];
+  private rope: { cos: F; sin: F; len: number };
+  private arena: Arena;
+  private last: ScoreState | null = null;
+  private readonly actCode: number;
+
+  private constructor(config: ModelConfig, tensors: Map<string, NamedTensor> | null, rng: Rng | null, opts: ModelOptions) {
+    this.config = config;
+    const dm = resolveConfig(config);
+    this.dims = dm;
+    const f64 = opts.dtype === "float64";
+    this.alloc = f64 ? (n) => new Float64Array(n) as unknown as F : (n) => new Float32Array(n);
+    this.kernels = f64 ? tsKernels : selectKernels(opts.engine);
+    this.arena = new Arena(this.alloc);
+    this.actCode = ops.ACT_CODE[dm.act];
+    const { V, d, ff, H, Hkv, D } = dm;
+    this.params = [];
+    const ln = dm.norm === "layernorm";
+    const add = (name: string, shape: number[], init: "normal" | "ones" | "zeros"): ParamTensor => {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const data = this.alloc(size);
+      if (tensors) {
+        const t = tensors.get(name);
+        if (!t) throw new UserError(`model tensors: missing tensor '${name}' (expected shape [${shape.join(", ")}])`);
+        if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
+          throw new UserError(`model tensors: '${name}' has shape [${t.shape.join(", ")}], config expects [${shape.join(", ")}]`);
+        }
+        if (t.data.length !== size) throw new UserError(`model tensors: '${name}' has ${t.data.length} values, shape needs ${size}`);
+        data.set(t.data);
+      } else if (init === "ones") data.fill(1);
+      else if (init === "normal" && rng) for (let i = 0; i < size; i++) data[i] = rng.normal() * 0.02;
+      const p: ParamTensor = { name, shape, data, grad: this.alloc(size) };
+      this.params.push(p);
+      this.byName.set(name, p);
+      return p;
+    };
+    this.embed = add("model.embed_tokens.weight", [V, d], "normal");
+    for (let l = 0; l < dm.L; l++) {
+      const pre = `model.layers.${l}.`;
+      const ln1 = add(pre + "input_layernorm.weight", [d], "ones");
+      const ln1b = ln ? add(pre + "input_layernorm.bias", [d], "zeros") : null;
+      const wq = add(pre + "self_attn.q_proj.weight", [H * D, d], "normal");
+      const wk = add(pre + "self_attn.k_proj.weight", [Hkv * D, d], "normal");
+      const wv = add(pre + "self_attn.v_proj.weight", [Hkv * D, d], "normal");
+      const wo = add(pre + "self_attn.o_proj.weight", [d, H * D], "normal");
+      const ln2 = add(pre + "post_attention_layernorm.weight", [d], "ones");
+      const ln2b = ln ? add(pre + "post_attention_layernorm.bias", [d], "zeros") : null;
+      const wg = dm.gated ? add(pre + "mlp.gate_proj.weight", [ff, d], "normal") : null;
+      const wu = add(pre + "mlp.up_proj.weight", [ff, d], "normal");
+      const wd = add(pre + "mlp.down_proj.weight", [d, ff], "normal");
+      this.layers.push({ ln1, ln1b, wq, wk, wv, wo, ln2, ln2b, wg, wu, wd });
+    }
+    this.normF = add("model.norm.weight", [d], "ones");
+    this.normFb = ln ? add("model.norm.bias", [d], "zeros") : null;
+    this.lmHead = dm.tied ? this.embed : add("lm_head.weight", [V, d], "normal");
+    this.valueW = dm.valueHead ? add("value_head.weight", [1, d], "normal") : null;
+    this.valueB = dm.valueHead ? add("value_head.bias", [1], "zeros") : null;
+    if (tensors) {
+      const known = new Set(this.byName.keys());
+      const extra = [...tensors.keys()].filter((k) => !known.has(k) && !(dm.tied && k === "lm_head.weight"));
+      if (extra.length) throw new UserError(`model tensors: unexpected tensor(s) for this config: ${extra.slice(0, 5).join(", ")}`);
+    }
+    this.rope = { ...ops.ropeTables(dm.maxT, D, dm.theta, this.alloc), len: dm.maxT };
+  }
+
+  /** A freshly initialized model (weights ~ N(0, 0.02), norms 1, biases 0). */
+  static create(config: ModelConfig, rng: Rng, opts: ModelOptions = {}): TransformerLM {
+    return new TransformerLM(config, null, rng, opts);
+  }
+
+  /** A model from named tensors (HF Llama names, see ENGINE.md); missing tensor / shape mismatch → UserError. */
+  static fromParams(
+    config: ModelConfig,
+    tensors: Map<string, NamedTensor> | Record<string, NamedTensor>,
+    opts: ModelOptions = {},
+  ): TransformerLM {
+    const m = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
+    return new TransformerLM(config, m, null, opts);
+  }
+
+  /** Parameters by HF name (data shared with the model, not copied); tied models have no lm_head.weight. */
+  namedTensors(): Map<string, NamedTensor> {
+    const m = new Map<string, NamedTensor>();
+    for (const p of this.params) m.set(p.name, { shape: p.shape.slice(), data: p.data });
+    return m;
+  }
+
+  param(name: string): ParamTensor | undefined {
+    return this.byName.get(name);
+  }
+
+  numParams(): number {
+    return this.params.reduce((s, p) => s + p.data.length, 0);
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params) p.grad.fill(0);
+  }
+
+  /** Bytes held by reusable activation buffers (for memory diagnostics). */
+  arenaBytes(): number {
+    return this.arena.bytes();
+  }
+
+  private ensureRope(len: number): void {
+    if (len <= this.rope.len) return;
+    const n = Math.max(len, 2 * this.rope.len);
+    this.rope = { ...ops.ropeTables(n, this.dims.D, this.dims.theta, this.alloc), len: n };
+  }
+
+  private normFwd(out: F, x: F, w: ParamTensor, b: ParamTensor | null, mean: F, rstd: F, N: number): void {
+    const { d, eps } = this.dims;
+    if (b) ops.layernormForward(out, mean, rstd, x, w.data, b.data, N, d, eps);
+    else ops.rmsnormForward(out, rstd, x, w.data, N, d, eps);
+  }
+
+  private normBwd(dx: F, dout: F, x: F, w: ParamTensor, b: ParamTensor | null, mean: F, rstd: F, N: number): void {
+    const d = this.dims.d;
+    if (b) ops.layernormBackward(dx, w.grad, b.grad, dout, x, w.data, mean, rstd, N, d);
+    else ops.rmsnormBackward(dx, w.grad, dout, x, w.data, rstd, N, d);
+  }
+
+  /**
+   * Teacher-forced forward over tokens [B, T] (row-major, right padded). targets[i] is the token whose
+   * log-prob is returned at position i (usually tokens[i+1]); targets[i] < 0 marks ignored positions
+   * (logprob 0, no gradient). Activations are kept for one following backward().
+   * The returned arrays are views into reusable buffers: copy them if you need them after the next score().
+   */
+  score(tokens: Int32Array, targets: Int32Array, B: number, T: number, opts: ScoreOptions = {}): ScoreOutput {
+    const dm = this.dims;
+    const { V, d, ff, H, Hkv, D, L } = dm;
+    const N = B * T;
+    if (!(Number.isInteger(B) && Number.isInteger(T) && B > 0 && T > 0)) throw new RangeError(`score: bad B=${B}, T=${T}`);
+    if (tokens.length !== N || targets.length !== N) {
+      throw new RangeError(`score: tokens/targets must have B*T=${N} entries, got ${tokens.length}/${targets.length}`);
+    }
+    for (let i = 0; i < N; i++) {
+      if (!(tokens[i] >= 0 && tokens[i] < V)) throw new RangeError(`score: token ${tokens[i]} at index ${i} outside vocab [0, ${V})`);
+      if (targets[i] >= V) throw new RangeError(`score: target ${targets[i]} at index ${i} outside vocab [0, ${V})`);
+    }
+    const temperature = opts.temperature ?? 1;
+    if (!(temperature > 0)) throw new RangeError(`score: temperature must be > 0, got ${temperature}`);
+    this.ensureRope(T);
+    const A = this.arena;
+    const K = this.kernels;
+    const tok = A.int("tokens", N);
+    tok.set(tokens);
+    const tgt = A.int("targets", N);
+    tgt.set(targets);
+    const pos = A.int("pos", N);
+    for (let i = 0; i < N; i++) pos[i] = i % T;
+
+    let x = A.get("res0", N * d);
+    ops.embeddingForward(x, this.embed.data, tok, N, d);
+    for (let l = 0; l < L; l++) {
+      const ly = this.layers[l];
+      const h1 = A.get(`h1.${l}`, N * d);
+      const mean1 = A.get(`mean1.${l}`, N);
+      const rstd1 = A.get(`rstd1.${l}`, N);
+      this.normFwd(h1, x, ly.ln1, ly.ln1b, mean1, rstd1, N);
+      const q = A.get(`q.${l}`, N * H * D);
+      const k = A.get(`k.${l}`, N * Hkv * D);
+      const v = A.get(`v.${l}`, N * Hkv * D);
+      K.matmulXWt(q, h1, ly.wq.data, N, d, H * D, false);
+      K.matmulXWt(k, h1, ly.wk.data, N, d, Hkv * D, false);
+      K.matmulXWt(v, h1, ly.wv.data, N, d, Hkv * D, false);
+      ops.ropeApply(q, pos, N, H, D, this.rope.cos, this.rope.sin, 1);
+      ops.ropeApply(k, pos, N, Hkv, D, this.rope.cos, this.rope.sin, 1);
+      const att = A.get(`att.${l}`, N * H * D);
+      const P = A.get(`P.${l}`, B * H * T * T);
+      K.attentionForward(att, P, q, k, v, B, T, H, Hkv, D);
+      const x2 = A.get(`x2.${l}`, N * d);
+      x2.set(x);
+      K.matmulXWt(x2, att, ly.wo.data, N, H * D, d, true);
+      const h2 = A.get(`h2.${l}`, N * d);
+      const mean2 = A.get(`mean2.${l}`, N);
+      const rstd2 = A.get(`rstd2.${l}`, N);
+      this.normFwd(h2, x2, ly.ln2, ly.ln2b, mean2, rstd2, N);
+      const g = A.get(`g.${l}`, N * ff);
+      const m = A.get(`m.${l}`, N * ff);
+      let u: F | null = null;
+      if (ly.wg) {
+        u = A.get(`u.${l}`, N * ff);
+        K.matmulXWt(g, h2, ly.wg.data, N, d, ff, false);
+        K.matmulXWt(u, h2, ly.wu.data, N, d, ff, false);
+      } else {
+        K.matmulXWt(g, h2, ly.wu.data, N, d, ff, false);
+      }
+      ops.gluForward(m, g, u, N * ff, this.actCode);
+      const xn = A.get(`res${l + 1}`, N * d);
+      xn.set(x2);
+      K.matmulXWt(xn, m, ly.wd.data, N, ff, d, true);
+      x = xn;
+    }
+    const hf = A.get("hf", N * d);
+    const meanf = A.get("meanf", N);
+    const rstdf = A.get("rstdf", N);
+    this.normFwd(hf, x, this.normF, this.normFb, meanf, rstdf, N);
+    const logits = A.get("logits", N * V);
+    K.matmulXWt(logits, hf, this.lmHead.data, N, d, V, false);
+    const invTemp = 1 / temperature;
+    if (invTemp !== 1) for (let i = 0; i < N * V; i++) logits[i] *= invTemp;
+    const lp = A.get("lp", N);
+    const ent = opts.needEntropy ? A.get("ent", N) : null;
+    K.logSoftmaxGather(logits, tgt, lp, ent, N, V);
+    const out: ScoreOutput = { logprobs: lp };
+    if (ent) out.entropy = ent;
+    if (opts.needValues) {
+      if (!this.valueW || !this.valueB) throw new UserError("score: needValues but the model has no value head (config mpo_value_head: true)");
+      const vals = A.get("values", N);
+      const w = this.valueW.data;
+      const b0 = this.valueB.data[0];
+      for (let n = 0; n < N; n++) {
+        let s = b0;
+        const o = n * d;
+        for (let i = 0; i < d; i++) s += hf[o + i] * w[i];
+        vals[n] = s;
+      }
+      out.values = vals;
+    }
+    this.last = { B, T, N, tokens: tok, targets: tgt, entropy: ent, invTemp };
+    return out;
+  }
+
+  /**
+   * Accumulate parameter gradients of L given ∂L/∂logprobs [B*T] (and optionally ∂L/∂values, ∂L/∂entropy)
+   * for the last score() call. Call zeroGrad() yourself between optimizer steps.
+   */
+  backward(dLogprobs: Float32Array | null, dValues?: Float32Array | null, dEntropy?: Float32Array | null): void {
+    const st = this.last;
+    if (!st) throw new Error("backward: call score() first");
+    const dm = this.dims;
+    const { V, d, ff, H, Hkv, D, L } = dm;
+    const { B, T, N } = st;
+    for (const [nm, a] of [["dLogprobs", dLogprobs], ["dValues", dValues], ["dEntropy", dEntropy]] as const) {
+      if (a && a.length !== N) throw new RangeError(`backward: ${nm} must have B*T=${N} entries, got ${a.length}`);
+    }
+    if (dValues && !this.valueW) throw new UserError("backward: dValues given but the model has no value head");
+    const A = this.arena;
+    const K = this.kernels;
+    const logp = A.get("logits", N * V);
+    let ent = st.entropy;
+    if (dEntropy && !ent) {
+      // Entropy was not requested in score(); recompute it from the kept log-probs.
+      ent = A.get("ent", N);
+      for (let n = 0; n < N; n++) {
+        let h = 0;
+        for (let j = 0; j < V; j++) h -= Math.exp(logp[n * V + j]) * logp[n * V + j];
+        ent[n] = h;
+      }
+    }
+    const dlogits = A.get("dlogits", N * V);
+    K.logSoftmaxGatherBackward(dlogits, logp, st.targets, dLogprobs, dEntropy ?? null, ent, N, V);
+    if (st.invTemp !== 1) for (let i = 0; i < N * V; i++) dlogits[i] *= st.invTemp;
+    const hf = A.get("hf", N * d);
+    const dhf = A.get("dh", N * d);
+    K.matmulDyW(dhf, dlogits, this.lmHead.data, N, V, d, false);
+    K.matmulDyTX(this.lmHead.grad, dlogits, hf, N, V, d);
+    if (dValues && this.valueW && this.valueB) {
+      const w = this.valueW.data;
+      const gw = this.valueW.grad;
+      let gb = 0;
+      for (let n = 0; n < N; n++) {
+        const c = dValues[n];
+        if (c === 0) continue;
+        gb += c;
+        const o = n * d;
+        for (let i = 0; i < d; i++) {
+          dhf[o + i] += c * w[i];
+          gw[i] += c * hf[o + i];
+        }
+      }
+      this.valueB.grad[0] += gb;
+    }
+    const dx = A.get("dres", N * d);
+    dx.fill(0);
+    this.normBwd(dx, dhf, A.get(`res${L}`, N * d), this.normF, this.normFb, A.get("meanf", N), A.get("rstdf", N), N);
+    const dP = A.get("dPscratch", Math.max(T, 1) * 4);
+    for (let l = L - 1; l >= 0; l--) {
+      const ly = this.layers[l];
+      // MLP: res[l+1] = x2 + m·Wdᵀ
+      const m = A.get(`m.${l}`, N * ff);
+      const g = A.get(`g.${l}`, N * ff);
+      const h2 = A.get(`h2.${l}`, N * d);
+      const dm_ = A.get("dm", N * ff);
+      K.matmulDyW(dm_, dx, ly.wd.data, N, d, ff, false);
+      K.matmulDyTX(ly.wd.grad, dx, m, N, d, ff);
+      const dg = A.get("dg", N * ff);
+      const dh2 = A.get("dh", N * d);
+      if (ly.wg) {
+        const u = A.get(`u.${l}`, N * ff);
+        const du = A.get("du", N * ff);
+        ops.gluBackward(dg, du, dm_, g, u, N * ff, this.actCode);
+        K.matmulDyW(dh2, dg, ly.wg.data, N, ff, d, false);
+        K.matmulDyW(dh2, du, ly.wu.data, N, ff, d, true);
+        K.matmulDyTX(ly.wg.grad, dg, h2, N, ff, d);
+        K.matmulDyTX(ly.wu.grad, du, h2, N, ff, d);
+      } else {
+        ops.gluBackward(dg, null, dm_, g, null, N * ff, this.actCode);
+        K.matmulDyW(dh2, dg, ly.wu.data, N, ff, d, false);
+        K.matmulDyTX(ly.wu.grad, dg, h2, N, ff, d);
+      }
+      const x2 = A.get(`x2.${l}`, N * d);
+      this.normBwd(dx, dh2, x2, ly.ln2, ly.ln2b, A.get(`mean2.${l}`, N), A.get(`rstd2.${l}`, N), N);
+      // Attention: x2 = res[l] + att·Woᵀ
+      const att = A.get(`att.${l}`, N * H * D);
+      const datt = A.get("datt", N * H * D);
+      K.matmulDyW(datt, dx, ly.wo.data, N, d, H * D, false);
+      K.matmulDyTX(ly.wo.grad, dx, att, N, d, H * D);
+      const q = A.get(`q.${l}`, N * H * D);
+      const k = A.get(`k.${l}`, N * Hkv * D);
+      const v = A.get(`v.${l}`, N * Hkv * D);
+      const dq = A.get("dq", N * H * D);
+      const dk = A.get("dk", N * Hkv * D);
+      const dv = A.get("dv", N * Hkv * D);
+      dq.fill(0);
+      dk.fill(0);
+      dv.fill(0);
+      K.attentionBackward(dq, dk, dv, datt, A.get(`P.${l}`, B * H * T * T), q, k, v, B, T, H, Hkv, D, dP);
+      const pos = A.int("pos", N);
+      ops.ropeApply(dq, pos, N, H, D, this.rope.cos, this.rope.sin, -1);
+      ops.ropeApply(dk, pos, N, Hkv, D, this.rope.cos, this.rope.sin, -1);
+      const h1 = A.get(`h1.${l}`, N * d);
+      const dh1 = A.get("dh", N * d);
+      K.matmulDyW(dh1, dq, ly.wq.data, N, H * D, d, false);
+      K.matmulDyW(dh1, dk, ly.wk.data, N, Hkv * D, d, true);
+      K.matmulDyW(dh1, dv, ly.wv.data, N, Hkv * D, d, true);
+      K.matmulDyTX(ly.wq.grad, dq, h1, N, H * D, d);
+      K.matmulDyTX(ly.wk.grad, dk, h1, N, Hkv * D, d);
+      K.matmulDyTX(ly.wv.grad, dv, h1, N, Hkv * D, d);
+      this.normBwd(dx, dh1, A.get(`res${l}`, N * d), ly.ln1, ly.ln1b, A.get(`mean1.${l}`, N), A.get(`rstd1.${l}`, N), N);
+    }
+    ops.embeddingBackward(this.embed.grad, dx, st.tokens, N, d);
+  }
+
+  /**
+   * Batched sampling with a KV cache. Each prompt needs ≥ 1 token. Prompts are prefilled together (one
+   * forward over all prompt tokens), then one batched decode step per new token over the unfinished rows.
+   */
+  generate(prompts: number[][], opts: GenerateOptions): GenerateOutput {
+    const dm = this.dims;
+    const { V, d, ff, H, Hkv, D, L } = dm;
+    const Bn = prompts.length;
+    const maxNew = opts.maxNewTokens;
+    if (!(Number.isInteger(maxNew) && maxNew >= 0)) throw new RangeError(`generate: maxNewTokens must be an integer ≥ 0, got ${maxNew}`);
+    const temperature = opts.temperature ?? 1;
+    const topK = opts.topK ?? 0;
+    const topP = opts.topP ?? 1;
+    if (!(topP > 0 && topP <= 1)) throw new RangeError(`generate: topP must be in (0, 1], got ${topP}`);
+    if (!(Number.isInteger(topK) && topK >= 0)) throw new RangeError(`generate: topK must be an integer ≥ 0, got ${topK}`);
+    const eos = this.config.eos_token_id;
+    const stop = new Set<number>(opts.stopTokens ?? (eos === undefined ? [] : Array.isArray(eos) ? eos : [eos]));
+    const rng = opts.rng ?? new Rng(0);
+    const out: GenerateOutput = { tokens: prompts.map(() => []), logprobs: prompts.map(() => []), finished: prompts.map(() => false) };
+    if (Bn === 0 || maxNew === 0) return out;
+    let totalPrompt = 0;
+    let maxPrompt = 0;
+    for (const [b, p] of prompts.entries()) {
+      if (p.length === 0) throw new RangeError(`generate: prompt ${b} is empty (start it with a BOS token)`);
+      for (const t of p) if (!(Number.isInteger(t) && t >= 0 && t < V)) throw new RangeError(`generate: prompt ${b} has token ${t} outside vocab [0, ${V})`);
+      totalPrompt += p.length;
+      maxPrompt = Math.max(maxPrompt, p.length);
+    }
+    const Tc = maxPrompt + maxNew;
+    this.ensureRope(Tc);
+    const A = this.arena;
+    const K = this.kernels;
+    const kvSize = Bn * Hkv * Tc * D;
+    const kc: F[] = [];
+    const vc: F[] = [];
+    for (let l = 0; l < L; l++) {
+      kc.push(A.get(`kc.${l}`, kvSize));
+      vc.push(A.get(`vc.${l}`, kvSize));
+    }
+    const R0 = Math.max(totalPrompt, Bn);
+    const tok = A.int("g.tok", R0);
+    const pos = A.int("g.pos", R0);
+    const slot = A.int("g.slot", R0);
+    const lastRow = A.int("g.last", Bn);
+    // Prefill rows: all prompt tokens of all prompts.
+    let r = 0;
+    for (let b = 0; b < Bn; b++) {
+      const p = prompts[b];
+      for (let t = 0; t < p.length; t++, r++) {
+        tok[r] = p[t];
+        pos[r] = t;
+        slot[r] = b;
+      }
+      lastRow[b] = r - 1;
+    }
+    const curLen = prompts.map((p) => p.length);
+    const active: number[] = [];
+    for (let b = 0; b < Bn; b++) active.push(b);
+    let R = totalPrompt;
+    let nLogit = Bn;
+    const probs = A.get("g.probs", V);
+    const order = new Int32Array(V);
+    for (let step = 0; ; step++) {
+      const logits = this.inferStep(R, tok, pos, slot, lastRow, nLogit, kc, vc, Tc);
+      // Sample for each active row.
+      const still: number[] = [];
+      for (let i = 0; i < active.length; i++) {
+        const b = active[i];
+        const z = logits.subarray(i * V, i * V + V);
+        const { token, logprob } = sampleToken(z, probs, order, temperature, topK, topP, rng);
+        out.tokens[b].push(token);
+        out.logprobs[b].push(logprob);
+        curLen[b]++;
+        if (stop.has(token)) out.finished[b] = true;
+        else if (out.tokens[b].length < maxNew) still.push(b);
+      }
+      if (still.length === 0) break;
+      // Next decode step: one row per unfinished sequence.
+      for (let i = 0; i < still.length; i++) {
+        const b = still[i];
+        tok[i] = out.tokens[b][out.tokens[b].length - 1];
+        pos[i] = curLen[b] - 1;
+        slot[i] = b;
+        lastRow[i] = i;
+      }
+      active.length = 0;
+      active.push(...still);
+      R = still.length;
+      nLogit = still.length;
+    }
+    void d; void ff; void H;
+    return out;
+  }
+
+  /** Inference forward over R rows (row r: token at position pos[r] of sequence slot[r]) using the KV cache. */
+  private inferStep(
+    R: number, tok: Int32Array, pos: Int32Array, slot: Int32Array, logitRows: Int32Array, nLogit: number,
+    kc: F[], vc: F[], Tc: number,
+  ): F {
+    const { V, d, ff, H, Hkv, D, L } = this.dims;
+    const A = this.arena;
+    const K = this.kernels;
+    const x = A.get("g.x", R * d);
+    const h = A.get("g.h", R * d);
+    const mean = A.get("g.mean", R);
+    const rstd = A.get("g.rstd", R);
+    const q = A.get("g.q", R * H * D);
+    const k = A.get("g.k", R * Hkv * D);
+    const v = A.get("g.v", R * Hkv * D);
+    const att = A.get("g.att", R * H * D);
+    const g = A.get("g.g", R * ff);
+    const u = A.get("g.u", R * ff);
+    const m = A.get("g.m", R * ff);
+    const sc = A.get("g.scores", Tc);
+    ops.embeddingForward(x, this.embed.data, tok, R, d);
+    const scale = 1 / Math.sqrt(D);
+    const group = H / Hkv;
+    for (let l = 0; l < L; l++) {
+      const ly = this.layers[l];
+      this.normFwd(h, x, ly.ln1, ly.ln1b, mean, rstd, R);
+      K.matmulXWt(q, h, ly.wq.data, R, d, H * D, false);
+      K.matmulXWt(k, h, ly.wk.data, R, d, Hkv * D, false);
+      K.matmulXWt(v, h, ly.wv.data, R, d, Hkv * D, false);
+      ops.ropeApply(q, pos, R, H, D, this.rope.cos, this.rope.sin, 1);
+      ops.ropeApply(k, pos, R, Hkv, D, this.rope.cos, this.rope.sin, 1);
+      const KC = kc[l];
+      const VC = vc[l];
+      for (let r = 0; r < R; r++) {
+        for (let kh = 0; kh < Hkv; kh++) {
+          const co = ((slot[r] * Hkv + kh) * Tc + pos[r]) * D;
+          KC.set(k.subarray((r * Hkv + kh) * D, (r * Hkv + kh + 1) * D), co);
+          VC.set(v.subarray((r * Hkv + kh) * D, (r * Hkv + kh + 1) * D), co);
+        }
+      }
+      for (let r = 0; r < R; r++) {
+        const P = pos[r];
+        for (let hh = 0; hh < H; hh++) {
+          const kh = (hh / group) | 0;
+          const base = (slot[r] * Hkv + kh) * Tc * D;
+          const qo = (r * H + hh) * D;
+          let max = -Infinity;
+          for (let s = 0; s <= P; s++) {
+            const ko = base + s * D;
+            let dot = 0;
+            for (let i = 0; i < D; i++) dot += q[qo + i] * KC[ko + i];
+            dot *= scale;
+            sc[s] = dot;
+            if (dot > max) max = dot;
+          }
+          let sum = 0;
+          for (let s = 0; s <= P; s++) {
+            const e = Math.exp(sc[s] - max);
+            sc[s] = e;
+            sum += e;
+          }
+          const inv = 1 / sum;
+          for (let i = 0; i < D; i++) att[qo + i] = 0;
+          for (let s = 0; s <= P; s++) {
+            const p = sc[s] * inv;
+            const vo = base + s * D;
+            for (let i = 0; i < D; i++) att[qo + i] += p * VC[vo + i];
+          }
+        }
+      }
+      K.matmulXWt(x, att, ly.wo.data, R, H * D, d, true);
+      this.normFwd(h, x, ly.ln2, ly.ln2b, mean, rstd, R);
+      if (ly.wg) {
+        K.matmulXWt(g, h, ly.wg.data, R, d, ff, false);
+        K.matmulXWt(u, h, ly.wu.data, R, d, ff, false);
+        ops.gluForward(m, g, u, R * ff, this.actCode);
+      } else {
+        K.matmulXWt(g, h, ly.wu.data, R, d, ff, false);
+        ops.gluForward(m, g, null, R * ff, this.actCode);
+      }
+      K.matmulXWt(x, m, ly.wd.data, R, ff, d, true);
+    }
+    // Final norm + lm_head only on the rows we sample from.
+    const xs = A.get("g.xs", nLogit * d);
+    for (let i = 0; i < nLogit; i++) xs.set(x.subarray(logitRows[i] * d, logitRows[i] * d + d), i * d);
+    const hs = A.get("g.hs", nLogit * d);
+    this.normFwd(hs, xs, this.normF, this.normFb, A.get("g.meanf", nLogit), A.get("g.rstdf", nLogit), nLogit);
+    const logits = A.get("g.logits", nLogit * V);
+    K.matmulXWt(logits, hs, this.lmHead.data, nLogit, d, V, false);
+    return logits;
+  }
+}
+
+/**
+ * Draw one token from logits z. Returns the token and its log-probability under the untempered, untruncated
+ * model distribution (what score() computes), so rollouts and re-scoring agree.
+ */
+export function sampleToken(
+  z: F, probs: F, order: Int32Array, temperature: number, topK: number, topP: number, rng: Rng,
+): { token: number; logprob: number } {
+  const V = z.length;
+  let max = -Infinity;
+  let arg = 0;
+  for (let j = 0; j < V; j++) if (z[j] > max) { max = z[j]; arg = j; }
+  let sum = 0;
+  for (let j = 0; j < V; j++) sum += Math.exp(z[j] - max);
+  const lse = max + Math.log(sum);
+  if (temperature <= 0 || topK === 1) return { token: arg, logprob: z[arg] - lse };
+  const invT = 1 / temperature;
+  let s = 0;
+  for (let j = 0; j < V; j++) {
+    const p = Math.exp((z[j] - max) * invT);
+    probs[j] = p;
+    s += p;
+  }
+  let token = -1;
+  if (topK > 0 || topP < 1) {
+    // Candidates by descending probability; keep the top-k, then the smallest prefix with mass ≥ topP.
+    for (let j = 0; j < V; j++) order[j] = j;
+    const idx = Array.from(order);
+    idx.sort((a, b) => probs[b] - probs[a] || a - b);
+    let keep = topK > 0 ? Math.min(topK, V) : V;
+    let kept = 0;
+    for (let i = 0; i < keep; i++) kept += probs[idx[i]];
+    if (topP < 1) {
+      let c = 0;
+      for (let i = 0; i < keep; i++) {
+        c += probs[idx[i]];
+        if (c >= topP * kept) {
+          keep = i + 1;
+          break;
+        }
+      }
+      kept = 0;
+      for (let i = 0; i < keep; i++) kept += probs[idx[i]];
+    }
+    let u = rng.random() * kept;
+    token = idx[keep - 1];
+    for (let i = 0; i < keep; i++) {
+      u -= probs[idx[i]];
+      if (u < 0) {
+        token = idx[i];
+        break;
+      }
+    }
+  } else {
+    let u = rng.random() * s;
+    token = V - 1;
+    for (let j = 0; j < V; j++) {
+      u -= probs[j];
+      if (u < 0) {
+        token = j;
+        break;
+      }
+    }
+  }
+  return { token, logprob: z[token] - lse };
+}
