@@ -55,7 +55,7 @@ Are claims supported with specifics? Score from 0 to 5.
 - 0: no support.
 </item>
 <item>
-### Focus again
+### Focus
 Does the response stay on the prompt? Score from 0 to 5.
 - 5: every paragraph serves the prompt.
 - 0: ignores the prompt. Deduct 2 points for repeated filler.
