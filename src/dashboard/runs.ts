@@ -1,0 +1,579 @@
+/**
+ * Reading run directories (docs/run-dir.md) for the dashboard. Everything here is defensive: a run may be
+ * half-written, being appended to, or corrupt, so every reader returns what it could read plus a list of
+ * `problems` (file + what went wrong) instead of throwing. Rollout files can be large (10k+ records), so
+ * they are indexed incrementally (byte offsets + the few fields the filters need) and pages are read back
+ * by offset; a growing file is only parsed from where the last read stopped.
+ */
+import { promises as fsp, type Dirent } from "node:fs";
+import { join } from "node:path";
+import type { RubricItem, RubricVersion } from "../rubric/types.ts";
+import { isInside, runIdOf, safeFile } from "./paths.ts";
+import { diffRubricItems, type RubricDiff } from "./rubric-diff.ts";
+import { repetitionStats, type StepPoint } from "./signals.ts";
+
+export interface Problem {
+  file: string;
+  message: string;
+}
+
+function errText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return e?.code ? `${e.code}${e.message ? ": " + e.message.replace(/^[A-Z]+: /, "") : ""}` : String((e as Error)?.message ?? e);
+}
+
+/** Reads a JSON file; missing → {missing}; unreadable or invalid → problem. */
+async function readJsonFile(root: string, runDir: string, rel: string): Promise<{ value?: unknown; missing?: boolean; problem?: Problem }> {
+  let path: string | null;
+  try {
+    path = safeFile(root, runDir, rel);
+  } catch (err) {
+    return { problem: { file: rel, message: (err as Error).message } };
+  }
+  if (!path) return { missing: true };
+  let text: string;
+  try {
+    text = await fsp.readFile(path, "utf8");
+  } catch (err) {
+    return { problem: { file: rel, message: `cannot read (${errText(err)})` } };
+  }
+  try {
+    return { value: JSON.parse(text) };
+  } catch (err) {
+    return { problem: { file: rel, message: text.trim() === "" ? "empty file (being written?)" : `invalid JSON (${(err as Error).message})` } };
+  }
+}
+
+/** Reads a JSONL file whole (for the small per-step logs); bad lines become problems, a torn last line is noted. */
+export async function readJsonlFile(root: string, runDir: string, rel: string): Promise<{ records: Record<string, unknown>[]; problems: Problem[]; missing: boolean; mtimeMs?: number }> {
+  const problems: Problem[] = [];
+  let path: string | null;
+  try {
+    path = safeFile(root, runDir, rel);
+  } catch (err) {
+    return { records: [], problems: [{ file: rel, message: (err as Error).message }], missing: false };
+  }
+  if (!path) return { records: [], problems, missing: true };
+  let text: string;
+  let mtimeMs: number | undefined;
+  try {
+    text = await fsp.readFile(path, "utf8");
+    mtimeMs = (await fsp.stat(path)).mtimeMs;
+  } catch (err) {
+    return { records: [], problems: [{ file: rel, message: `cannot read (${errText(err)})` }], missing: false };
+  }
+  const lines = text.split("\n");
+  const records: Record<string, unknown>[] = [];
+  lines.forEach((line, i) => {
+    if (line.trim() === "") return;
+    try {
+      const v = JSON.parse(line);
+      if (v && typeof v === "object" && !Array.isArray(v)) records.push(v);
+      else problems.push({ file: rel, message: `line ${i + 1}: not a JSON object` });
+    } catch {
+      const torn = i === lines.length - 1;
+      problems.push({ file: rel, message: torn ? `line ${i + 1}: incomplete last line (being written, or torn by a crash)` : `line ${i + 1}: invalid JSON, skipped` });
+    }
+  });
+  return { records, problems, missing: false, mtimeMs };
+}
+
+const SKIP_DIRS = new Set(["checkpoints", "rollouts", "rubrics", "guidelines", "meta", "node_modules"]);
+const RUN_MARKERS = ["status.json", "metrics.jsonl"];
+
+/** Directories under root that look like runs (contain status.json or metrics.jsonl), nested up to maxDepth. */
+export async function discoverRuns(root: string, maxDepth = 5): Promise<string[]> {
+  const found: string[] = [];
+  const visited = new Set<string>();
+  async function walk(dir: string, depth: number): Promise<void> {
+    let real: string;
+    try {
+      real = await fsp.realpath(dir);
+    } catch {
+      return;
+    }
+    if (!isInside(root, real) || visited.has(real)) return;
+    visited.add(real);
+    let entries: Dirent[];
+    try {
+      entries = await fsp.readdir(real, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    if (entries.some((e) => RUN_MARKERS.includes(e.name))) found.push(runIdOf(root, real));
+    if (depth >= maxDepth) return;
+    for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+      if (e.name.startsWith(".") || SKIP_DIRS.has(e.name)) continue;
+      if (e.isDirectory() || e.isSymbolicLink()) await walk(join(real, e.name), depth + 1);
+    }
+  }
+  await walk(root, 0);
+  return found;
+}
+
+export type RunState = "running" | "finished" | "crashed" | "stopped" | "unknown";
+
+export interface RunSummary {
+  id: string;
+  task: string | null;
+  algorithm: string | null;
+  arm: string | null;
+  state: RunState;
+  /** A "running" run whose files have not changed for staleMs: the writer may have died without saying so. */
+  stale: boolean;
+  message: string | null;
+  step: number | null;
+  totalSteps: number | null;
+  /** Number of metrics records. */
+  steps: number;
+  lastStep: number | null;
+  rubricVersions: number;
+  lastUpdate: string | null;
+  problems: Problem[];
+}
+
+function str(v: unknown): string | null {
+  return typeof v === "string" && v !== "" ? v : null;
+}
+function num(v: unknown): number | null {
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
+async function mtimeOf(p: string): Promise<number | null> {
+  try {
+    return (await fsp.stat(p)).mtimeMs;
+  } catch {
+    return null;
+  }
+}
+
+export async function listVersionFiles(runDir: string, sub: string, re: RegExp): Promise<Array<{ name: string; n: number }>> {
+  try {
+    const names = await fsp.readdir(join(runDir, sub));
+    return names
+      .map((name) => ({ name, m: re.exec(name) }))
+      .filter((x) => x.m)
+      .map((x) => ({ name: x.name, n: Number(x.m![1]) }))
+      .sort((a, b) => a.n - b.n);
+  } catch {
+    return [];
+  }
+}
+
+export async function summarizeRun(root: string, runDir: string, staleMs = 10 * 60_000): Promise<RunSummary> {
+  const id = runIdOf(root, runDir);
+  const problems: Problem[] = [];
+  const status = await readJsonFile(root, runDir, "status.json");
+  if (status.problem) problems.push(status.problem);
+  const config = await readJsonFile(root, runDir, "config.json");
+  if (config.problem) problems.push(config.problem);
+  const metrics = await readJsonlFile(root, runDir, "metrics.jsonl");
+  problems.push(...metrics.problems);
+  const s = (status.value && typeof status.value === "object" ? status.value : {}) as Record<string, unknown>;
+  const c = (config.value && typeof config.value === "object" ? config.value : {}) as Record<string, unknown>;
+  const cTask = c.task as unknown;
+  const task = str(s.task) ?? str(cTask) ?? str((cTask as Record<string, unknown> | undefined)?.name) ?? null;
+  const algorithm = str(s.algorithm) ?? str(c.algorithm) ?? str((c.rl as Record<string, unknown> | undefined)?.algorithm) ?? null;
+  const arm = str(s.arm) ?? str(c.arm) ?? null;
+  const rawState = str(s.state);
+  const state: RunState = rawState && ["running", "finished", "crashed", "stopped"].includes(rawState) ? (rawState as RunState) : "unknown";
+  if (status.value && !rawState) problems.push({ file: "status.json", message: "no valid 'state' field" });
+  const steps = metrics.records.map((r) => num(r.step)).filter((x): x is number => x !== null);
+  const times = [
+    Date.parse(str(s.updatedAt) ?? ""),
+    metrics.mtimeMs ?? NaN,
+    (await mtimeOf(join(runDir, "status.json"))) ?? NaN,
+    (await mtimeOf(join(runDir, "rollouts"))) ?? NaN,
+  ].filter((t) => Number.isFinite(t));
+  const last = times.length ? Math.max(...times) : null;
+  const rubrics = await listVersionFiles(runDir, "rubrics", /^v(\d+)\.json$/);
+  return {
+    id,
+    task,
+    algorithm,
+    arm,
+    state,
+    stale: state === "running" && last !== null && Date.now() - last > staleMs,
+    message: str(s.message),
+    step: num(s.step),
+    totalSteps: num(s.totalSteps),
+    steps: metrics.records.length,
+    lastStep: steps.length ? Math.max(...steps) : null,
+    rubricVersions: rubrics.length,
+    lastUpdate: last !== null ? new Date(last).toISOString() : null,
+    problems,
+  };
+}
+
+export interface MetricsResult {
+  rows: Record<string, unknown>[];
+  eval: Record<string, unknown>[];
+  /** Steps at which a meta step ran (from metrics.meta and meta/step-N.json files). */
+  metaSteps: Array<{ step: number; toVersion: number | null; ok: boolean | null; added: number | null; removed: number | null }>;
+  problems: Problem[];
+}
+
+export async function readMetrics(root: string, runDir: string): Promise<MetricsResult> {
+  const metrics = await readJsonlFile(root, runDir, "metrics.jsonl");
+  const ev = await readJsonlFile(root, runDir, "eval.jsonl");
+  const rows = metrics.records.filter((r) => num(r.step) !== null).sort((a, b) => (a.step as number) - (b.step as number));
+  const metaByStep = new Map<number, MetricsResult["metaSteps"][number]>();
+  for (const r of rows) {
+    const m = r.meta as Record<string, unknown> | undefined;
+    if (m && typeof m === "object") {
+      const toVersion = num(m.toVersion);
+      metaByStep.set(r.step as number, {
+        step: r.step as number,
+        toVersion,
+        ok: typeof m.ok === "boolean" ? m.ok : null,
+        added: Array.isArray(m.added) ? m.added.length : num(m.added),
+        removed: Array.isArray(m.removed) ? m.removed.length : num(m.removed),
+      });
+    }
+  }
+  for (const f of await listVersionFiles(runDir, "meta", /^step-(\d+)\.json$/)) {
+    if (!metaByStep.has(f.n)) metaByStep.set(f.n, { step: f.n, toVersion: null, ok: null, added: null, removed: null });
+  }
+  return {
+    rows,
+    eval: ev.records.filter((r) => num(r.step) !== null).sort((a, b) => (a.step as number) - (b.step as number)),
+    metaSteps: [...metaByStep.values()].sort((a, b) => a.step - b.step),
+    problems: [...metrics.problems, ...ev.problems],
+  };
+}
+
+export interface RubricEntry {
+  version: number;
+  parent: number | null;
+  step: number | null;
+  author: RubricVersion["author"] | null;
+  createdAt: string | null;
+  analyses: string[];
+  items: RubricItem[];
+  hasText: boolean;
+  /** Diff against the parent (or, for an initial version, against nothing: every item "added"). */
+  diff: RubricDiff | null;
+  /** Meta log steps that produced this version (author.step, or meta logs naming it as their result). */
+  metaSteps: number[];
+}
+
+function validItems(v: unknown): RubricItem[] | null {
+  const items = (v as { rubric?: { items?: unknown } })?.rubric?.items;
+  if (!Array.isArray(items)) return null;
+  const out: RubricItem[] = [];
+  for (const it of items) {
+    if (!it || typeof it !== "object" || typeof (it as RubricItem).name !== "string" || typeof (it as RubricItem).text !== "string") return null;
+    const x = it as RubricItem;
+    out.push({ name: x.name, text: x.text, min: num(x.min) ?? 0, max: num(x.max) ?? 5, ...(num(x.weight) !== null ? { weight: x.weight } : {}) });
+  }
+  return out;
+}
+
+export async function readRubrics(root: string, runDir: string): Promise<{ versions: RubricEntry[]; problems: Problem[] }> {
+  const problems: Problem[] = [];
+  const files = await listVersionFiles(runDir, "rubrics", /^v(\d+)\.json$/);
+  const texts = new Set((await listVersionFiles(runDir, "rubrics", /^v(\d+)\.txt$/)).map((f) => f.n));
+  const metaFiles = await listVersionFiles(runDir, "meta", /^step-(\d+)\.json$/);
+  // Which meta step produced which version, from the meta logs themselves (they name their resulting version).
+  const metaResult = new Map<number, number[]>();
+  for (const f of metaFiles) {
+    const r = await readJsonFile(root, runDir, `meta/${f.name}`);
+    const v = r.value as Record<string, unknown> | undefined;
+    const to = num(v?.resultVersion) ?? num(v?.toVersion) ?? num(v?.version) ?? num((v?.result as Record<string, unknown> | undefined)?.version);
+    if (to !== null) metaResult.set(to, [...(metaResult.get(to) ?? []), f.n]);
+  }
+  const versions: RubricEntry[] = [];
+  for (const f of files) {
+    const rel = `rubrics/${f.name}`;
+    const r = await readJsonFile(root, runDir, rel);
+    if (r.problem) {
+      problems.push(r.problem);
+      continue;
+    }
+    const v = r.value as Partial<RubricVersion>;
+    const items = validItems(v);
+    if (!items) {
+      problems.push({ file: rel, message: "not a rubric version (missing rubric.items with name/text)" });
+      continue;
+    }
+    const author = v.author && typeof v.author === "object" && typeof v.author.kind === "string" ? v.author : null;
+    const metaSteps = new Set<number>(metaResult.get(num(v.version) ?? f.n) ?? []);
+    if (author?.kind === "meta" && num(author.step) !== null) {
+      if (metaFiles.some((m) => m.n === author.step)) metaSteps.add(author.step);
+    }
+    versions.push({
+      version: num(v.version) ?? f.n,
+      parent: num(v.parent),
+      step: num(v.step),
+      author,
+      createdAt: str(v.createdAt),
+      analyses: Array.isArray(v.analyses) ? v.analyses.filter((a): a is string => typeof a === "string") : [],
+      items,
+      hasText: texts.has(f.n),
+      diff: null,
+      metaSteps: [...metaSteps].sort((a, b) => a - b),
+    });
+  }
+  const byVersion = new Map(versions.map((v) => [v.version, v]));
+  for (const v of versions) {
+    if (v.parent === null) v.diff = diffRubricItems(null, { items: v.items });
+    else {
+      const p = byVersion.get(v.parent);
+      if (p) v.diff = diffRubricItems({ items: p.items }, { items: v.items });
+      else problems.push({ file: `rubrics/v${String(v.version).padStart(4, "0")}.json`, message: `parent version ${v.parent} could not be read; no diff` });
+    }
+  }
+  return { versions, problems };
+}
+
+export async function listMeta(root: string, runDir: string): Promise<Array<{ step: number; file: string }>> {
+  return (await listVersionFiles(runDir, "meta", /^step-(\d+)\.json$/)).map((f) => ({ step: f.n, file: `meta/${f.name}` }));
+}
+
+export async function readMeta(root: string, runDir: string, step: number): Promise<{ log: unknown; problems: Problem[]; missing: boolean }> {
+  const files = await listVersionFiles(runDir, "meta", /^step-(\d+)\.json$/);
+  const f = files.find((x) => x.n === step);
+  if (!f) return { log: null, problems: [], missing: true };
+  const r = await readJsonFile(root, runDir, `meta/${f.name}`);
+  return { log: r.value ?? null, problems: r.problem ? [r.problem] : [], missing: false };
+}
+
+// ---------------------------------------------------------------- rollouts (indexed, paged)
+
+interface RolloutSummary {
+  offset: number;
+  length: number;
+  line: number;
+  step: number;
+  score: number | null;
+  version: number | null;
+  flags: string[];
+  repeated: number;
+  distinct2: number;
+}
+
+interface FileIndex {
+  ino: number;
+  size: number;
+  parsedBytes: number;
+  lines: number;
+  entries: RolloutSummary[];
+  bad: Problem[];
+}
+
+function collectFlags(r: Record<string, unknown>): string[] {
+  const out = new Set<string>();
+  const add = (xs: unknown) => Array.isArray(xs) && xs.forEach((x) => typeof x === "string" && out.add(x));
+  add(r.flags);
+  const ev = r.evaluation as Record<string, unknown> | null | undefined;
+  if (ev && typeof ev === "object") {
+    add(ev.flags);
+    if (Array.isArray(ev.items)) for (const it of ev.items) add((it as Record<string, unknown>)?.flags);
+  }
+  return [...out];
+}
+
+/** Incremental per-file index; keyed by real path. A file that shrank or was replaced is re-indexed. */
+export class RolloutIndex {
+  private files = new Map<string, FileIndex>();
+
+  async index(path: string, rel: string, stepHint: number): Promise<FileIndex> {
+    const st = await fsp.stat(path);
+    if (!st.isFile()) throw Object.assign(new Error("not a regular file"), { code: st.isDirectory() ? "EISDIR" : "ENOTFILE" });
+    let idx = this.files.get(path);
+    if (!idx || idx.ino !== st.ino || st.size < idx.size) {
+      idx = { ino: st.ino, size: 0, parsedBytes: 0, lines: 0, entries: [], bad: [] };
+      this.files.set(path, idx);
+    }
+    if (st.size === idx.size && idx.parsedBytes <= st.size) return idx;
+    const fh = await fsp.open(path, "r");
+    try {
+      const chunk = Buffer.alloc(1 << 20);
+      let pos = idx.parsedBytes;
+      let carry = Buffer.alloc(0);
+      let carryStart = pos;
+      while (pos < st.size) {
+        const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, st.size - pos), pos);
+        if (bytesRead === 0) break;
+        pos += bytesRead;
+        const buf = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : Buffer.from(chunk.subarray(0, bytesRead));
+        let start = 0;
+        let nl: number;
+        while ((nl = buf.indexOf(10, start)) !== -1) {
+          const lineBuf = buf.subarray(start, nl);
+          const offset = carryStart + start;
+          idx.lines++;
+          if (lineBuf.length > 0 && lineBuf.toString("utf8").trim() !== "") this.addLine(idx, lineBuf, offset, rel, stepHint);
+          start = nl + 1;
+        }
+        carryStart += start;
+        carry = Buffer.from(buf.subarray(start));
+      }
+      // Only whole lines count; a partial last line (a writer mid-append) is parsed once its newline arrives.
+      idx.parsedBytes = carryStart;
+      idx.size = st.size;
+    } finally {
+      await fh.close();
+    }
+    return idx;
+  }
+
+  private addLine(idx: FileIndex, lineBuf: Buffer, offset: number, rel: string, stepHint: number): void {
+    let r: Record<string, unknown>;
+    try {
+      r = JSON.parse(lineBuf.toString("utf8"));
+      if (!r || typeof r !== "object" || Array.isArray(r)) throw new Error("not an object");
+    } catch {
+      idx.bad.push({ file: rel, message: `line ${idx.lines}: invalid JSON, skipped` });
+      return;
+    }
+    const response = typeof r.response === "string" ? r.response : "";
+    const rep = repetitionStats(response);
+    const ev = r.evaluation as Record<string, unknown> | null;
+    idx.entries.push({
+      offset,
+      length: lineBuf.length,
+      line: idx.lines,
+      step: num(r.step) ?? stepHint,
+      score: num(r.score) ?? num(ev?.total),
+      version: num(r.rubricVersion) ?? num(ev?.rubricVersion),
+      flags: collectFlags(r),
+      repeated: rep.repeatedSentences,
+      distinct2: rep.distinct2,
+    });
+  }
+
+  /** Reads back full records for index entries (one positioned read each). */
+  async read(path: string, entries: RolloutSummary[]): Promise<Record<string, unknown>[]> {
+    if (entries.length === 0) return [];
+    const fh = await fsp.open(path, "r");
+    try {
+      const out: Record<string, unknown>[] = [];
+      for (const e of entries) {
+        const buf = Buffer.alloc(e.length);
+        await fh.read(buf, 0, e.length, e.offset);
+        out.push(JSON.parse(buf.toString("utf8")));
+      }
+      return out;
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+export interface RolloutQuery {
+  step?: number;
+  minScore?: number;
+  maxScore?: number;
+  version?: number;
+  flag?: string;
+  offset: number;
+  limit: number;
+}
+
+export interface RolloutPage {
+  total: number;
+  offset: number;
+  limit: number;
+  rollouts: Array<Record<string, unknown> & { _file: string; _line: number }>;
+  facets: { steps: number[]; versions: number[]; flags: string[]; scoreMin: number | null; scoreMax: number | null; count: number };
+  problems: Problem[];
+}
+
+async function rolloutFiles(runDir: string) {
+  return listVersionFiles(runDir, "rollouts", /^step-(\d+)\.jsonl$/);
+}
+
+export async function queryRollouts(root: string, runDir: string, index: RolloutIndex, q: RolloutQuery): Promise<RolloutPage> {
+  const problems: Problem[] = [];
+  const files = await rolloutFiles(runDir);
+  const steps = new Set<number>();
+  const versions = new Set<number>();
+  const flags = new Set<string>();
+  let scoreMin: number | null = null;
+  let scoreMax: number | null = null;
+  let count = 0;
+  let total = 0;
+  const page: Array<{ path: string; rel: string; entries: RolloutSummary[] }> = [];
+  const want = (e: RolloutSummary) =>
+    (q.step === undefined || e.step === q.step) &&
+    (q.minScore === undefined || (e.score !== null && e.score >= q.minScore)) &&
+    (q.maxScore === undefined || (e.score !== null && e.score <= q.maxScore)) &&
+    (q.version === undefined || e.version === q.version) &&
+    (q.flag === undefined || e.flags.includes(q.flag));
+  for (const f of files) {
+    const rel = `rollouts/${f.name}`;
+    let idx: FileIndex;
+    try {
+      const path = safeFile(root, runDir, rel);
+      if (!path) continue;
+      idx = await index.index(path, rel, f.n);
+      problems.push(...idx.bad);
+      for (const e of idx.entries) {
+        count++;
+        steps.add(e.step);
+        if (e.version !== null) versions.add(e.version);
+        e.flags.forEach((x) => flags.add(x));
+        if (e.score !== null) {
+          scoreMin = scoreMin === null ? e.score : Math.min(scoreMin, e.score);
+          scoreMax = scoreMax === null ? e.score : Math.max(scoreMax, e.score);
+        }
+      }
+      // Steps outside the filter are still counted for facets above but skipped cheaply here.
+      const matching = idx.entries.filter(want);
+      // This file's matches occupy global positions [total, total + matching.length); take the overlap with the page.
+      const from = Math.max(0, q.offset - total);
+      const end = Math.min(matching.length, q.offset + q.limit - total);
+      if (end > from) page.push({ path, rel, entries: matching.slice(from, end) });
+      total += matching.length;
+    } catch (err) {
+      problems.push({ file: rel, message: `cannot read (${errText(err)})` });
+    }
+  }
+  const rollouts: RolloutPage["rollouts"] = [];
+  for (const p of page) {
+    try {
+      const recs = await index.read(p.path, p.entries);
+      recs.forEach((r, i) => rollouts.push({ ...r, _file: p.rel, _line: p.entries[i].line }));
+    } catch (err) {
+      problems.push({ file: p.rel, message: `cannot read page (${errText(err)})` });
+    }
+  }
+  return {
+    total,
+    offset: q.offset,
+    limit: q.limit,
+    rollouts,
+    facets: { steps: [...steps].sort((a, b) => a - b), versions: [...versions].sort((a, b) => a - b), flags: [...flags].sort(), scoreMin, scoreMax, count },
+    problems,
+  };
+}
+
+/** Per-step means of rollout repetition statistics, for the signals. */
+export async function rolloutStepStats(root: string, runDir: string, index: RolloutIndex): Promise<{ repetition: StepPoint[]; distinct2: StepPoint[]; problems: Problem[] }> {
+  const problems: Problem[] = [];
+  const agg = new Map<number, { n: number; rep: number; d2: number }>();
+  for (const f of await rolloutFiles(runDir)) {
+    const rel = `rollouts/${f.name}`;
+    try {
+      const path = safeFile(root, runDir, rel);
+      if (!path) continue;
+      const idx = await index.index(path, rel, f.n);
+      for (const e of idx.entries) {
+        const a = agg.get(e.step) ?? { n: 0, rep: 0, d2: 0 };
+        a.n++;
+        a.rep += e.repeated;
+        a.d2 += e.distinct2;
+        agg.set(e.step, a);
+      }
+    } catch (err) {
+      problems.push({ file: rel, message: `cannot read (${errText(err)})` });
+    }
+  }
+  const steps = [...agg.keys()].sort((a, b) => a - b);
+  return {
+    repetition: steps.map((s) => ({ step: s, value: agg.get(s)!.rep / agg.get(s)!.n })),
+    distinct2: steps.map((s) => ({ step: s, value: agg.get(s)!.d2 / agg.get(s)!.n })),
+    problems,
+  };
+}
