@@ -1,0 +1,98 @@
+/**
+ * The sandbox's simulated judge LLMs behind the ordinary ChatModel interface. It reads the conversation the
+ * real judge code sends (default templates in prompts/rm and prompts/mrm) and dispatches on what is being
+ * asked, so the same messages work in-process and over HTTP (`mpo sim-server`, where no stage is known).
+ * Replies are plain model text; the real parsers in src/judge and src/meta read them.
+ */
+import type { ChatModel, ChatRequest, ChatResponse } from "../../llm/types.ts";
+import { juniorJudgeItem } from "./junior.ts";
+import { analyze, merge, prescreen, refine } from "./senior.ts";
+
+function between(text: string, start: RegExp, end: RegExp): string {
+  const m = start.exec(text);
+  if (!m) return "";
+  const rest = text.slice(m.index + m[0].length);
+  const e = end.exec(rest);
+  return (e ? rest.slice(0, e.index) : rest).trim();
+}
+
+function responseOf(text: string): string {
+  return between(text, /<response>\n?/, /\n?<\/response>/);
+}
+
+function promptOf(text: string): string {
+  return between(text, /## Prompt\n/, /\n## /);
+}
+
+function juniorNormalized(text: string): number | null {
+  const m = /normalized\s+([01](?:\.\d+)?)/i.exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+function rubricItems(text: string): string[] {
+  return [...text.matchAll(/<item\b[^>]*>([\s\S]*?)(?:<\/item>|(?=<item\b)|$)/gi)].map((m) => m[1].trim()).filter(Boolean);
+}
+
+const estimateTokens = (s: string) => Math.max(1, Math.ceil(s.length / 4));
+
+export class SimulatedJudgeModel implements ChatModel {
+  readonly id: string;
+  constructor(
+    readonly role: "junior" | "senior" | "both" = "both",
+    readonly seed = 0,
+  ) {
+    this.id = `sim:${role}`;
+  }
+
+  async chat(req: ChatRequest): Promise<ChatResponse> {
+    const text = this.reply(req.messages);
+    const promptTokens = req.messages.reduce((s, m) => s + estimateTokens(m.content), 0);
+    return { text, promptTokens, completionTokens: estimateTokens(text), finishReason: "stop" };
+  }
+
+  reply(messages: ChatRequest["messages"]): string {
+    const users = messages.filter((m) => m.role === "user");
+    const last = users[users.length - 1]?.content ?? "";
+    const first = users[0]?.content ?? "";
+
+    // Junior, per-item mode: rationale turn, then score turn.
+    const itemTurn = /Rubric item \d+ of \d+: (.+?) \(scored from (-?\d+) to (-?\d+)\)\n\n([\s\S]*?)\n\nIn exactly one sentence/;
+    if (/integer score/i.test(last)) {
+      const itemMsg = [...users].reverse().find((m) => itemTurn.test(m.content));
+      const m = itemMsg && itemTurn.exec(itemMsg.content);
+      if (!m) return "3";
+      const v = juniorJudgeItem({ name: m[1], min: Number(m[2]), max: Number(m[3]), text: m[4] }, promptOf(first), responseOf(first), this.seed);
+      return String(v.score);
+    }
+    const it = itemTurn.exec(last);
+    if (it) return juniorJudgeItem({ name: it[1], min: Number(it[2]), max: Number(it[3]), text: it[4] }, promptOf(first), responseOf(first), this.seed).rationale;
+
+    // Junior, single-call mode.
+    if (/Reply with one JSON object/i.test(last)) {
+      const rubric = between(last, /## Rubric\n/, /\n\nReply with one JSON object/);
+      const items = [...rubric.matchAll(/### \d+\. (.+?) \(integer score from (-?\d+) to (-?\d+)\)\n([\s\S]*?)(?=\n\n### \d+\. |$)/g)];
+      const out = items.map((m) => {
+        const v = juniorJudgeItem({ name: m[1], min: Number(m[2]), max: Number(m[3]), text: m[4] }, promptOf(last), responseOf(last), this.seed);
+        return { name: m[1], rationale: v.rationale, score: v.score };
+      });
+      return JSON.stringify({ items: out });
+    }
+
+    // Senior stages.
+    if (/sound or flawed/i.test(last)) return prescreen({ prompt: promptOf(last), response: responseOf(last), rubric: between(last, /## Rubric used\n/, /\n## /), juniorNormalized: juniorNormalized(last) });
+    const auditMsg = users.find((m) => /Audit one junior evaluation/i.test(m.content));
+    if (auditMsg) {
+      const rubric = between(auditMsg.content, /## Current rubric\n/, /\n## Junior evaluation/);
+      const input = { prompt: promptOf(auditMsg.content), response: responseOf(auditMsg.content), rubric, juniorNormalized: juniorNormalized(auditMsg.content) };
+      const a = analyze(input);
+      if (/improved rubric/i.test(last)) return refine(rubric, a.missing, rubricItems(rubric));
+      return a.text;
+    }
+    if (/Merge them into one coherent rubric/i.test(last)) {
+      const block = between(last, /## Proposed rubrics\n/, /\nRules:/);
+      const proposals = block.split(/<\/rubric>/i).map(rubricItems).filter((x) => x.length > 0);
+      return merge(proposals);
+    }
+    return "I am a simulated judge for the mpo sandbox and can only answer its rubric-grading prompts.";
+  }
+}
