@@ -58,37 +58,43 @@ export function constraintFields(server: ServerKind, constraint: OutputConstrain
   if (!constraint) return {};
   switch (server) {
     case "vllm":
-      // vLLM ≥ 0.12: ChatCompletionRequest.structured_outputs (vllm/entrypoints/openai/chat_completion/protocol.py)
-      // of type StructuredOutputsParams {json, regex, choice, grammar, json_object, ...}, exactly one set
-      // (vllm/sampling_params.py). The old guided_json/guided_regex/guided_choice fields were removed in
-      // v0.12.0 and are silently ignored — never send them.
+      // vLLM ≥ 0.12: ChatCompletionRequest.structured_outputs (vllm-project/vllm
+      // vllm/entrypoints/openai/chat_completion/protocol.py @002032ee) of type StructuredOutputsParams
+      // {json: str|dict, regex: str, choice: list[str], grammar, json_object, ...}, exactly one set
+      // (vllm/sampling_params.py). That request model has no guided_* fields any more: the old
+      // guided_json/guided_regex/guided_choice were removed in v0.12.0 and are silently ignored — never send them.
       if (constraint.kind === "regex") return { structured_outputs: { regex: constraint.pattern } };
       if (constraint.kind === "choice") return { structured_outputs: { choice: constraint.options } };
       return { structured_outputs: { json: constraint.schema } };
     case "sglang":
-      // SGLang ChatCompletionRequest (python/sglang/srt/entrypoints/openai/protocol.py): top-level `regex`
-      // (and `ebnf`), plus OpenAI `response_format` {type: "json_schema", json_schema: {name, schema}}.
-      // No choice field: send an escaped alternation as regex.
+      // SGLang ChatCompletionRequest (sgl-project/sglang python/sglang/srt/entrypoints/openai/protocol.py
+      // @004c82e0): top-level `regex: Optional[str]` and `ebnf`, and `response_format: ResponseFormat`
+      // {type: "json_schema", json_schema: JsonSchemaResponseFormat{name (required), schema, strict}}.
+      // strict is left unset on purpose: strict=false may run unconstrained there. No choice field:
+      // send an escaped alternation as regex.
       if (constraint.kind === "regex") return { regex: constraint.pattern };
       if (constraint.kind === "choice") return { regex: choiceToRegex(constraint.options) };
       return { response_format: jsonSchemaResponseFormat(constraint) };
     case "llamacpp": {
-      // llama.cpp server (tools/server/server-common.cpp, oaicompat_chat_params_parse): top-level
-      // `json_schema` (a schema object) or `grammar` (GBNF text), not both. Its response_format handling
-      // only reads json_schema.schema, so the top-level field is the unambiguous choice.
+      // llama.cpp server (ggml-org/llama.cpp tools/server/server-common.cpp @006639c3,
+      // oaicompat_chat_params_parse): top-level `json_schema` (a schema object) or `grammar` (GBNF text),
+      // "Cannot use both json_schema and grammar"; a response_format, if sent, would override json_schema.
+      // GBNF escapes follow src/llama-grammar.cpp parse_char (see ./gbnf.ts).
       if (constraint.kind === "json") return { json_schema: constraint.schema };
       const grammar =
         constraint.kind === "choice" ? choiceToGbnf(constraint.options) : regexToGbnf(constraint.pattern);
       return grammar === undefined ? {} : { grammar };
     }
     case "ollama":
-      // Ollama's OpenAI layer (openai/openai.go, fromChatRequest) maps response_format json_schema →
-      // native `format` (the schema); it has no regex/grammar constraint.
+      // Ollama's OpenAI layer (ollama/ollama openai/openai.go @00988753, FromChatRequest) maps
+      // response_format {type: "json_schema", json_schema: {schema}} → native `format` (the schema) and
+      // "json_object" → format "json"; it has no regex/grammar/choice constraint.
       if (constraint.kind === "json") return { response_format: jsonSchemaResponseFormat(constraint) };
       return {};
     case "openai":
-      // OpenAI structured outputs: response_format json_schema {name ≤ 64 [A-Za-z0-9_-], schema, strict}.
-      // No regex/choice constraint exists there.
+      // OpenAI structured outputs: response_format {type: "json_schema", json_schema: {name, schema, strict}}
+      // (openai npm resources/shared.d.ts ResponseFormatJSONSchema.JSONSchema: name "a-z, A-Z, 0-9,
+      // underscores and dashes, maximum length of 64"). No regex/choice constraint exists there.
       if (constraint.kind === "json")
         return { response_format: jsonSchemaResponseFormat(constraint, isStrictCompatible(constraint.schema)) };
       return {};

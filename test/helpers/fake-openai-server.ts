@@ -110,6 +110,12 @@ export async function startFakeOpenAI(opts: { reply?: FakeReplyFn } = {}): Promi
     const headers: Record<string, string> = {};
     if (reply.retryAfter !== undefined) headers["retry-after"] = String(reply.retryAfter);
     if (reply.retryAfterMs !== undefined) headers["retry-after-ms"] = String(reply.retryAfterMs);
+    if (typeof reply.body === "string") {
+      // e.g. an HTML error page from a proxy in front of the model server
+      res.writeHead(reply.status, { "content-type": "text/html", ...headers });
+      res.end(reply.body);
+      return;
+    }
     const body = reply.body ?? { error: { message: `fake server error ${reply.status}`, type: "fake_error", code: reply.status } };
     return sendJson(res, reply.status, body, headers);
   }
