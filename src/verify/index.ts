@@ -1,0 +1,5 @@
+/** Rule verifiers: boxed-answer extraction, MATH answer equivalence, ethics verdict tags, length checks. */
+export { allBoxed, balancedGroup, lastBoxed } from "./boxed.ts";
+export { mathAnswersEqual, normalizeMathAnswer, numericValue } from "./math-equiv.ts";
+export { extractVerdict, type Verdict } from "./verdict.ts";
+export { isTooShort, wordCount } from "./reasoning.ts";
