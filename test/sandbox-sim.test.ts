@@ -100,3 +100,45 @@ describe("oracle", () => {
     expect(o.score("libraries", titleOnly).score).toBeLessThan(0.6);
   });
 });
+
+describe("mpo sim-server over real HTTP", () => {
+  it("drives the real judge client, RubricJudge and a meta step whose new items the junior then reads", async () => {
+    const { startSimServer } = await import("../src/sandbox/sim-server.ts");
+    const { createChatModel } = await import("../src/llm/openai-client.ts");
+    const { RubricJudge } = await import("../src/judge/rubric-judge.ts");
+    const { metaStep } = await import("../src/meta/meta-step.ts");
+    const { RubricStore } = await import("../src/rubric/store.ts");
+    const { parseRubricText } = await import("../src/rubric/format.ts");
+    const { mkdtempSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { app, url } = await startSimServer();
+    try {
+      const model = createChatModel({ baseURL: url, model: "sim", server: "generic" });
+      const dir = mkdtempSync(join(tmpdir(), "mpo-sim-"));
+      const store = RubricStore.open(dir);
+      const v0 = store.initialize(parseRubricText("<rubric><item>Discourse: how well the writing flows. Score from 0 to 5.</item></rubric>"));
+      const judge = new RubricJudge({ model });
+      const responses = [filler, repeated, offTopic, titleOnly, good];
+      const rollouts = [];
+      for (const [i, response] of responses.entries()) {
+        const evaluation = await judge.score({ taskDescription: "Essay writing", prompt, response }, v0);
+        rollouts.push({ id: `r${i}`, taskDescription: "Essay writing", prompt, response, evaluation });
+      }
+      const fillerBefore = rollouts[0].evaluation.normalized;
+      expect(fillerBefore).toBeGreaterThan(rollouts[4].evaluation.normalized); // the weak rubric's blind spot
+      const r = await metaStep({ model, rollouts, store, step: 1, runDir: dir, rng: new Rng(0), samples: 5 });
+      expect(r.ok).toBe(true);
+      const v1 = store.latest()!;
+      expect(v1.version).toBe(1);
+      expect(v1.rubric.items.length).toBeGreaterThan(1);
+      for (const item of v1.rubric.items) expect(item.max).toBeGreaterThan(item.min);
+      const after = await judge.score({ taskDescription: "Essay writing", prompt, response: filler }, v1);
+      const goodAfter = await judge.score({ taskDescription: "Essay writing", prompt, response: good }, v1);
+      expect(goodAfter.normalized).toBeGreaterThan(after.normalized);
+      expect(after.flags).toEqual([]);
+    } finally {
+      await app.close();
+    }
+  });
+});
