@@ -12,3 +12,5 @@ export * from "./llm/index.ts";
 export * from "./rubric/format.ts";
 export * from "./rubric/store.ts";
 export * from "./rubric/guidelines.ts";
+export * from "./rubric/diff.ts";
+export * from "./verify/index.ts";
