@@ -75,6 +75,12 @@ describe("chat success and usage", () => {
     expect(m.meter.snapshot().other).toMatchObject({ calls: 1, estimatedCalls: 1 });
   });
 
+  it("passes the server's separate reasoning text and finish reason through", async () => {
+    const s = await fake(() => ({ text: "4", reasoning: "2+2 is 4", finishReason: "length" }));
+    const r = await model(s).chat({ messages: user("2+2?") });
+    expect(r).toMatchObject({ text: "4", reasoning: "2+2 is 4", finishReason: "length" });
+  });
+
   it("sends default sampling params and lets the request override them", async () => {
     const s = await fake();
     const m = model(s, { defaultParams: { temperature: 0.7, maxTokens: 64, topP: 0.9, seed: 3 } });
@@ -179,6 +185,15 @@ describe("retries and failures", () => {
     const err = await failure(m.chat({ messages: user("x"), stage: "rm" }));
     expect(err).toMatchObject({ kind: "connection", tries: 2, endpoint: url });
     expect(err.message).toBe(`judge server ${url} (model m) unreachable after 2 tries: ECONNREFUSED`);
+  });
+
+  it("does not retry a port that fetch refuses to use", async () => {
+    const { waits, sleep } = recordingSleep();
+    const m = createChatModel({ baseURL: "http://127.0.0.1:6000/v1", model: "m" }, { sleep });
+    const err = await failure(m.chat({ messages: user("x") }));
+    expect(err).toMatchObject({ kind: "connection", tries: 1 });
+    expect(err.message).toMatch(/blocked-port list/);
+    expect(waits).toEqual([]);
   });
 
   it("retries a malformed 200 body and succeeds", async () => {

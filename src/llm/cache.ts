@@ -31,6 +31,7 @@ export interface CachedReply {
   completionTokens: number;
   finishReason?: string;
   usageEstimated?: boolean;
+  reasoning?: string;
 }
 
 /** JSON with object keys sorted, so logically equal requests hash equally. */

@@ -155,7 +155,13 @@ interface Failure {
 class BadResponse extends Error {}
 
 /** Extracts text/usage from a parsed chat.completion, or throws BadResponse saying what is missing. */
-export function readCompletion(body: unknown): { text: string; finishReason?: string; promptTokens?: number; completionTokens?: number } {
+export function readCompletion(body: unknown): {
+  text: string;
+  finishReason?: string;
+  promptTokens?: number;
+  completionTokens?: number;
+  reasoning?: string;
+} {
   if (body === null || typeof body !== "object") {
     throw new BadResponse(`reply is not a JSON object (got ${typeof body === "string" ? JSON.stringify(body.slice(0, 80)) : String(body)})`);
   }
@@ -168,7 +174,9 @@ export function readCompletion(body: unknown): { text: string; finishReason?: st
   if (!choice || typeof choice !== "object" || !choice.message || typeof choice.message !== "object") {
     throw new BadResponse("reply choice has no message");
   }
-  const content = (choice.message as { content?: unknown }).content;
+  const msg = choice.message as { content?: unknown; reasoning?: unknown; reasoning_content?: unknown };
+  const content = msg.content;
+  const reasoning = typeof msg.reasoning === "string" ? msg.reasoning : typeof msg.reasoning_content === "string" ? msg.reasoning_content : undefined;
   if (content !== null && content !== undefined && typeof content !== "string") {
     throw new BadResponse(`reply message content is ${typeof content}, not text`);
   }
@@ -179,6 +187,7 @@ export function readCompletion(body: unknown): { text: string; finishReason?: st
     finishReason: typeof choice.finish_reason === "string" ? choice.finish_reason : undefined,
     promptTokens: num(u.prompt_tokens),
     completionTokens: num(u.completion_tokens),
+    ...(reasoning !== undefined ? { reasoning } : {}),
   };
 }
 
@@ -362,6 +371,7 @@ export class OpenAIChatModel implements ChatModel {
     }, timeoutMs);
     const onUserAbort = () => ctl.abort(req.signal!.reason);
     req.signal?.addEventListener("abort", onUserAbort, { once: true });
+    if (req.signal?.aborted) onUserAbort(); // aborted between taking the slot and listening
     const ctx: { errorBody?: string } = {};
     try {
       const raw: unknown = await tryContext.run(ctx, () =>
@@ -379,6 +389,7 @@ export class OpenAIChatModel implements ChatModel {
         completionTokens: parsed.completionTokens ?? estimateTokens(parsed.text),
         ...(parsed.finishReason !== undefined ? { finishReason: parsed.finishReason } : {}),
         ...(estimated ? { usageEstimated: true } : {}),
+        ...(parsed.reasoning !== undefined ? { reasoning: parsed.reasoning } : {}),
       };
       return { reply };
     } catch (err) {
@@ -397,7 +408,14 @@ export class OpenAIChatModel implements ChatModel {
     }
     if (err instanceof BadResponse) return { kind: "bad-response", retryable: true, detail: err.message, cause: err };
     if (err instanceof APIUserAbortError) return { kind: "aborted", retryable: false, detail: "cancelled", cause: err };
-    if (err instanceof APIConnectionError) return { kind: "connection", retryable: true, detail: networkDetail(err), cause: err };
+    if (err instanceof APIConnectionError) {
+      const detail = networkDetail(err);
+      // fetch refuses "bad ports" (e.g. 1, 9, 6000) outright; retrying cannot help.
+      if (detail === "bad port") {
+        return { kind: "connection", retryable: false, detail: "the port is on fetch's blocked-port list; serve the model on another port", cause: err };
+      }
+      return { kind: "connection", retryable: true, detail, cause: err };
+    }
     if (err instanceof APIError && typeof err.status === "number") {
       const status = err.status;
       const serverMsg = apiErrorMessage(err, ctx.errorBody);

@@ -44,6 +44,8 @@ export interface ChatResponse {
   cached?: boolean;
   /** True when the server sent no `usage` and the token counts are estimates (≈ chars/4). */
   usageEstimated?: boolean;
+  /** The model's separate reasoning text, when the server returns one (vLLM/Ollama `reasoning`, SGLang `reasoning_content`). */
+  reasoning?: string;
   /** How many HTTP tries the call took (1 = first try succeeded; 0 = cache hit or in-process model). */
   tries?: number;
 }

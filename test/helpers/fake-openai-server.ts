@@ -15,6 +15,8 @@ export type FakeReply =
       text: string;
       usage?: { prompt_tokens: number; completion_tokens: number } | null;
       finishReason?: string;
+      /** Sent as message.reasoning (vLLM/Ollama style). */
+      reasoning?: string;
     }
   | { status: number; retryAfter?: number | string; retryAfterMs?: number; body?: unknown }
   | { delayMs: number; then?: FakeReply }
@@ -51,7 +53,14 @@ function sendJson(res: ServerResponse, status: number, value: unknown, headers: 
   res.end(text);
 }
 
-function completion(model: string, text: string, usage: { prompt_tokens: number; completion_tokens: number } | null, finishReason: string, messages: { content: string }[]) {
+function completion(
+  model: string,
+  text: string,
+  usage: { prompt_tokens: number; completion_tokens: number } | null | undefined,
+  finishReason: string,
+  messages: { content: string }[],
+  reasoning?: string,
+) {
   const u = usage === null ? undefined : usage ?? {
     prompt_tokens: Math.ceil(messages.map((m) => m.content ?? "").join("\n").length / 4),
     completion_tokens: Math.ceil(text.length / 4),
@@ -61,7 +70,14 @@ function completion(model: string, text: string, usage: { prompt_tokens: number;
     object: "chat.completion",
     created: Math.floor(Date.now() / 1000),
     model,
-    choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: finishReason, logprobs: null }],
+    choices: [
+      {
+        index: 0,
+        message: { role: "assistant", content: text, ...(reasoning !== undefined ? { reasoning } : {}) },
+        finish_reason: finishReason,
+        logprobs: null,
+      },
+    ],
     ...(u ? { usage: { ...u, total_tokens: u.prompt_tokens + u.completion_tokens } } : {}),
   };
 }
@@ -87,8 +103,10 @@ export async function startFakeOpenAI(opts: { reply?: FakeReplyFn } = {}): Promi
 
   async function answer(res: ServerResponse, reply: FakeReply, model: string, messages: { content: string }[]): Promise<void> {
     if (closed || res.destroyed) return;
-    if (typeof reply === "string") return sendJson(res, 200, completion(model, reply, undefined as never, "stop", messages));
-    if ("text" in reply) return sendJson(res, 200, completion(model, reply.text, reply.usage === undefined ? (undefined as never) : reply.usage, reply.finishReason ?? "stop", messages));
+    if (typeof reply === "string") return sendJson(res, 200, completion(model, reply, undefined, "stop", messages));
+    if ("text" in reply) {
+      return sendJson(res, 200, completion(model, reply.text, reply.usage, reply.finishReason ?? "stop", messages, reply.reasoning));
+    }
     if ("delayMs" in reply) {
       await wait(reply.delayMs);
       return answer(res, reply.then ?? "ok", model, messages);
