@@ -31,6 +31,14 @@ export interface TaskDefinition {
   reward: TaskRewardSpec;
   /** Evaluations that make sense for this task. */
   evaluations: Array<"elo" | "rouge" | "accuracy" | "oracle">;
+  /**
+   * How `mpo eval accuracy` checks an answer (absent: the task has no checkable answer): "boxed" = last
+   * \boxed{} vs gold with MATH equivalence, "verdict" = last <verdict> tag vs gold label. `goldField` is
+   * the gold field name in prediction/gold files.
+   */
+  accuracy?: { checker: "boxed" | "verdict"; goldField: string };
+  /** Where the prompt templates were read from (for provenance). */
+  templates?: { user: string; system?: string };
 }
 
 export type TaskRewardSpec =

@@ -1,0 +1,215 @@
+/**
+ * A task described as data: where its records come from, which record fields feed which template
+ * placeholders, the prompt template files, the reward recipe and the evaluations. `buildTask(spec)` turns
+ * it into a TaskDefinition. The built-in tasks (essay, summarization, ethics, math) are specs like this,
+ * and a user task from a YAML file (./config.ts) becomes one too — so nothing else in the code needs to
+ * know which task it is running.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { isAbsolute, join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { ChatMessage } from "../llm/types.ts";
+import { UserError } from "../util/errors.ts";
+import { loadTemplates, renderTemplate, type Templates } from "../judge/templates.ts";
+import { readTable, requireText, optionalText, getField, type Row } from "../data/files.ts";
+import { hfDataset } from "../data/hf.ts";
+import type { Split, TaskDefinition, TaskRecord, TaskRewardSpec } from "./types.ts";
+
+/** Repository root (for built-in prompt files and the default shared data directory). */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** Where a split's rows come from: a local file (relative paths resolve against the data dir) or a Hub dataset. */
+export type DataSource =
+  | { path: string }
+  | { hf: string; split: string; files?: string[] };
+
+export interface FieldMapping {
+  /** Record id field; missing → `<task>-<split>-<row index>`. */
+  id?: string;
+  /** Template placeholder → field path (dotted). These fields are required unless listed in `optional`. */
+  vars: Record<string, string>;
+  /** Placeholders whose field may be missing or empty (templates should wrap them in {{#name}}…{{/name}}). */
+  optional?: string[];
+  reference?: string;
+  label?: string;
+  /** Field used as TaskRecord.group as is (math computes its groups instead). */
+  group?: string;
+  /** Extra fields copied to TaskRecord.meta. */
+  meta?: string[];
+}
+
+export interface TemplateRef {
+  /** Built-in template name under prompts/ (e.g. "tasks/essay/user.md") or a file path. */
+  user: string;
+  system?: string;
+}
+
+export interface TaskSpec {
+  name: string;
+  description: string;
+  data: Partial<Record<Split, DataSource>>;
+  fields: FieldMapping;
+  templates: TemplateRef;
+  /** Constant template values (e.g. max_words). */
+  constants?: Record<string, string | number>;
+  reward: TaskRewardSpec;
+  evaluations: TaskDefinition["evaluations"];
+  accuracy?: TaskDefinition["accuracy"];
+  /** Code hook for module tasks (math clustering); config tasks have none. */
+  postprocess?: (records: TaskRecord[], split: Split, ctx: LoadContext) => Promise<TaskRecord[]>;
+  /** Where the spec came from (config file path or "built-in"), for messages. */
+  source?: string;
+}
+
+export interface TaskOptions {
+  /** Base directory for relative data paths (default $MPO_DATA_DIR, else <repo>/../shared/data). */
+  dataDir?: string;
+  /** Replace a split's source with a local file (JSONL/JSON/CSV/Parquet). */
+  data?: Partial<Record<Split, string>>;
+  /** Override field mappings (placeholder → field path), e.g. { action: "action_description" }. */
+  fields?: Record<string, string>;
+  /** Directory overriding prompt templates (same relative names as prompts/). */
+  promptsDir?: string;
+  /** Dataset download cache (Hub datasets) and derived caches (math clusters). */
+  cacheDir?: string;
+  /** Hub URL override (tests). */
+  hubUrl?: string;
+  /** Math: clusters per domain (default 3) and the clustering seed (default 0). */
+  clusters?: number;
+  clusterSeed?: number;
+}
+
+export interface LoadContext {
+  spec: TaskSpec;
+  options: TaskOptions;
+  dataDir: string;
+  /** Loads another split's records without postprocessing (math fits clusters on train). */
+  loadRaw(split: Split): Promise<TaskRecord[]>;
+  /** The file a split was read from, when local (for cache fingerprints). */
+  sourceFile(split: Split): string | null;
+}
+
+export function defaultDataDir(): string {
+  return process.env.MPO_DATA_DIR || resolve(REPO_ROOT, "..", "shared", "data");
+}
+
+/** Reads a template by built-in name or path; relative paths resolve against `baseDir` first. */
+export function resolveTemplateText(ref: string, templates: Templates, baseDir?: string): { text: string; source: string } {
+  const candidates = [isAbsolute(ref) ? ref : null, baseDir ? join(baseDir, ref) : null].filter((x): x is string => !!x);
+  for (const c of candidates) if (existsSync(c)) return { text: readFileText(c), source: c };
+  if (templates.has(ref)) return { text: templates.raw(ref), source: templates.sources.get(ref) ?? ref };
+  throw new UserError(`prompt template not found: ${ref}${baseDir ? ` (looked in ${baseDir} and the built-in prompts/)` : ""}`);
+}
+
+function readFileText(p: string): string {
+  return readFileSync(p, "utf8");
+}
+
+function render(text: string, values: Record<string, string | number>, source: string): string {
+  return renderTemplate(text, values, source).replace(/\n{3,}/g, "\n\n").trim();
+}
+
+export function buildTask(spec: TaskSpec, options: TaskOptions = {}, baseDir?: string): TaskDefinition {
+  const templates = loadTemplates(options.promptsDir);
+  const user = resolveTemplateText(spec.templates.user, templates, baseDir);
+  const system = spec.templates.system ? resolveTemplateText(spec.templates.system, templates, baseDir) : null;
+  const vars = { ...spec.fields.vars, ...(options.fields ?? {}) };
+  const optional = new Set(spec.fields.optional ?? []);
+  const dataDir = options.dataDir ?? defaultDataDir();
+
+  const sourceFileIn = (split: Split, dir: string): string | null => {
+    const override = options.data?.[split];
+    if (override) return resolve(override);
+    const src = spec.data[split];
+    if (src && "path" in src) return isAbsolute(src.path) ? src.path : join(baseDir && !spec.source?.startsWith("built-in") ? baseDir : dir, src.path);
+    return null;
+  };
+  const sourceFile = (split: Split) => sourceFileIn(split, dataDir);
+
+  const readRows = async (split: Split, limit: number | undefined, dir: string): Promise<{ rows: Row[]; file: string }> => {
+    const file = sourceFileIn(split, dir);
+    if (file) {
+      if (!existsSync(file)) {
+        const override = options.data?.[split];
+        throw new UserError(
+          `task '${spec.name}': ${split} data not found at ${file}` +
+            (override ? "" : ` — pass a local file (e.g. --data ${split}=PATH) or set MPO_DATA_DIR to the folder holding ${spec.data[split] && "path" in spec.data[split]! ? (spec.data[split] as { path: string }).path : "it"}`),
+        );
+      }
+      return { rows: await readTable(file, { limit }), file };
+    }
+    const src = spec.data[split];
+    if (!src) throw new UserError(`task '${spec.name}' has no '${split}' split (it has: ${Object.keys(spec.data).join(", ") || "none"}); pass a file for it`);
+    if ("hf" in src) {
+      const rows = await hfDataset(src.hf, src.split, { cacheDir: options.cacheDir, hubUrl: options.hubUrl, files: src.files, limit });
+      return { rows, file: `hf:${src.hf}/${src.split}` };
+    }
+    throw new UserError(`task '${spec.name}': invalid data source for '${split}'`);
+  };
+
+  const toRecord = (row: Row, i: number, split: Split, file: string): TaskRecord => {
+    const where = { file, row: i + 1 };
+    const values: Record<string, string | number> = { ...(spec.constants ?? {}) };
+    for (const [name, field] of Object.entries(vars)) {
+      if (optional.has(name)) values[name] = optionalText(row, field) ?? "";
+      else values[name] = requireText(row, field, where);
+    }
+    const id = spec.fields.id ? optionalText(row, spec.fields.id) : undefined;
+    const record: TaskRecord = {
+      id: id ?? `${spec.name}-${split}-${i}`,
+      prompt: render(user.text, values, user.source),
+    };
+    if (spec.fields.reference) record.reference = requireText(row, spec.fields.reference, where);
+    if (spec.fields.label) {
+      const l = getField(row, spec.fields.label);
+      if (l !== undefined && l !== null) record.label = String(l);
+    }
+    if (spec.fields.group) record.group = optionalText(row, spec.fields.group);
+    const meta: Record<string, unknown> = { vars: Object.fromEntries(Object.keys(vars).map((k) => [k, values[k]])) };
+    for (const m of spec.fields.meta ?? []) meta[m] = getField(row, m);
+    record.meta = meta;
+    return record;
+  };
+
+  // Whole splits are memoized per data dir: math reads train to fit/fingerprint its clusters on every load.
+  const memo = new Map<string, Promise<TaskRecord[]>>();
+  const loadRaw = async (split: Split, limit?: number, dir = dataDir): Promise<TaskRecord[]> => {
+    const read = async () => {
+      const { rows, file } = await readRows(split, limit, dir);
+      return rows.map((r, i) => toRecord(r, i, split, file));
+    };
+    if (limit !== undefined) return read();
+    const key = `${split}\u0000${dir}`;
+    let p = memo.get(key);
+    if (!p) {
+      p = read();
+      memo.set(key, p);
+      p.catch(() => memo.delete(key));
+    }
+    return (await p).map((r) => ({ ...r }));
+  };
+
+  const ctx: LoadContext = { spec, options, dataDir, loadRaw: (s) => loadRaw(s), sourceFile };
+
+  return {
+    name: spec.name,
+    description: spec.description,
+    async load(split, opts) {
+      const dir = opts?.dataDir ?? dataDir;
+      const local: LoadContext = { ...ctx, dataDir: dir, loadRaw: (s) => loadRaw(s, undefined, dir), sourceFile: (s) => sourceFileIn(s, dir) };
+      // Postprocessing (e.g. clustering) needs the whole split, so the limit applies afterwards.
+      const records = spec.postprocess ? await spec.postprocess(await loadRaw(split, undefined, dir), split, local) : await loadRaw(split, opts?.limit, dir);
+      return opts?.limit !== undefined ? records.slice(0, opts.limit) : records;
+    },
+    buildMessages(record: TaskRecord): ChatMessage[] {
+      const messages: ChatMessage[] = [];
+      if (system) messages.push({ role: "system", content: render(system.text, { ...(spec.constants ?? {}) }, system.source) });
+      messages.push({ role: "user", content: record.prompt });
+      return messages;
+    },
+    reward: spec.reward,
+    evaluations: spec.evaluations,
+    ...(spec.accuracy ? { accuracy: spec.accuracy } : {}),
+    templates: { user: user.source, ...(system ? { system: system.source } : {}) },
+  };
+}

@@ -1,0 +1,24 @@
+/**
+ * Summarization (paper task 2): a US congressional bill → a concise, faithful summary of at most 400
+ * words; rubric RM + MRM; evaluated by Elo and ROUGE against the human summary. Data: BillSum
+ * (`text`, `summary`, `title`) from a local JSONL/Parquet file or the Hub dataset FiscalNote/billsum
+ * (downloaded once into the cache; splits train / test / ca_test).
+ */
+import { join } from "node:path";
+import type { TaskSpec } from "./spec.ts";
+import { REPO_ROOT } from "./spec.ts";
+
+export const summarizationSpec: TaskSpec = {
+  name: "summarization",
+  description: "Summarization: the policy summarizes a US congressional bill in at most 400 words, concisely and faithfully.",
+  data: {
+    train: { hf: "FiscalNote/billsum", split: "train" },
+    test: { hf: "FiscalNote/billsum", split: "test" },
+  },
+  fields: { vars: { text: "text", title: "title" }, optional: ["title"], reference: "summary", meta: ["title"] },
+  templates: { system: "tasks/summarization/system.md", user: "tasks/summarization/user.md" },
+  constants: { max_words: 400 },
+  reward: { kind: "rubric", initialRubric: join(REPO_ROOT, "prompts/tasks/summarization/initial-rubric.txt") },
+  evaluations: ["elo", "rouge"],
+  source: "built-in",
+};
