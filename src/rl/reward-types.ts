@@ -43,4 +43,12 @@ export interface RewardFunction {
   metaStep?(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number }): Promise<MetaOutcome>;
   /** LLM usage since the last call, by stage (reset on read). */
   takeUsage?(): UsageByStage;
+  /**
+   * Resume support (optional). `saveState()` goes into each trainer checkpoint; `restoreState(s)` is called
+   * when a run resumes from that checkpoint and must bring the reward back to exactly that point — e.g.
+   * roll back rubric versions a meta step created after the checkpoint, so the resumed run neither skips
+   * nor duplicates a version.
+   */
+  saveState?(): unknown;
+  restoreState?(state: unknown): Promise<void> | void;
 }

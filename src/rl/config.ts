@@ -1,0 +1,128 @@
+/**
+ * The trainer's configuration: one zod schema, every default in one place (the paper's PPO run where it
+ * applies), validated before anything starts so a typo fails with the field named instead of an hour in.
+ * `mpo train --config FILE` reads this shape (YAML/JSON); every flag of the CLI maps onto one key.
+ * The resolved object (defaults filled in) is written to RUN/config.json.
+ */
+import { z } from "zod";
+import { llmEndpointSchema } from "../llm/config.ts";
+
+const positiveInt = z.number().int().min(1);
+
+/** Architecture of a freshly initialized policy (when no --policy checkpoint is given). */
+export const policyInitSchema = z
+  .object({
+    hiddenSize: positiveInt.default(32),
+    numLayers: positiveInt.default(2),
+    numHeads: positiveInt.default(2),
+    intermediateSize: positiveInt.default(64),
+    maxPositions: positiveInt.default(64),
+    tieEmbeddings: z.boolean().default(true),
+  })
+  .strict();
+
+export const rewardSchema = z.discriminatedUnion("kind", [
+  /** Fraction of response words equal to the target word (built-in task). */
+  z.object({ kind: z.literal("keyword"), word: z.string().min(1).optional() }).strict(),
+  z.object({ kind: z.literal("length"), min: z.number().int().min(0), max: z.number().int().min(1) }).strict(),
+  /** Rule judge with a rubric in the run dir and a rule-based meta step (offline MPO). */
+  z.object({ kind: z.literal("rule-rubric"), word: z.string().min(1).optional(), maxAvoid: positiveInt.default(8) }).strict(),
+  /** The paper's setup: LLM junior judge (RM) over a rubric, LLM senior judge (MRM) for meta steps. */
+  z
+    .object({
+      kind: z.literal("judge"),
+      rm: llmEndpointSchema,
+      /** Senior judge; default: the same endpoint as rm. */
+      mrm: llmEndpointSchema.optional(),
+      /** Initial rubric: a file (.txt <rubric> form or .json) or a built-in name under prompts/. */
+      rubric: z.string().min(1),
+      mode: z.enum(["per-item", "single-call"]).default("per-item"),
+      metaSamples: positiveInt.default(20),
+      prescreen: z.boolean().default(false),
+      concurrency: positiveInt.default(16),
+    })
+    .strict(),
+]);
+export type RewardConfig = z.output<typeof rewardSchema>;
+
+export const trainConfigSchema = z
+  .object({
+    algo: z.enum(["ppo", "grpo", "rloo"]).default("ppo"),
+    /** A built-in task ("say-word") or a registered task name. */
+    task: z.string().min(1).default("say-word"),
+    dataDir: z.string().optional(),
+    /** Limit the number of training records (0 = all). */
+    limit: z.number().int().min(0).default(0),
+    /** Policy checkpoint directory (config.json, model.safetensors, tokenizer.json); absent → fresh init. */
+    policy: z.string().optional(),
+    init: policyInitSchema.default(policyInitSchema.parse({})),
+    /** PPO critic: a separate value model initialized from the policy (the paper) or a head on the policy. */
+    critic: z.enum(["separate", "shared"]).default("separate"),
+    reward: rewardSchema.default({ kind: "keyword" }),
+    run: z.string().optional(),
+    seed: z.number().int().default(0),
+    steps: positiveInt.default(100),
+    /** Prompts per step; each gets groupSize responses. */
+    batchSize: positiveInt.default(8),
+    /** Responses per prompt (GRPO/RLOO need ≥ 2); default 1 for PPO, 4 otherwise. */
+    groupSize: positiveInt.optional(),
+    miniBatches: positiveInt.default(1),
+    ppoEpochs: positiveInt.default(4),
+    /** Learning rate; "auto": 3e-6 (the paper, for a pretrained LLM) when --policy is given, 1e-3 for a fresh tiny policy. */
+    lr: z.union([z.number().positive(), z.literal("auto")]).default("auto"),
+    criticLr: z.number().positive().optional(),
+    weightDecay: z.number().min(0).default(0),
+    maxGradNorm: z.number().positive().default(1),
+    warmupSteps: z.number().int().min(0).default(0),
+    klCoef: z.number().min(0).default(0.02),
+    klEstimator: z.enum(["k1", "k3"]).default("k1"),
+    cliprange: z.number().positive().default(0.2),
+    cliprangeValue: z.number().positive().default(0.2),
+    vfCoef: z.number().min(0).default(0.1),
+    gamma: z.number().min(0).max(1).default(1),
+    lam: z.number().min(0).max(1).default(0.95),
+    whitenRewards: z.boolean().default(false),
+    /** Subtracted from the score of a response that hit maxNewTokens without EOS (paper: 1.0). */
+    missingEosPenalty: z.number().min(0).default(1),
+    /** GRPO: divide by the group std (false = Dr. GRPO). */
+    scaleByStd: z.boolean().default(true),
+    grpoLossNormalization: z.enum(["sequence", "token"]).default("sequence"),
+    /** RLOO: whiten the sequence advantages over the batch. */
+    normalizeAdvantages: z.boolean().default(false),
+    maxNewTokens: positiveInt.default(8),
+    maxPromptTokens: positiveInt.default(48),
+    temperature: z.number().positive().default(1),
+    topK: z.number().int().min(0).default(0),
+    topP: z.number().gt(0).max(1).default(1),
+    /** Plain-text policies: text placed between the prompt and the response. */
+    promptSeparator: z.string().default(" <sep>"),
+    /** Meta step every N steps; 0 = fixed rubric (the baseline). */
+    mpoInterval: z.number().int().min(0).default(10),
+    checkpointEvery: positiveInt.default(1),
+    keepCheckpoints: positiveInt.default(2),
+    saveRollouts: z.boolean().default(true),
+    /** Engine compute path: TS loops, the native addon, or native when it loads. */
+    engine: z.enum(["ts", "native", "auto"]).default("auto"),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const g = c.groupSize ?? (c.algo === "ppo" ? 1 : 4);
+    if (c.algo !== "ppo" && g < 2) ctx.addIssue({ code: "custom", path: ["groupSize"], message: `${c.algo} needs groupSize ≥ 2 (a group baseline), got ${g}` });
+    if (c.miniBatches > c.batchSize * g)
+      ctx.addIssue({ code: "custom", path: ["miniBatches"], message: `must be ≤ batchSize × groupSize = ${c.batchSize * g}` });
+    if (c.reward.kind === "length" && c.reward.min > c.reward.max) ctx.addIssue({ code: "custom", path: ["reward", "max"], message: "must be ≥ reward.min" });
+    if (c.maxPromptTokens + c.maxNewTokens > (c.policy ? Infinity : c.init.maxPositions))
+      ctx.addIssue({ code: "custom", path: ["maxNewTokens"], message: `maxPromptTokens + maxNewTokens must fit init.maxPositions (${c.init.maxPositions})` });
+  });
+
+export type TrainConfigInput = z.input<typeof trainConfigSchema>;
+export type TrainConfig = z.output<typeof trainConfigSchema>;
+
+/** groupSize with its algorithm-dependent default resolved. */
+export function groupSizeOf(c: TrainConfig): number {
+  return c.groupSize ?? (c.algo === "ppo" ? 1 : 4);
+}
+
+export function lrOf(c: TrainConfig): number {
+  return c.lr === "auto" ? (c.policy ? 3e-6 : 1e-3) : c.lr;
+}

@@ -1,0 +1,172 @@
+/**
+ * Builds the trainer's RewardFunction from configuration, and resolves the task:
+ *   keyword / length       rule rewards (no LLM)
+ *   rule-rubric            rule judge + rule meta step over a real rubric store (offline MPO)
+ *   judge                  the paper's setup: an LLM junior judge (RubricJudge) scores against the newest
+ *                          rubric version in RUN/rubrics; every mpoInterval steps the LLM senior judge
+ *                          (metaStep) writes the next version. Any OpenAI-compatible server (vLLM, SGLang,
+ *                          llama.cpp, Ollama, OpenAI) is reached through src/llm, with its retries.
+ * A sample whose judge call still fails after the client's retries gets score null: the trainer
+ * excludes it from the update and counts it.
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { RubricJudge } from "../judge/rubric-judge.ts";
+import type { ScoreInput } from "../judge/types.ts";
+import { createChatModel } from "../llm/openai-client.ts";
+import type { ChatModel, UsageByStage } from "../llm/types.ts";
+import { UsageMeter } from "../llm/usage.ts";
+import { metaStep, type MetaRollout } from "../meta/meta-step.ts";
+import { loadRubricFile } from "../rubric/format.ts";
+import { RubricStore } from "../rubric/store.ts";
+import type { Rubric } from "../rubric/types.ts";
+import type { TaskDefinition } from "../tasks/types.ts";
+import { UserError } from "../util/errors.ts";
+import { Rng } from "../util/rng.ts";
+import { BUILTIN_TASKS } from "./builtin-task.ts";
+import type { RewardConfig } from "./config.ts";
+import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
+import { KeywordReward, LengthReward } from "./rewards/keyword.ts";
+import { rollbackRubricStore, RuleRubricReward } from "./rewards/rule-rubric.ts";
+
+const REPO_ROOT = resolve(import.meta.dirname, "..", "..");
+
+/** A built-in toy task or a registered task (name or task config path). */
+export async function resolveTask(name: string, opts: { dataDir?: string } = {}): Promise<TaskDefinition> {
+  if (BUILTIN_TASKS[name]) return BUILTIN_TASKS[name];
+  const { getTask } = await import("../tasks/registry.ts");
+  return getTask(name, opts.dataDir ? { dataDir: opts.dataDir } : {});
+}
+
+/** Initial rubric: a file path, or a task name whose prompts/tasks/NAME/initial-rubric.txt exists. */
+export function resolveInitialRubric(spec: string): Rubric {
+  const candidates = [spec, join(REPO_ROOT, "prompts", "tasks", spec, "initial-rubric.txt")];
+  const file = candidates.find((p) => existsSync(p));
+  if (!file) throw new UserError(`reward.rubric: no rubric file '${spec}' (nor a built-in prompts/tasks/${spec}/initial-rubric.txt)`);
+  return loadRubricFile(file);
+}
+
+export interface JudgeRewardOptions {
+  runDir: string;
+  task: TaskDefinition;
+  rm: ChatModel;
+  mrm: ChatModel;
+  /** Shared by rm and mrm models so takeUsage() reports every call by stage. */
+  meter: UsageMeter;
+  initialRubric: Rubric;
+  seed: number;
+  mode?: "per-item" | "single-call";
+  metaSamples?: number;
+  prescreen?: boolean;
+  concurrency?: number;
+}
+
+/** The paper's reward: LLM junior judge over the current rubric version; LLM senior judge for meta steps. */
+export class JudgeReward implements RewardFunction {
+  readonly name = "judge";
+  readonly store: RubricStore;
+  private readonly judge: RubricJudge;
+
+  constructor(private readonly o: JudgeRewardOptions) {
+    this.store = RubricStore.open(o.runDir);
+    this.store.initialize(o.initialRubric);
+    this.judge = new RubricJudge({ model: o.rm, mode: o.mode ?? "per-item", concurrency: o.concurrency ?? 16 });
+  }
+
+  rubricVersion(): number {
+    return this.store.latest()?.version ?? 0;
+  }
+
+  private input(s: RewardSample): ScoreInput {
+    return {
+      taskDescription: this.o.task.description,
+      prompt: s.record.prompt,
+      response: s.response,
+      ...(s.record.reference !== undefined ? { reference: s.record.reference } : {}),
+      ...(s.record.group !== undefined ? { group: s.record.group } : {}),
+    };
+  }
+
+  async score(samples: RewardSample[]): Promise<RewardResult[]> {
+    const version = this.store.latest();
+    if (!version) throw new Error(`no rubric version in ${this.store.dir}`);
+    const outcomes = await this.judge.scoreBatchSettled(samples.map((s) => this.input(s)), version);
+    return outcomes.map((o) =>
+      o.ok
+        ? { score: o.evaluation.total, normalized: o.evaluation.normalized, evaluation: o.evaluation, flags: o.evaluation.flags }
+        : { score: null, normalized: null, evaluation: null, flags: [`judge-unavailable: ${o.error.message}`] },
+    );
+  }
+
+  async metaStep(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number }): Promise<MetaOutcome> {
+    const metaRollouts: MetaRollout[] = rollouts
+      .filter((r) => r.result.evaluation)
+      .map((r, i) => ({ id: `${ctx.step}-${i}-${r.record.id}`, ...this.input(r), evaluation: r.result.evaluation! }));
+    const res = await metaStep({
+      model: this.o.mrm,
+      rollouts: metaRollouts,
+      store: this.store,
+      step: ctx.step,
+      runDir: this.o.runDir,
+      // Seeded by step so a resumed run re-samples the same rollouts.
+      rng: new Rng(`${this.o.seed}:meta:${ctx.step}`),
+      samples: this.o.metaSamples ?? 20,
+      prescreen: this.o.prescreen ?? false,
+    });
+    const prev = res.previous;
+    return {
+      ok: res.ok,
+      fromVersion: prev.version,
+      toVersion: res.version?.version ?? prev.version,
+      summary: res.summary,
+      itemsBefore: res.diff?.itemsBefore ?? prev.rubric.items.length,
+      itemsAfter: res.diff?.itemsAfter ?? prev.rubric.items.length,
+      added: res.diff?.added ?? 0,
+      removed: res.diff?.removed ?? 0,
+      ...(res.error ? { error: res.error } : {}),
+    };
+  }
+
+  takeUsage(): UsageByStage {
+    return this.o.meter.take();
+  }
+
+  saveState(): unknown {
+    return { rubricVersion: this.rubricVersion() };
+  }
+
+  restoreState(state: unknown): void {
+    const v = (state as { rubricVersion?: unknown } | null)?.rubricVersion;
+    if (typeof v === "number") rollbackRubricStore(this.store, v);
+  }
+}
+
+/** The RewardFunction a config asks for, bound to a run directory. */
+export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: TaskDefinition; seed: number }): RewardFunction {
+  switch (cfg.kind) {
+    case "keyword":
+      return new KeywordReward(cfg.word);
+    case "length":
+      return new LengthReward(cfg.min, cfg.max);
+    case "rule-rubric":
+      return new RuleRubricReward(ctx.runDir, cfg.word, { maxAvoid: cfg.maxAvoid });
+    case "judge": {
+      const meter = new UsageMeter();
+      const rm = createChatModel(cfg.rm, { meter });
+      const mrm = cfg.mrm ? createChatModel(cfg.mrm, { meter }) : rm;
+      return new JudgeReward({
+        runDir: ctx.runDir,
+        task: ctx.task,
+        rm,
+        mrm,
+        meter,
+        initialRubric: resolveInitialRubric(cfg.rubric),
+        seed: ctx.seed,
+        mode: cfg.mode,
+        metaSamples: cfg.metaSamples,
+        prescreen: cfg.prescreen,
+        concurrency: cfg.concurrency,
+      });
+    }
+  }
+}

@@ -1,0 +1,902 @@
+/**
+ * The RL trainer: PPO (the paper's trainer), GRPO and RLOO over the embedded policy engine, with the MPO
+ * schedule (a meta step every `mpoInterval` steps rewrites the rubric the following steps are scored by).
+ * One step, all in this file so the algorithm reads top to bottom:
+ *
+ *   prompts (seeded shuffle per epoch, resumable cursor) → generate G responses per prompt
+ *   → [await the meta step started after the previous step] → score with the RewardFunction
+ *   → drop samples without a usable score (counted, never NaN) → missing-EOS penalty
+ *   → per-token logprobs of the behaviour policy, the frozen reference, the critic's values
+ *   → advantages (PPO: KL-penalized token rewards + GAE + whitening; GRPO: group-normalized scores;
+ *     RLOO: leave-one-out baseline on KL-penalized sequence rewards)
+ *   → ppoEpochs × minibatches of clipped policy-gradient (+ clipped value) updates
+ *   → rollouts file, metrics line, checkpoint (the commit point), maybe start the next meta step.
+ *
+ * Crash safety: `checkpoints/latest.json` is the commit point. On resume everything newer than the
+ * checkpoint it names (metrics lines, rollouts files, rubric versions via reward.restoreState) is rolled
+ * back, so a kill -9 at any moment loses at most the step in progress and the history has no gap and no
+ * duplicate. Data order, sampling RNG, optimizer moments and the pending meta step are all in the
+ * checkpoint, so a resumed run continues exactly as the uninterrupted one would.
+ *
+ * The critic (PPO): by default a separate value model initialized from the policy weights with a fresh
+ * scalar head, as in the paper (TRL's PolicyAndValueWrapper with two models); `critic: "shared"` puts the
+ * value head on the policy trunk instead (half the compute, value gradients then shape the policy's
+ * features). The reference policy is a frozen copy of the initial policy saved in RUN/reference/.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../engine/index.ts";
+import type { ModelConfig, NamedTensor } from "../engine/index.ts";
+import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
+import type { Evaluation } from "../judge/types.ts";
+import type { Stage, StageUsage, UsageByStage } from "../llm/types.ts";
+import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
+import { appendJsonl, readJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
+import { UserError } from "../util/errors.ts";
+import { Rng } from "../util/rng.ts";
+import { gae, grpoAdvantages, klPerToken, maskedMean, ppoTokenRewards, rlooAdvantages, summarize, whiten } from "./advantages.ts";
+import { builtinTokenizer } from "./builtin-task.ts";
+import { groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
+import { clippedValueLoss, grpoLoss, ppoPolicyLoss } from "./losses.ts";
+import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
+import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
+
+export type MetaRolloutSample = RewardSample & { result: RewardResult };
+
+/** Where the data cursor stands: position `index` of epoch `epoch`'s shuffled order. */
+export interface DataCursor {
+  epoch: number;
+  index: number;
+}
+
+/** Everything besides tensors that a checkpoint must hold for an exact resume. */
+export interface TrainerState {
+  step: number;
+  cursor: DataCursor;
+  genRng: [number, number, number, number];
+  mbRng: [number, number, number, number];
+  rubricVersion: number;
+  rewardState: unknown;
+  /** Scored rollouts gathered since the last meta step. */
+  metaBuffer: MetaRolloutSample[];
+  /** A meta step decided at this step but not yet finished: re-run on resume. */
+  pendingMeta: { step: number; rollouts: MetaRolloutSample[] } | null;
+  elapsedSeconds: number;
+}
+
+export interface StepMetrics {
+  step: number;
+  time: string;
+  rubricVersion: number;
+  epoch: number;
+  score: { mean: number; std: number; min: number; max: number };
+  normalizedScore: { mean: number };
+  kl: number;
+  entropy: number;
+  policyLoss: number;
+  valueLoss: number;
+  clipFrac: number;
+  valueClipFrac: number;
+  approxKl: number;
+  responseLength: { mean: number };
+  eosRate: number;
+  samples: number;
+  excluded: number;
+  skipped?: string;
+  lr: number;
+  gradNorm: number;
+  llm: UsageByStage;
+  seconds: { generate: number; score: number; update: number; meta: number; total: number };
+  meta?: Omit<MetaOutcome, "summary"> & { summary: string };
+}
+
+export interface TrainerHooks {
+  /** One line of human output (progress fallback, meta summaries, final message); default stderr. */
+  log?: (line: string) => void;
+  /** Called after each committed step (tests use it to stop or inspect). */
+  onStep?: (m: StepMetrics) => void;
+  /** Show a cli-progress bar (default: when stderr is a TTY). */
+  progress?: boolean;
+}
+
+export interface TrainResult {
+  state: "finished" | "stopped";
+  step: number;
+  runDir: string;
+}
+
+/** Thrown inside a step when a second Ctrl-C asks to abandon it. */
+class AbandonStep extends Error {}
+
+const pad6 = (n: number) => String(n).padStart(6, "0");
+const now = () => performance.now() / 1000;
+const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
+
+/** Model tensors with or without the value head (the reference policy has none). */
+function stripValueHead(t: Map<string, NamedTensor>): Map<string, NamedTensor> {
+  const out = new Map(t);
+  out.delete("value_head.weight");
+  out.delete("value_head.bias");
+  return out;
+}
+
+/** Copies tensors (the engine shares param buffers; checkpoints and copies must not alias them). */
+function cloneTensors(t: Map<string, NamedTensor>): Map<string, NamedTensor> {
+  const out = new Map<string, NamedTensor>();
+  for (const [k, v] of t) out.set(k, { shape: v.shape.slice(), data: Float32Array.from(v.data) });
+  return out;
+}
+
+/** The same tensors plus a zero-initialized value head (a fresh critic predicts 0 everywhere). */
+function withValueHead(t: Map<string, NamedTensor>, d: number): Map<string, NamedTensor> {
+  const out = cloneTensors(stripValueHead(t));
+  out.set("value_head.weight", { shape: [1, d], data: new Float32Array(d) });
+  out.set("value_head.bias", { shape: [1], data: new Float32Array(1) });
+  return out;
+}
+
+function addUsage(a: UsageByStage, b: UsageByStage | undefined): UsageByStage {
+  if (!b) return a;
+  const out: UsageByStage = structuredClone(a);
+  for (const [stage, u] of Object.entries(b) as [Stage, StageUsage | undefined][]) {
+    if (!u) continue;
+    const s = (out[stage] ??= { calls: 0, failures: 0, promptTokens: 0, completionTokens: 0, cachedCalls: 0, seconds: 0 });
+    s.calls += u.calls;
+    s.failures += u.failures;
+    s.promptTokens += u.promptTokens;
+    s.completionTokens += u.completionTokens;
+    s.cachedCalls += u.cachedCalls;
+    s.seconds += u.seconds;
+  }
+  return out;
+}
+
+/** One sampled response ready for the update: its prompt and response token ids and per-sample numbers. */
+interface Sample {
+  prompt: number[];
+  response: number[];
+}
+
+/** Response-aligned arrays of rows (see advantages.ts): [rows, R] plus the packing into [rows, T] sequences. */
+interface Packed {
+  B: number;
+  T: number;
+  R: number;
+  tokens: Int32Array;
+  targets: Int32Array;
+  /** For response position (b, j): index into the [B*T] score output, or -1 (padding). */
+  seqIndex: Int32Array;
+  mask: Float64Array;
+}
+
+/** Packs samples into right-padded sequences; the logprob of response token j sits at position P−1+j. */
+function pack(samples: Sample[], R: number, padId: number): Packed {
+  const B = samples.length;
+  let T = 1;
+  for (const s of samples) T = Math.max(T, s.prompt.length + s.response.length - 1);
+  const tokens = new Int32Array(B * T).fill(padId);
+  const targets = new Int32Array(B * T).fill(-1);
+  const seqIndex = new Int32Array(B * R).fill(-1);
+  const mask = new Float64Array(B * R);
+  samples.forEach((s, b) => {
+    const full = [...s.prompt, ...s.response];
+    for (let t = 0; t < Math.min(T, full.length); t++) tokens[b * T + t] = full[t];
+    const P = s.prompt.length;
+    for (let j = 0; j < s.response.length; j++) {
+      const pos = P - 1 + j;
+      targets[b * T + pos] = s.response[j];
+      seqIndex[b * R + j] = b * T + pos;
+      mask[b * R + j] = 1;
+    }
+  });
+  return { B, T, R, tokens, targets, seqIndex, mask };
+}
+
+function gather(src: Float32Array, p: Packed): Float64Array {
+  const out = new Float64Array(p.B * p.R);
+  for (let i = 0; i < out.length; i++) if (p.seqIndex[i] >= 0) out[i] = src[p.seqIndex[i]];
+  return out;
+}
+
+function scatter(src: ArrayLike<number>, p: Packed, scale = 1): Float32Array {
+  const out = new Float32Array(p.B * p.T);
+  for (let i = 0; i < p.seqIndex.length; i++) if (p.seqIndex[i] >= 0) out[p.seqIndex[i]] = src[i] * scale;
+  return out;
+}
+
+export interface TrainerInit {
+  config: TrainConfig;
+  runDir: string;
+  task: TaskDefinition;
+  /** Builds the reward once the run directory exists (rubric stores live there). */
+  makeReward: (runDir: string) => RewardFunction | Promise<RewardFunction>;
+  resume?: boolean;
+  hooks?: TrainerHooks;
+}
+
+export class Trainer {
+  readonly cfg: TrainConfig;
+  readonly runDir: string;
+  readonly G: number;
+  private task: TaskDefinition;
+  private reward!: RewardFunction;
+  private hooks: TrainerHooks;
+  private log: (line: string) => void;
+
+  private policy!: TransformerLM;
+  private critic: TransformerLM | null = null;
+  private ref!: TransformerLM;
+  private policyOpt!: AdamW;
+  private criticOpt: AdamW | null = null;
+  private tokenizer!: PolicyTokenizer;
+  private records: TaskRecord[] = [];
+  private lrAt!: (step: number) => number;
+
+  private st!: TrainerState;
+  private genRng!: Rng;
+  private mbRng!: Rng;
+  private metaPromise: Promise<MetaOutcome> | null = null;
+  private stopRequested = false;
+  private abandonRequested = false;
+  private startedAt = new Date().toISOString();
+  private sessionStart = now();
+  private bar: { update(v: number, payload?: object): void; stop(): void; start(total: number, v: number, payload?: object): void } | null = null;
+
+  private constructor(init: TrainerInit) {
+    this.cfg = init.config;
+    this.runDir = resolve(init.runDir);
+    this.task = init.task;
+    this.G = groupSizeOf(init.config);
+    this.hooks = init.hooks ?? {};
+    this.log = this.hooks.log ?? ((l) => process.stderr.write(l + "\n"));
+  }
+
+  /** Sets up a new run (or resumes one) and returns a trainer ready to `run()`. */
+  static async open(init: TrainerInit): Promise<Trainer> {
+    const t = new Trainer(init);
+    await t.setup(!!init.resume, init.makeReward);
+    return t;
+  }
+
+  get state(): Readonly<TrainerState> {
+    return this.st;
+  }
+
+  // ---------------------------------------------------------------- setup / resume
+
+  private latest(): { step: number; path: string } | null {
+    const p = join(this.runDir, "checkpoints", "latest.json");
+    if (!existsSync(p)) return null;
+    try {
+      const v = JSON.parse(readFileSync(p, "utf8")) as { step: number; path: string };
+      if (typeof v.step === "number" && typeof v.path === "string") return v;
+    } catch {
+      /* falls through to the error below */
+    }
+    throw new UserError(`${p}: unreadable checkpoint pointer (expected {step, path})`);
+  }
+
+  private async setup(resume: boolean, makeReward: TrainerInit["makeReward"]): Promise<void> {
+    const cfg = this.cfg;
+    const latest = this.latest();
+    if (!resume && latest) throw new UserError(`run directory ${this.runDir} already holds a run (step ${latest.step}); use --resume ${this.runDir} or another --run`);
+    mkdirSync(this.runDir, { recursive: true });
+    this.records = await this.task.load("train", { dataDir: cfg.dataDir, limit: cfg.limit || undefined });
+    if (this.records.length === 0) throw new UserError(`task ${this.task.name}: the train split has no records`);
+    const engineOpts = { engine: cfg.engine };
+
+    // Reference policy (frozen initial policy) and tokenizer: RUN/reference/ once written.
+    const refDir = join(this.runDir, "reference");
+    let refTensors: Map<string, NamedTensor>;
+    let baseConfig: ModelConfig;
+    if (existsSync(join(refDir, "config.json"))) {
+      const ck = loadCheckpoint(refDir);
+      baseConfig = ck.config as ModelConfig;
+      refTensors = ck.tensors;
+      this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(refDir, "tokenizer.json"), firstEos(baseConfig));
+    } else if (cfg.policy) {
+      const ck = loadCheckpoint(cfg.policy);
+      baseConfig = { ...(ck.config as ModelConfig), mpo_value_head: false };
+      refTensors = stripValueHead(ck.tensors);
+      this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(cfg.policy, "tokenizer.json"), firstEos(baseConfig));
+      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON() });
+    } else {
+      const tok = builtinTokenizer();
+      const { llamaConfig } = await import("../engine/index.ts");
+      const i = cfg.init;
+      baseConfig = llamaConfig({
+        vocabSize: tok.vocabSize,
+        hiddenSize: i.hiddenSize,
+        intermediateSize: i.intermediateSize,
+        numLayers: i.numLayers,
+        numHeads: i.numHeads,
+        maxPositions: i.maxPositions,
+        tieEmbeddings: i.tieEmbeddings,
+        bosTokenId: tok.bosId,
+        eosTokenId: tok.eosId,
+        padTokenId: 0,
+      });
+      const fresh = TransformerLM.create(baseConfig, new Rng(`${cfg.seed}:init`), engineOpts);
+      refTensors = cloneTensors(fresh.namedTensors());
+      this.tokenizer = tok;
+      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: tok.toJSON() });
+    }
+    this.ref = TransformerLM.fromParams(baseConfig, refTensors, engineOpts);
+    const d = this.ref.dims.d;
+    if (cfg.maxPromptTokens + cfg.maxNewTokens > this.ref.dims.maxT)
+      throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${this.ref.dims.maxT}`);
+
+    const shared = cfg.algo === "ppo" && cfg.critic === "shared";
+    const policyConfig: ModelConfig = { ...baseConfig, mpo_value_head: shared };
+    const criticConfig: ModelConfig = { ...baseConfig, mpo_value_head: true };
+    const lr = lrOf(cfg);
+    this.lrAt = lrSchedule({ lr, warmupSteps: cfg.warmupSteps, totalSteps: cfg.steps, decay: "constant" });
+    const optOpts = { lr, weightDecay: cfg.weightDecay };
+
+    this.reward = await makeReward(this.runDir);
+
+    if (resume && latest) {
+      const ckDir = join(this.runDir, latest.path);
+      const pck = loadCheckpoint(join(ckDir, "policy"));
+      this.policy = TransformerLM.fromParams(policyConfig, pck.tensors, engineOpts);
+      this.policyOpt = new AdamW(this.policy.params, optOpts);
+      if (!pck.optimizer) throw new UserError(`${ckDir}/policy: optimizer.safetensors missing; cannot resume exactly`);
+      this.policyOpt.loadStateDict(pck.optimizer);
+      if (cfg.algo === "ppo" && !shared) {
+        const cck = loadCheckpoint(join(ckDir, "critic"));
+        this.critic = TransformerLM.fromParams(criticConfig, cck.tensors, engineOpts);
+        this.criticOpt = new AdamW(this.critic.params, { ...optOpts, lr: cfg.criticLr ?? lr });
+        if (!cck.optimizer) throw new UserError(`${ckDir}/critic: optimizer.safetensors missing; cannot resume exactly`);
+        this.criticOpt.loadStateDict(cck.optimizer);
+      }
+      const s = pck.trainerState as unknown as TrainerState | undefined;
+      if (!s || typeof s.step !== "number" || s.step !== latest.step) throw new UserError(`${ckDir}/policy/trainer_state.json: missing or does not match latest.json (step ${latest.step})`);
+      this.st = s;
+      this.rollBackTo(s);
+      await this.reward.restoreState?.(s.rewardState);
+      this.log(`mpo: resuming ${this.runDir} after step ${s.step} (rubric v${this.reward.rubricVersion()})`);
+    } else {
+      // A fresh run (or a resume of a run that died before its first checkpoint: start over cleanly).
+      const policyTensors = shared ? withValueHead(refTensors, d) : cloneTensors(refTensors);
+      this.policy = TransformerLM.fromParams(policyConfig, policyTensors, engineOpts);
+      this.policyOpt = new AdamW(this.policy.params, optOpts);
+      if (cfg.algo === "ppo" && !shared) {
+        this.critic = TransformerLM.fromParams(criticConfig, withValueHead(refTensors, d), engineOpts);
+        this.criticOpt = new AdamW(this.critic.params, { ...optOpts, lr: cfg.criticLr ?? lr });
+      }
+      const seedRng = new Rng(cfg.seed);
+      this.st = {
+        step: 0,
+        cursor: { epoch: 0, index: 0 },
+        genRng: seedRng.fork("generate").state(),
+        mbRng: seedRng.fork("minibatch").state(),
+        rubricVersion: this.reward.rubricVersion(),
+        rewardState: this.reward.saveState?.() ?? null,
+        metaBuffer: [],
+        pendingMeta: null,
+        elapsedSeconds: 0,
+      };
+      this.rollBackTo(this.st);
+    }
+    this.genRng = Rng.fromState(this.st.genRng);
+    this.mbRng = Rng.fromState(this.st.mbRng);
+    writeJsonAtomic(join(this.runDir, "config.json"), { ...cfg, groupSize: this.G, lr, resolvedLr: lr });
+    this.writeStatus("running");
+  }
+
+  /** Removes everything a crashed process wrote after the checkpoint being resumed (see module comment). */
+  private rollBackTo(s: TrainerState): void {
+    const mpath = join(this.runDir, "metrics.jsonl");
+    if (existsSync(mpath)) {
+      const { records } = readJsonl<{ step: number }>(mpath);
+      const keep = records.filter((r) => typeof r.step === "number" && r.step <= s.step);
+      writeFileAtomic(mpath, keep.map((r) => JSON.stringify(r) + "\n").join(""));
+    }
+    const rdir = join(this.runDir, "rollouts");
+    if (existsSync(rdir)) {
+      for (const f of readdirSync(rdir)) {
+        const m = /^step-(\d+)\.jsonl$/.exec(f);
+        if (m && Number(m[1]) > s.step) rmSync(join(rdir, f), { force: true });
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- data
+
+  /** The shuffled order of epoch e: a pure function of (seed, e), so the cursor alone resumes it. */
+  private order(epoch: number): number[] {
+    return new Rng(`${this.cfg.seed}:data:${epoch}`).shuffle(this.records.map((_, i) => i));
+  }
+
+  private nextPrompts(n: number): TaskRecord[] {
+    const out: TaskRecord[] = [];
+    let { epoch, index } = this.st.cursor;
+    let order = this.order(epoch);
+    while (out.length < n) {
+      if (index >= order.length) {
+        epoch++;
+        index = 0;
+        order = this.order(epoch);
+      }
+      out.push(this.records[order[index++]]);
+    }
+    this.st.cursor = { epoch, index };
+    return out;
+  }
+
+  private promptIds(record: TaskRecord): number[] {
+    const text = this.task.buildMessages(record).map((m) => m.content).join("\n") + this.cfg.promptSeparator;
+    let ids = this.tokenizer.encode(text);
+    if (this.tokenizer.bosId !== null) ids = [this.tokenizer.bosId, ...ids];
+    if (ids.length > this.cfg.maxPromptTokens) ids = ids.slice(ids.length - this.cfg.maxPromptTokens);
+    if (ids.length === 0) ids = [this.tokenizer.eosId];
+    return ids;
+  }
+
+  // ---------------------------------------------------------------- signals / progress / status
+
+  /** First call: finish the current step, checkpoint and stop. Second call: abandon the step in progress. */
+  requestStop(): void {
+    if (this.stopRequested) this.abandonRequested = true;
+    this.stopRequested = true;
+  }
+
+  private checkAbandon(): void {
+    if (this.abandonRequested) throw new AbandonStep();
+  }
+
+  private writeStatus(state: "running" | "finished" | "crashed" | "stopped", message?: string): void {
+    writeJsonAtomic(join(this.runDir, "status.json"), {
+      state,
+      step: this.st?.step ?? 0,
+      totalSteps: this.cfg.steps,
+      task: this.task.name,
+      algorithm: this.cfg.algo,
+      arm: null,
+      pid: process.pid,
+      startedAt: this.startedAt,
+      updatedAt: new Date().toISOString(),
+      rubricVersion: this.reward?.rubricVersion() ?? 0,
+      ...(message ? { message } : {}),
+    });
+  }
+
+  private async startProgress(): Promise<void> {
+    const want = this.hooks.progress ?? !!process.stderr.isTTY;
+    if (!want) return;
+    const { default: cliProgress } = await import("cli-progress");
+    const bar = new cliProgress.SingleBar(
+      {
+        stream: process.stderr,
+        format: "step {value}/{total} |{bar}| score {score} kl {kl} rubric v{rv} | {duration_formatted} eta {eta_formatted}",
+        hideCursor: true,
+        etaBuffer: 20,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(this.cfg.steps, this.st.step, { score: "-", kl: "-", rv: this.reward.rubricVersion() });
+    this.bar = bar;
+    this.log = (line) => {
+      // Print above the bar without tearing it.
+      process.stderr.write("\r\x1b[K" + line + "\n");
+      bar.update(this.st.step);
+    };
+  }
+
+  // ---------------------------------------------------------------- main loop
+
+  async run(): Promise<TrainResult> {
+    await this.startProgress();
+    if (this.st.pendingMeta) this.startMeta(this.st.pendingMeta);
+    let final: "finished" | "stopped" = "finished";
+    try {
+      while (this.st.step < this.cfg.steps) {
+        if (this.stopRequested) {
+          final = "stopped";
+          break;
+        }
+        let m: StepMetrics;
+        try {
+          m = await this.step(this.st.step + 1);
+        } catch (err) {
+          if (err instanceof AbandonStep) {
+            final = "stopped";
+            break;
+          }
+          throw err;
+        }
+        this.hooks.onStep?.(m);
+        this.report(m);
+      }
+      if (final === "finished" && this.metaPromise) await this.metaPromise.catch(() => undefined);
+    } catch (err) {
+      this.bar?.stop();
+      this.writeStatus("crashed", (err as Error).message);
+      throw err;
+    }
+    this.bar?.stop();
+    const msg =
+      final === "finished"
+        ? `training finished: ${this.st.step} steps, rubric v${this.reward.rubricVersion()}; run directory ${this.runDir}`
+        : `stopped after step ${this.st.step} (checkpoint saved); continue with: mpo train --resume ${this.runDir}`;
+    this.writeStatus(final, msg);
+    this.log(`mpo: ${msg}`);
+    return { state: final, step: this.st.step, runDir: this.runDir };
+  }
+
+  private report(m: StepMetrics): void {
+    if (m.meta) this.log(`mpo: step ${m.step}: ${m.meta.summary}${m.meta.ok ? "" : ` (meta step failed: ${m.meta.error ?? "unknown"})`}`);
+    if (m.skipped) this.log(`mpo: step ${m.step} skipped: ${m.skipped}`);
+    if (this.bar) this.bar.update(m.step, { score: m.score.mean.toFixed(3), kl: m.kl.toFixed(3), rv: m.rubricVersion });
+    else {
+      const every = Math.max(1, Math.floor(this.cfg.steps / 20));
+      if (m.step % every === 0 || m.step === this.cfg.steps)
+        this.log(`mpo: step ${m.step}/${this.cfg.steps} score ${m.score.mean.toFixed(3)} kl ${m.kl.toFixed(4)} rubric v${m.rubricVersion} (${m.seconds.total.toFixed(2)} s/step)`);
+    }
+  }
+
+  private startMeta(p: { step: number; rollouts: MetaRolloutSample[] }): void {
+    const reward = this.reward;
+    if (!reward.metaStep) return;
+    const fromVersion = reward.rubricVersion();
+    this.metaPromise = reward.metaStep(p.rollouts, { step: p.step }).catch(
+      (err): MetaOutcome => ({
+        ok: false,
+        fromVersion,
+        toVersion: fromVersion,
+        summary: `rubric v${fromVersion} kept: meta step error`,
+        itemsBefore: 0,
+        itemsAfter: 0,
+        added: 0,
+        removed: 0,
+        error: (err as Error).message,
+      }),
+    );
+  }
+
+  /** One training step; returns its metrics after the checkpoint committed it. */
+  private async step(step: number): Promise<StepMetrics> {
+    const cfg = this.cfg;
+    const G = this.G;
+    const t0 = now();
+    const secs = { generate: 0, score: 0, update: 0, meta: 0, total: 0 };
+
+    // 1. prompts and generation (G responses per prompt, consecutive).
+    const prompts = this.nextPrompts(cfg.batchSize);
+    const records = prompts.flatMap((r) => Array.from({ length: G }, () => r));
+    const promptIds = records.map((r) => this.promptIds(r));
+    let tg = now();
+    const gen = this.policy.generate(promptIds, {
+      maxNewTokens: cfg.maxNewTokens,
+      temperature: cfg.temperature,
+      topK: cfg.topK,
+      topP: cfg.topP,
+      stopTokens: [this.tokenizer.eosId],
+      rng: this.genRng,
+    });
+    secs.generate = now() - tg;
+    await yieldLoop();
+    this.checkAbandon();
+    const n = records.length;
+    const texts = gen.tokens.map((ids) => this.tokenizer.decode(ids));
+    const samples: RewardSample[] = records.map((record, i) => ({ record, response: texts[i], finished: gen.finished[i] }));
+
+    // 2. the meta step started after the previous step must finish before we score with its rubric.
+    let metaOutcome: MetaOutcome | undefined;
+    if (this.metaPromise) {
+      tg = now();
+      metaOutcome = await this.metaPromise;
+      this.metaPromise = null;
+      this.st.pendingMeta = null;
+      secs.meta = now() - tg;
+      this.checkAbandon();
+    }
+    const rubricVersion = this.reward.rubricVersion();
+
+    // 3. scoring. Unusable scores (null, non-finite, or a whole failed call) are excluded, never NaN.
+    tg = now();
+    let results: RewardResult[];
+    try {
+      results = await this.reward.score(samples, { step });
+      if (!Array.isArray(results) || results.length !== n) throw new Error(`reward returned ${Array.isArray(results) ? results.length : typeof results} results for ${n} samples`);
+    } catch (err) {
+      results = samples.map(() => ({ score: null, normalized: null, flags: [`reward-error: ${(err as Error).message}`] }));
+    }
+    results = results.map((r) =>
+      r && typeof r.score === "number" && Number.isFinite(r.score) ? r : { ...(r ?? {}), score: null, normalized: null, flags: [...(r?.flags ?? []), "no-usable-score"] },
+    );
+    secs.score = now() - tg;
+    this.checkAbandon();
+    const valid = results.map((r) => r.score !== null);
+    const rawScores = results.map((r) => r.score ?? NaN);
+    // Missing-EOS penalty: a truncated response is worse than its text alone suggests.
+    const scores = rawScores.map((s, i) => (gen.finished[i] ? s : s - cfg.missingEosPenalty));
+
+    // 4. the update on the samples that have a score.
+    tg = now();
+    const use = valid.flatMap((v, i) => (v ? [i] : []));
+    const upd = use.length > 0 ? await this.update(use, promptIds, gen.tokens, scores, valid, step) : null;
+    secs.update = now() - tg;
+
+    // 5. record: rollouts, meta buffer, metrics, checkpoint (commit), next meta step.
+    const rollouts = samples.map((s, i) => ({
+      id: `${pad6(step)}-${i}`,
+      step,
+      recordId: s.record.id,
+      prompt: s.record.prompt,
+      response: s.response,
+      ...(s.record.reference !== undefined ? { reference: s.record.reference } : {}),
+      score: results[i].score,
+      normalized: results[i].normalized,
+      rubricVersion,
+      evaluation: (results[i].evaluation ?? null) as Evaluation | null,
+      flags: results[i].flags ?? [],
+      length: gen.tokens[i].length,
+      eos: gen.finished[i],
+    }));
+    if (cfg.saveRollouts) writeFileAtomic(join(this.runDir, "rollouts", `step-${pad6(step)}.jsonl`), rollouts.map((r) => JSON.stringify(r) + "\n").join(""));
+    for (let i = 0; i < n; i++) if (valid[i]) this.st.metaBuffer.push({ ...samples[i], result: results[i] });
+
+    const sc = summarize(rawScores.filter((_, i) => valid[i]));
+    const norm = results.filter((r) => r.normalized !== null && Number.isFinite(r.normalized)).map((r) => r.normalized as number);
+    const usage = addUsage({}, this.reward.takeUsage?.());
+    secs.total = now() - t0;
+    const m: StepMetrics = {
+      step,
+      time: new Date().toISOString(),
+      rubricVersion,
+      epoch: this.st.cursor.epoch,
+      score: { mean: sc.mean, std: sc.std, min: sc.min, max: sc.max },
+      normalizedScore: { mean: norm.length ? norm.reduce((a, b) => a + b, 0) / norm.length : 0 },
+      kl: upd?.kl ?? 0,
+      entropy: upd?.entropy ?? 0,
+      policyLoss: upd?.policyLoss ?? 0,
+      valueLoss: upd?.valueLoss ?? 0,
+      clipFrac: upd?.clipFrac ?? 0,
+      valueClipFrac: upd?.valueClipFrac ?? 0,
+      approxKl: upd?.approxKl ?? 0,
+      responseLength: { mean: gen.tokens.reduce((a, t) => a + t.length, 0) / Math.max(1, n) },
+      eosRate: gen.finished.filter(Boolean).length / Math.max(1, n),
+      samples: n,
+      excluded: n - use.length,
+      ...(use.length === 0 ? { skipped: "no sample has a usable score" } : {}),
+      lr: this.lrAt(step - 1),
+      gradNorm: upd?.gradNorm ?? 0,
+      llm: usage,
+      seconds: secs,
+      ...(metaOutcome
+        ? {
+            meta: {
+              ok: metaOutcome.ok,
+              fromVersion: metaOutcome.fromVersion,
+              toVersion: metaOutcome.toVersion,
+              itemsBefore: metaOutcome.itemsBefore,
+              itemsAfter: metaOutcome.itemsAfter,
+              added: metaOutcome.added,
+              removed: metaOutcome.removed,
+              summary: metaOutcome.summary,
+              ...(metaOutcome.error ? { error: metaOutcome.error } : {}),
+            },
+          }
+        : {}),
+    };
+    appendJsonl(join(this.runDir, "metrics.jsonl"), m);
+
+    // The next meta step is decided now so the checkpoint carries it (a resume re-runs it).
+    const metaDue = cfg.mpoInterval > 0 && !!this.reward.metaStep && step % cfg.mpoInterval === 0 && step < cfg.steps;
+    if (metaDue) {
+      this.st.pendingMeta = { step, rollouts: this.st.metaBuffer };
+      this.st.metaBuffer = [];
+    }
+    this.st.step = step;
+    this.st.genRng = this.genRng.state();
+    this.st.mbRng = this.mbRng.state();
+    this.st.rubricVersion = rubricVersion;
+    this.st.rewardState = this.reward.saveState?.() ?? null;
+    this.st.elapsedSeconds += now() - t0;
+    if (step % cfg.checkpointEvery === 0 || step === cfg.steps || this.stopRequested) this.checkpoint();
+    this.writeStatus("running");
+    if (metaDue) this.startMeta(this.st.pendingMeta!);
+    return m;
+  }
+
+  /**
+   * Advantages and the clipped updates for the samples `use` (indices into the step's batch). For GRPO/RLOO
+   * the group statistics see all G responses of a prompt with the invalid ones masked out.
+   */
+  private async update(
+    use: number[],
+    promptIds: number[][],
+    responses: number[][],
+    scores: number[],
+    valid: boolean[],
+    step: number,
+  ) {
+    const cfg = this.cfg;
+    const R = Math.max(1, ...use.map((i) => responses[i].length));
+    const all: Sample[] = use.map((i) => ({ prompt: promptIds[i], response: responses[i] }));
+    const B = all.length;
+    const padId = 0;
+    const opts = { temperature: cfg.temperature };
+
+    // Behaviour-policy, reference and critic quantities, in chunks to bound activation memory.
+    const oldLogp = new Float64Array(B * R);
+    const refLogp = new Float64Array(B * R);
+    const entropy = new Float64Array(B * R);
+    const oldValues = new Float64Array(B * R);
+    const mask = new Float64Array(B * R);
+    const chunk = 32;
+    for (let c0 = 0; c0 < B; c0 += chunk) {
+      const rows = all.slice(c0, c0 + chunk);
+      const p = pack(rows, R, padId);
+      const shared = cfg.algo === "ppo" && !this.critic;
+      const po = this.policy.score(p.tokens, p.targets, p.B, p.T, { ...opts, needEntropy: true, needValues: shared });
+      oldLogp.set(gather(po.logprobs, p), c0 * R);
+      entropy.set(gather(po.entropy!, p), c0 * R);
+      if (shared) oldValues.set(gather(po.values!, p), c0 * R);
+      const ro = this.ref.score(p.tokens, p.targets, p.B, p.T, opts);
+      refLogp.set(gather(ro.logprobs, p), c0 * R);
+      if (this.critic) {
+        const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true });
+        oldValues.set(gather(co.values!, p), c0 * R);
+      }
+      mask.set(p.mask, c0 * R);
+      await yieldLoop();
+      this.checkAbandon();
+    }
+
+    // KL to the reference per token (behaviour policy vs frozen initial policy).
+    const klTok = new Float64Array(B * R);
+    const klSeq = new Float64Array(B);
+    for (let b = 0; b < B; b++)
+      for (let j = 0; j < R; j++) {
+        const i = b * R + j;
+        if (!mask[i]) continue;
+        klTok[i] = klPerToken(oldLogp[i], refLogp[i], cfg.klEstimator);
+        klSeq[b] += klTok[i];
+      }
+    const useScores = use.map((i) => scores[i]);
+
+    // Advantages.
+    let tokAdv: Float64Array = new Float64Array(B * R); // PPO / RLOO: per-token advantages
+    let seqAdv: Float64Array = new Float64Array(B); // GRPO: per-sequence advantages
+    let returns: Float64Array = new Float64Array(B * R);
+    if (cfg.algo === "ppo") {
+      // r_t = −β·kl_t, plus the score at the last token; GAE; whiten advantages over the batch.
+      let rewards: Float64Array = ppoTokenRewards(useScores, klTok, mask, B, R, cfg.klCoef);
+      if (cfg.whitenRewards) rewards = whiten(rewards, mask, false);
+      const g = gae(rewards, oldValues, mask, B, R, cfg.gamma, cfg.lam);
+      returns = g.returns;
+      tokAdv = whiten(g.advantages, mask, true);
+    } else if (cfg.algo === "grpo") {
+      // Group-relative advantages over the G responses of each prompt (KL goes into the loss instead).
+      const full = grpoAdvantages(scores.map((s) => (Number.isFinite(s) ? s : 0)), this.G, { scaleByStd: cfg.scaleByStd, valid });
+      seqAdv = Float64Array.from(use.map((i) => full[i]));
+    } else {
+      // RLOO: sequence reward R_i = score − β Σ_t kl_t, baseline = mean of the other valid samples of the group.
+      const seqR = new Array<number>(scores.length).fill(0);
+      use.forEach((i, b) => (seqR[i] = scores[i] - cfg.klCoef * klSeq[b]));
+      const full = rlooAdvantages(seqR, this.G, valid);
+      let a: Float64Array = Float64Array.from(use.map((i) => full[i]));
+      if (cfg.normalizeAdvantages) a = whiten(a, new Float64Array(B).fill(1), true);
+      for (let b = 0; b < B; b++) for (let j = 0; j < R; j++) if (mask[b * R + j]) tokAdv[b * R + j] = a[b];
+    }
+
+    // Clipped updates: ppoEpochs passes over a fresh minibatch split of the batch.
+    const lr = this.lrAt(step - 1);
+    const nMb = Math.min(cfg.miniBatches, B);
+    let sums = { policyLoss: 0, valueLoss: 0, clipFrac: 0, valueClipFrac: 0, approxKl: 0, gradNorm: 0, n: 0 };
+    for (let epoch = 0; epoch < cfg.ppoEpochs; epoch++) {
+      const perm = this.mbRng.shuffle(Array.from({ length: B }, (_, i) => i));
+      for (let k = 0; k < nMb; k++) {
+        const rows = perm.filter((_, idx) => idx % nMb === k);
+        const p = pack(rows.map((r) => all[r]), R, padId);
+        const sel = (src: Float64Array) => {
+          const out = new Float64Array(rows.length * R);
+          rows.forEach((r, b) => out.set(src.subarray(r * R, (r + 1) * R), b * R));
+          return out;
+        };
+        const mMask = p.mask;
+        const shared = cfg.algo === "ppo" && !this.critic;
+        this.policy.zeroGrad();
+        const out = this.policy.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: shared });
+        const logp = gather(out.logprobs, p);
+        let dLogp: Float64Array;
+        if (cfg.algo === "grpo") {
+          const a = Float64Array.from(rows.map((r) => seqAdv[r]));
+          const l = grpoLoss(logp, sel(oldLogp), sel(refLogp), a, mMask, p.B, R, {
+            cliprange: cfg.cliprange,
+            beta: cfg.klCoef,
+            estimator: cfg.klEstimator,
+            normalization: cfg.grpoLossNormalization,
+          });
+          dLogp = l.dLogp;
+          sums.policyLoss += l.loss;
+          sums.clipFrac += l.clipFrac;
+          sums.approxKl += l.approxKl;
+        } else {
+          const l = ppoPolicyLoss(logp, sel(oldLogp), sel(tokAdv), mMask, cfg.cliprange);
+          dLogp = l.dLogp;
+          sums.policyLoss += l.loss;
+          sums.clipFrac += l.clipFrac;
+          sums.approxKl += l.approxKl;
+        }
+        let dValues: Float32Array | null = null;
+        if (shared) {
+          const v = clippedValueLoss(gather(out.values!, p), sel(oldValues), sel(returns), mMask, cfg.cliprangeValue);
+          dValues = scatter(v.dValues, p, cfg.vfCoef);
+          sums.valueLoss += v.loss;
+          sums.valueClipFrac += v.clipFrac;
+        }
+        this.policy.backward(scatter(dLogp, p), dValues);
+        if (gradsFinite(this.policy.params)) {
+          sums.gradNorm += clipGradNorm(this.policy.params, cfg.maxGradNorm);
+          this.policyOpt.update(lr);
+        }
+        if (this.critic && this.criticOpt) {
+          this.critic.zeroGrad();
+          const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true });
+          const v = clippedValueLoss(gather(co.values!, p), sel(oldValues), sel(returns), mMask, cfg.cliprangeValue);
+          this.critic.backward(null, scatter(v.dValues, p, cfg.vfCoef));
+          if (gradsFinite(this.critic.params)) {
+            clipGradNorm(this.critic.params, cfg.maxGradNorm);
+            this.criticOpt.update(cfg.criticLr ?? lr);
+          }
+          sums.valueLoss += v.loss;
+          sums.valueClipFrac += v.clipFrac;
+        }
+        sums.n++;
+        await yieldLoop();
+        this.checkAbandon();
+      }
+    }
+    const k = Math.max(1, sums.n);
+    let klMean = 0;
+    for (let b = 0; b < B; b++) klMean += klSeq[b];
+    return {
+      kl: klMean / Math.max(1, B),
+      entropy: maskedMean(entropy, mask),
+      policyLoss: sums.policyLoss / k,
+      valueLoss: sums.valueLoss / k,
+      clipFrac: sums.clipFrac / k,
+      valueClipFrac: sums.valueClipFrac / k,
+      approxKl: sums.approxKl / k,
+      gradNorm: sums.gradNorm / k,
+    };
+  }
+
+  // ---------------------------------------------------------------- checkpoints
+
+  /** Writes checkpoints/step-N/{policy,critic}, then latest.json (the commit point), then prunes old ones. */
+  checkpoint(): void {
+    const rel = join("checkpoints", `step-${pad6(this.st.step)}`);
+    const dir = join(this.runDir, rel);
+    const pol = this.policyOpt.stateDict();
+    saveCheckpoint(join(dir, "policy"), {
+      config: this.policy.config,
+      tensors: this.policy.namedTensors(),
+      tokenizerJson: this.tokenizer.toJSON(),
+      optimizer: { step: pol.step, tensors: pol.tensors },
+      trainerState: this.st,
+    });
+    if (this.critic && this.criticOpt) {
+      const c = this.criticOpt.stateDict();
+      saveCheckpoint(join(dir, "critic"), { config: this.critic.config, tensors: this.critic.namedTensors(), optimizer: { step: c.step, tensors: c.tensors } });
+    }
+    writeJsonAtomic(join(this.runDir, "checkpoints", "latest.json"), { step: this.st.step, path: rel });
+    const cdir = join(this.runDir, "checkpoints");
+    const steps = readdirSync(cdir)
+      .map((f) => /^step-(\d+)$/.exec(f))
+      .filter((m): m is RegExpExecArray => !!m)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+    for (const s of steps.slice(0, Math.max(0, steps.length - this.cfg.keepCheckpoints))) {
+      if (s !== this.st.step) rmSync(join(cdir, `step-${pad6(s)}`), { recursive: true, force: true });
+    }
+  }
+}
+
+function firstEos(c: ModelConfig): number | undefined {
+  const e = c.eos_token_id;
+  return Array.isArray(e) ? e[0] : e;
+}
