@@ -211,6 +211,18 @@ describe("retries and failures", () => {
     expect(err.message).toContain("no message");
   });
 
+  it("a per-request budget overrides the endpoint's", async () => {
+    const s = await fake(({ index }) => (index <= 1 ? { status: 503, retryAfterMs: 400 } : "late"));
+    const { sleep } = recordingSleep();
+    let t = 0;
+    const m = model(s, { budgetMs: 60_000 }, { sleep, now: () => t });
+    const err = await failure(m.chat({ messages: user("x"), budgetMs: 300 }));
+    expect(err).toMatchObject({ kind: "gave-up", status: 503, tries: 1 });
+    expect(err.message).toMatch(/300 ms budget/);
+    // with room left, the same server answers on the second try
+    expect(await m.chat({ messages: user("x"), budgetMs: 1000 })).toMatchObject({ text: "late", tries: 2 });
+  });
+
   it("retries 408/409, fails at once on 401/404/422", async () => {
     const s = await fake(({ index }) => (index === 0 ? { status: 408 } : index === 1 ? { status: 409 } : "ok"));
     const { sleep } = recordingSleep();

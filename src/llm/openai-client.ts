@@ -318,7 +318,8 @@ export class OpenAIChatModel implements ChatModel {
     stage: Stage,
     started: number,
   ): Promise<{ reply: CachedReply; tries: number }> {
-    const { maxTries, budgetMs } = this.cfg;
+    const { maxTries } = this.cfg;
+    const budgetMs = req.budgetMs ?? this.cfg.budgetMs;
     const deadline = budgetMs !== undefined ? started + budgetMs : Infinity;
     let last: Failure | undefined;
     for (let attempt = 1; attempt <= maxTries; attempt++) {

@@ -32,6 +32,11 @@ export interface ChatRequest {
   constraint?: OutputConstraint;
   /** Accounting bucket; default "other". */
   stage?: Stage;
+  /**
+   * Wall-clock budget for this call including retries and waits (overrides the endpoint's budgetMs),
+   * e.g. what is left of a trainer's reward timeout. Past it the call fails with LlmError kind "gave-up".
+   */
+  budgetMs?: number;
   signal?: AbortSignal;
 }
 
