@@ -100,7 +100,7 @@ describe("RubricStore", () => {
       const { RubricStore } = await import(${JSON.stringify(storeUrl)});
       const s = RubricStore.open(process.argv[1]);
       const out = [];
-      for (let i = 0; i < 15; i++) out.push(s.add({ rubric: { items: [{ name: "p" + process.argv[2] + "-" + i, text: "t", min: 0, max: 5 }] }, author: { kind: "user" } }).version);
+      for (let i = 0; i < 10; i++) out.push(s.add({ rubric: { items: [{ name: "p" + process.argv[2] + "-" + i, text: "t", min: 0, max: 5 }] }, author: { kind: "user" } }).version);
       process.stdout.write(JSON.stringify(out));
     `;
     const runOne = (id: number) =>
@@ -114,14 +114,31 @@ describe("RubricStore", () => {
       });
     const [a, b, c] = await Promise.all([runOne(1), runOne(2), runOne(3)]);
     const all = [...a, ...b, ...c].sort((x, y) => x - y);
-    expect(all).toEqual(Array.from({ length: 45 }, (_, i) => i + 1));
+    expect(all).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     const s = RubricStore.open(run);
     const versions = s.list();
-    expect(versions).toHaveLength(46);
+    expect(versions).toHaveLength(31);
     // Every file holds the rubric its writer was told it got.
     const names = new Set(versions.slice(1).map((v) => v.rubric.items[0].name));
-    expect(names.size).toBe(45);
+    expect(names.size).toBe(30);
     expect(readdirSync(join(run, "rubrics")).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+  });
+});
+
+describe("rollbackAfter", () => {
+  it("moves newer versions aside (not deleted) so numbers are reused after resuming from a checkpoint", () => {
+    const run = tmpRun();
+    const s = RubricStore.open(run);
+    s.initialize(rub("a"));
+    s.add({ rubric: rub("b"), author: { kind: "meta", step: 10 }, step: 10 });
+    s.add({ rubric: rub("c"), author: { kind: "meta", step: 20 }, step: 20 });
+    expect(s.rollbackAfter(0)).toEqual([1, 2]);
+    expect(s.list().map((v) => v.version)).toEqual([0]);
+    const aside = readdirSync(join(run, "rubrics/rolled-back"));
+    expect(aside).toHaveLength(1);
+    expect(readdirSync(join(run, "rubrics/rolled-back", aside[0])).sort()).toEqual(["v0001.json", "v0001.txt", "v0002.json", "v0002.txt"]);
+    expect(s.add({ rubric: rub("d"), author: { kind: "meta", step: 10 }, step: 10 }).version).toBe(1);
+    expect(s.rollbackAfter(5)).toEqual([]);
   });
 });
 

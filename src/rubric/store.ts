@@ -5,7 +5,7 @@
  * fsynced temp file), so two processes can never both write vNNNN and readers never see half a file.
  * The lineage (parent, step, author, analyses) is what lets the dashboard show how a rubric evolved.
  */
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join, relative } from "node:path";
 import { z } from "zod";
 import { formatZodIssues } from "../config/load.ts";
@@ -247,6 +247,26 @@ export class VersionStore<K extends string, T> {
     syncDir(this.dir);
     writeFileAtomic(txt, this.codec.toText(record[this.codec.key] as T));
     return true;
+  }
+
+  /**
+   * Moves versions newer than `keep` out of the way (into `<dir>/rolled-back/<time>/`), for resuming a run
+   * from a checkpoint taken before they were made. Nothing is deleted; the numbers become free again.
+   * Returns the moved version numbers.
+   */
+  rollbackAfter(keep: number): number[] {
+    const moved = this.numbers().filter((n) => n > keep);
+    if (moved.length === 0) return [];
+    const dest = join(this.dir, "rolled-back", `${new Date().toISOString().replace(/[:.]/g, "-")}-${process.pid}`);
+    mkdirSync(dest, { recursive: true });
+    // Newest first, so a concurrent reader never sees a gap below a surviving version.
+    for (const n of [...moved].reverse()) {
+      for (const f of [versionFileName(n, "json"), versionFileName(n, "txt")]) {
+        if (existsSync(join(this.dir, f))) renameSync(join(this.dir, f), join(dest, f));
+      }
+    }
+    syncDir(this.dir);
+    return moved;
   }
 
   /** Run-dir-relative path of a version's JSON file (for logs). */
