@@ -223,6 +223,15 @@ describe("retries and failures", () => {
     expect(await m.chat({ messages: user("x"), budgetMs: 1000 })).toMatchObject({ text: "late", tries: 2 });
   });
 
+  it("the budget also caps a single try's timeout (no waiting out a 60 s timeoutMs)", async () => {
+    const s = await fake(() => ({ delayMs: 60_000 }));
+    const m = model(s, { timeoutMs: 60_000, maxTries: 3 }, { random: () => 0.5 });
+    const err = await failure(m.chat({ messages: user("x"), budgetMs: 300 }));
+    // the try is cut at the budget; the next wait (250 ms) cannot fit, so the call stops there
+    expect(err).toMatchObject({ kind: "gave-up", tries: 1 });
+    expect(err.message).toMatch(/no complete reply within/);
+  });
+
   it("retries 408/409, fails at once on 401/404/422", async () => {
     const s = await fake(({ index }) => (index === 0 ? { status: 408 } : index === 1 ? { status: 409 } : "ok"));
     const { sleep } = recordingSleep();
