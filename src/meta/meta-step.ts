@@ -71,6 +71,8 @@ export interface MetaStepResult {
   /** Absolute path of the same log. */
   logFile: string;
   error?: string;
+  /** The underlying error of a failed LLM call (e.g. an LlmError), for callers that react to its kind. */
+  cause?: unknown;
   usage: UsageByStage;
   /** e.g. "rubric v3 → v4: 5 items (+2, −1)" or "rubric v3 kept: merge produced no items". */
   summary: string;
@@ -222,7 +224,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
     }
   };
 
-  const fail = (error: string): MetaStepResult => {
+  const fail = (error: string, cause?: unknown): MetaStepResult => {
     log.ok = false;
     log.state = "failed";
     log.error = error;
@@ -230,7 +232,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
     log.usage = model.meter.snapshot();
     log.summary = `rubric v${previous.version} kept: ${error}`;
     writeJsonAtomic(logFile, log);
-    return { ok: false, previous, logPath, logFile, error, usage: log.usage, summary: log.summary };
+    return { ok: false, previous, logPath, logFile, error, cause, usage: log.usage, summary: log.summary };
   };
 
   try {
@@ -362,7 +364,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
   } catch (err) {
     if (err instanceof StageFailure) {
       log.errors.push(err.message);
-      return fail(err.message);
+      return fail(err.message, err.cause);
     }
     throw err;
   }
