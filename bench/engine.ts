@@ -1,0 +1,258 @@
+/**
+ * Engine speed bench (npm run bench:engine): our TransformerLM vs the plain-PyTorch peer
+ * (bench/torch_bench.py) in ONE run on the same machine, same configs, same batch and sequence length.
+ *
+ * Measures training tokens/s (forward + masked mean NLL + backward + grad clip + AdamW, PyTorch semantics)
+ * and batched KV-cache generation tokens/s (temperature-1 sampling). Each engine path runs in its own
+ * child process so thread settings cannot leak: ours on "ts" (single-threaded) and "native" (addon,
+ * MPO_ENGINE_THREADS 1 and 2) when built; PyTorch with torch.set_num_threads 1 and 2. The best thread count
+ * of each is reported, plus the ratio ours/PyTorch.
+ *
+ *   npm run bench:engine                       # both configs
+ *   npm run bench:engine -- --configs 1m --seconds 2 --json out.json
+ *
+ * PyTorch comes from Debian (`apt-get install -y python3-torch libopenblas0-pthread`, /usr/bin/python3);
+ * without it the bench says so and prints only our numbers. Numbers on a shared machine are noisy.
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { writeJsonAtomic } from "../src/util/atomic.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, "..");
+const PYTHON = process.env.MPO_BENCH_PYTHON ?? "/usr/bin/python3";
+
+interface BenchConfig {
+  label: string;
+  config: Record<string, unknown>;
+  batch: number;
+  seq: number;
+  genBatch: number;
+  genPrompt: number;
+  genNew: number;
+}
+
+function llama(V: number, d: number, L: number, H: number, ff: number, maxPos: number): Record<string, unknown> {
+  return {
+    model_type: "llama", architectures: ["LlamaForCausalLM"], vocab_size: V, hidden_size: d, intermediate_size: ff,
+    num_hidden_layers: L, num_attention_heads: H, num_key_value_heads: H, max_position_embeddings: maxPos,
+    rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, hidden_act: "silu",
+    bos_token_id: 1, eos_token_id: 2, torch_dtype: "float32",
+  };
+}
+
+const CONFIGS: Record<string, BenchConfig> = {
+  "1m": { label: "~1M (d128 L4 H4 ff344 V2048)", config: llama(2048, 128, 4, 4, 344, 256), batch: 8, seq: 64, genBatch: 8, genPrompt: 8, genNew: 56 },
+  "5m": { label: "~5M (d256 L4 H8 ff688 V4096)", config: llama(4096, 256, 4, 8, 688, 256), batch: 16, seq: 128, genBatch: 8, genPrompt: 8, genNew: 120 },
+};
+
+interface Measure {
+  threads: number;
+  train_tokens_per_s?: number;
+  train_step_ms?: number;
+  gen_tokens_per_s?: number;
+}
+
+// ------------------------------------------------------------------------------------------- worker side
+
+async function worker(spec: BenchConfig & { seconds: number; engine: "ts" | "native" }): Promise<void> {
+  const { TransformerLM, AdamW, clipGradNorm, nllGradient } = await import("../src/engine/index.ts");
+  const { Rng } = await import("../src/util/rng.ts");
+  const rng = new Rng(0);
+  const model = TransformerLM.create(spec.config as never, rng, { engine: spec.engine });
+  const opt = new AdamW(model.params, { lr: 1e-4, weightDecay: 0.01, engine: spec.engine, decay: () => true });
+  const V = spec.config.vocab_size as number;
+  const { batch: B, seq: T } = spec;
+  const tokens = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    const row = Array.from({ length: T + 1 }, () => rng.int(V));
+    for (let t = 0; t < T; t++) {
+      tokens[b * T + t] = row[t];
+      targets[b * T + t] = row[t + 1];
+    }
+  }
+  const dLp = new Float32Array(B * T);
+  const trainStep = () => {
+    model.zeroGrad();
+    const out = model.score(tokens, targets, B, T);
+    nllGradient(out.logprobs, targets, dLp);
+    model.backward(dLp);
+    clipGradNorm(model.params, 1.0);
+    opt.update();
+  };
+  const prompts = Array.from({ length: spec.genBatch }, () => Array.from({ length: spec.genPrompt }, () => rng.int(V)));
+  const genStep = () => {
+    model.generate(prompts, { maxNewTokens: spec.genNew, temperature: 1, stopTokens: [], rng });
+  };
+  const r: Measure = { threads: Number(process.env.MPO_ENGINE_THREADS ?? 1) };
+  {
+    const { n, el } = timed(trainStep, spec.seconds);
+    r.train_tokens_per_s = (B * T * n) / el;
+    r.train_step_ms = (1000 * el) / n;
+  }
+  {
+    const { n, el } = timed(genStep, spec.seconds);
+    r.gen_tokens_per_s = (spec.genBatch * spec.genNew * n) / el;
+  }
+  const params = model.params.reduce((s, p) => s + p.data.length, 0);
+  process.stdout.write(JSON.stringify({ params, results: [r] }) + "\n");
+}
+
+/**
+ * One warm-up, then repeat until `seconds` have passed (at least once). A warm-up that alone takes longer
+ * than `seconds` is the measurement (slow paths on big configs would otherwise double the bench time).
+ */
+function timed(fn: () => void, seconds: number): { n: number; el: number } {
+  const w0 = performance.now();
+  fn();
+  const w = (performance.now() - w0) / 1000;
+  if (w >= seconds) return { n: 1, el: w };
+  let n = 0;
+  const t0 = performance.now();
+  for (;;) {
+    fn();
+    n++;
+    const el = (performance.now() - t0) / 1000;
+    if (el >= seconds) return { n, el };
+  }
+}
+
+// ------------------------------------------------------------------------------------------- driver side
+
+function run(cmd: string, args: string[], env: Record<string, string>, timeoutS: number): Promise<{ ok: boolean; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: repo, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "", err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutS * 1000);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      resolve({ ok: false, out, err: err + String(e) });
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ ok: code === 0, out, err: code === null ? err + "\n(killed: timeout)" : err });
+    });
+  });
+}
+
+function lastJson(out: string): { params: number; torch?: string; results: Measure[] } | null {
+  const lines = out.trim().split("\n").reverse();
+  for (const l of lines) {
+    try {
+      return JSON.parse(l);
+    } catch {
+      /* not the result line */
+    }
+  }
+  return null;
+}
+
+function best(ms: Measure[], key: "train_tokens_per_s" | "gen_tokens_per_s"): { v: number; threads: number } | null {
+  let b: { v: number; threads: number } | null = null;
+  for (const m of ms) {
+    const v = m[key];
+    if (v !== undefined && (!b || v > b.v)) b = { v, threads: m.threads };
+  }
+  return b;
+}
+
+async function torchAvailable(): Promise<string | null> {
+  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
+  const r = await run(PYTHON, ["-c", "import torch; print(torch.__version__)"], {}, 120);
+  return r.ok ? null : `${PYTHON} cannot import torch (${r.err.trim().split("\n").pop()})`;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const arg = (name: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  if (argv.includes("--worker")) {
+    await worker(JSON.parse(arg("--worker")!));
+    return;
+  }
+  const seconds = Number(arg("--seconds") ?? 3);
+  const configs = (arg("--configs") ?? "1m,5m").split(",").map((c) => {
+    const spec = CONFIGS[c.trim()];
+    if (!spec) throw new Error(`unknown config ${c} (have ${Object.keys(CONFIGS).join(", ")})`);
+    return spec;
+  });
+  const { loadNative } = await import("../src/engine/kernels.ts");
+  const native = loadNative();
+  const torchProblem = argv.includes("--no-torch") ? "disabled with --no-torch" : await torchAvailable();
+  if (torchProblem) process.stderr.write(`PyTorch baseline unavailable: ${torchProblem}. Install with: apt-get install -y python3-torch libopenblas0-pthread. Showing only our numbers.\n`);
+  if (!native.kernels) process.stderr.write(`native path unavailable: ${native.error}\n`);
+  const perStepLimit = Number(arg("--timeout") ?? 600);
+
+  const rows: Record<string, unknown>[] = [];
+  for (const spec of configs) {
+    const paths: { name: string; env: Record<string, string>; engine: "ts" | "native" }[] = [{ name: "ts", env: { MPO_ENGINE: "ts" }, engine: "ts" }];
+    if (native.kernels)
+      for (const th of [1, 2]) paths.push({ name: `native`, env: { MPO_ENGINE: "native", MPO_ENGINE_THREADS: String(th) }, engine: "native" });
+    const ours: Record<string, Measure[]> = {};
+    let params = 0;
+    for (const p of paths) {
+      process.stderr.write(`[${spec.label}] ours ${p.name} threads ${p.env.MPO_ENGINE_THREADS ?? 1} …\n`);
+      const r = await run(process.execPath, ["--import", "tsx", join(here, "engine.ts"), "--worker", JSON.stringify({ ...spec, seconds, engine: p.engine })], p.env, perStepLimit);
+      const j = lastJson(r.out);
+      if (!r.ok || !j) {
+        process.stderr.write(`  failed: ${r.err.trim().slice(-500)}\n`);
+        continue;
+      }
+      params = j.params;
+      (ours[p.name] ??= []).push(...j.results);
+    }
+    let torch: Measure[] = [];
+    let torchVersion = "";
+    if (!torchProblem) {
+      process.stderr.write(`[${spec.label}] PyTorch threads 1,2 …\n`);
+      const r = await run(PYTHON, [join(here, "torch_bench.py"), "--config", JSON.stringify(spec.config), "--batch", String(spec.batch), "--seq", String(spec.seq),
+        "--gen-batch", String(spec.genBatch), "--gen-prompt", String(spec.genPrompt), "--gen-new", String(spec.genNew), "--threads", "1,2", "--seconds", String(seconds)], {}, perStepLimit);
+      const j = lastJson(r.out);
+      if (r.ok && j) {
+        torch = j.results;
+        torchVersion = j.torch ?? "";
+      } else process.stderr.write(`  PyTorch failed: ${r.err.trim().slice(-500)}\n`);
+    }
+    const tTrain = best(torch, "train_tokens_per_s");
+    const tGen = best(torch, "gen_tokens_per_s");
+    for (const [name, ms] of Object.entries(ours)) {
+      const tr = best(ms, "train_tokens_per_s");
+      const ge = best(ms, "gen_tokens_per_s");
+      rows.push({
+        config: spec.label, params, batch: `${spec.batch}x${spec.seq}`, gen: `${spec.genBatch}x(${spec.genPrompt}+${spec.genNew})`, path: name,
+        train_tok_s: tr?.v, train_threads: tr?.threads, torch_train_tok_s: tTrain?.v, torch_train_threads: tTrain?.threads,
+        train_ratio: tr && tTrain ? tr.v / tTrain.v : undefined,
+        gen_tok_s: ge?.v, gen_threads: ge?.threads, torch_gen_tok_s: tGen?.v, torch_gen_threads: tGen?.threads,
+        gen_ratio: ge && tGen ? ge.v / tGen.v : undefined, torch_version: torchVersion,
+        all: { ours: ms, torch },
+      });
+    }
+  }
+  printTable(rows);
+  const jsonOut = arg("--json");
+  if (jsonOut) writeJsonAtomic(jsonOut, { date: new Date().toISOString(), seconds, rows });
+}
+
+function printTable(rows: Record<string, unknown>[]): void {
+  const f = (v: unknown, digits = 0) => (typeof v === "number" ? v.toFixed(digits) : "-");
+  const header = ["config", "params", "path", "train tok/s (thr)", "torch train (thr)", "ours/torch", "gen tok/s (thr)", "torch gen (thr)", "ours/torch"];
+  const lines = rows.map((r) => [
+    String(r.config), f(r.params), String(r.path),
+    `${f(r.train_tok_s)} (${r.train_threads ?? "-"})`, `${f(r.torch_train_tok_s)} (${r.torch_train_threads ?? "-"})`, f(r.train_ratio, 2),
+    `${f(r.gen_tok_s)} (${r.gen_threads ?? "-"})`, `${f(r.torch_gen_tok_s)} (${r.torch_gen_threads ?? "-"})`, f(r.gen_ratio, 2),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
+  console.log(fmt(header));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const l of lines) console.log(fmt(l));
+}
+
+const isEntry = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
+if (isEntry) await main(process.argv.slice(2));

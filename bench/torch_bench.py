@@ -1,0 +1,90 @@
+"""PyTorch speed baseline for bench/engine.ts (spawned by it; prints one JSON line).
+
+    /usr/bin/python3 bench/torch_bench.py --config '{"vocab_size":2048,...}' --batch 8 --seq 64 \
+        --gen-batch 8 --gen-prompt 8 --gen-new 56 --threads 1,2 --seconds 3
+
+Measures, per thread count (torch.set_num_threads), the same work our engine does:
+  train: forward + masked mean NLL + backward + grad-norm clip (1.0) + AdamW step + zero_grad, tokens/s = B*T/step time;
+  generate: batched sampling (temperature 1) with a KV cache from random prompts, tokens/s = new tokens / time.
+Each measurement runs one warm-up, then repeats until `--seconds` have passed (a warm-up longer than that counts as the measurement).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_model import TorchLM  # noqa: E402
+
+
+def timed(fn, seconds):
+    """One warm-up, then repeat until `seconds` passed (at least once); a warm-up longer than `seconds` is the measurement."""
+    w0 = time.perf_counter()
+    fn()
+    w = time.perf_counter() - w0
+    if w >= seconds:
+        return 1, w
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        el = time.perf_counter() - t0
+        if el >= seconds:
+            return n, el
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True, help="HF LlamaConfig as JSON text")
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--seq", type=int, required=True)
+    ap.add_argument("--gen-batch", type=int, required=True)
+    ap.add_argument("--gen-prompt", type=int, required=True)
+    ap.add_argument("--gen-new", type=int, required=True)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--skip-train", action="store_true")
+    a = ap.parse_args()
+    cfg = json.loads(a.config)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = TorchLM(cfg)
+    model.init_random(gen, std=0.02)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    V, B, T = cfg["vocab_size"], a.batch, a.seq
+    tokens = torch.randint(0, V, (B, T + 1), generator=gen)
+
+    def train_step():
+        logits, _ = model(tokens[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, V), tokens[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+
+    prompts = torch.randint(0, V, (a.gen_batch, a.gen_prompt), generator=gen)
+
+    def gen_step():
+        model.generate(prompts, a.gen_new, temperature=1.0, gen=gen)
+
+    results = []
+    for th in [int(x) for x in a.threads.split(",") if x]:
+        torch.set_num_threads(th)
+        r = {"threads": th}
+        if not a.skip_train:
+            n, el = timed(train_step, a.seconds)
+            r["train_tokens_per_s"] = B * T * n / el
+            r["train_step_ms"] = 1000 * el / n
+        n, el = timed(gen_step, a.seconds)
+        r["gen_tokens_per_s"] = a.gen_batch * a.gen_new * n / el
+        results.append(r)
+    print(json.dumps({"torch": torch.__version__, "params": n_params, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
