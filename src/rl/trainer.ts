@@ -236,6 +236,7 @@ export class Trainer {
   private genRng!: Rng;
   private mbRng!: Rng;
   private metaPromise: Promise<MetaOutcome> | null = null;
+  private lastCheckpointStep = -1;
   private stopRequested = false;
   private abandonRequested = false;
   private startedAt = new Date().toISOString();
@@ -352,6 +353,7 @@ export class Trainer {
       const s = pck.trainerState as unknown as TrainerState | undefined;
       if (!s || typeof s.step !== "number" || s.step !== latest.step) throw new UserError(`${ckDir}/policy/trainer_state.json: missing or does not match latest.json (step ${latest.step})`);
       this.st = s;
+      this.lastCheckpointStep = s.step;
       this.rollBackTo(s);
       await this.reward.restoreState?.(s.rewardState);
       this.log(`mpo: resuming ${this.runDir} after step ${s.step} (rubric v${this.reward.rubricVersion()})`);
@@ -493,6 +495,8 @@ export class Trainer {
       while (this.st.step < this.cfg.steps) {
         if (this.stopRequested) {
           final = "stopped";
+          // Steps since the last checkpoint (checkpointEvery > 1) are saved before exiting.
+          if (this.lastCheckpointStep !== this.st.step) this.checkpoint();
           break;
         }
         let m: StepMetrics;
@@ -884,6 +888,7 @@ export class Trainer {
       saveCheckpoint(join(dir, "critic"), { config: this.critic.config, tensors: this.critic.namedTensors(), optimizer: { step: c.step, tensors: c.tensors } });
     }
     writeJsonAtomic(join(this.runDir, "checkpoints", "latest.json"), { step: this.st.step, path: rel });
+    this.lastCheckpointStep = this.st.step;
     const cdir = join(this.runDir, "checkpoints");
     const steps = readdirSync(cdir)
       .map((f) => /^step-(\d+)$/.exec(f))

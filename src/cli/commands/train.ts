@@ -1,0 +1,217 @@
+/**
+ * `mpo train`: RL fine-tuning of the embedded policy (PPO / GRPO / RLOO) with the MPO schedule.
+ * Every config key (src/rl/config.ts) can come from --config FILE and/or a flag; flags win. The config is
+ * validated before anything starts. `--resume RUN` continues a run from its newest checkpoint.
+ * Ctrl-C finishes the current step, checkpoints and exits 0; a second Ctrl-C abandons the step.
+ */
+import type { Command } from "commander";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { UserError } from "../../util/errors.ts";
+
+const num = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UserError(`expected a number, got '${v}'`);
+  return n;
+};
+const int = (v: string) => {
+  const n = num(v);
+  if (!Number.isInteger(n)) throw new UserError(`expected an integer, got '${v}'`);
+  return n;
+};
+
+/** Flag name → config key (dotted for nested keys). */
+const FLAG_KEYS: Record<string, string> = {
+  algo: "algo",
+  task: "task",
+  dataDir: "dataDir",
+  limit: "limit",
+  policy: "policy",
+  critic: "critic",
+  seed: "seed",
+  steps: "steps",
+  batch: "batchSize",
+  groupSize: "groupSize",
+  miniBatches: "miniBatches",
+  ppoEpochs: "ppoEpochs",
+  lr: "lr",
+  criticLr: "criticLr",
+  weightDecay: "weightDecay",
+  maxGradNorm: "maxGradNorm",
+  warmupSteps: "warmupSteps",
+  klCoef: "klCoef",
+  klEstimator: "klEstimator",
+  cliprange: "cliprange",
+  cliprangeValue: "cliprangeValue",
+  vfCoef: "vfCoef",
+  gamma: "gamma",
+  lam: "lam",
+  whitenRewards: "whitenRewards",
+  missingEosPenalty: "missingEosPenalty",
+  scaleByStd: "scaleByStd",
+  grpoLoss: "grpoLossNormalization",
+  maxNewTokens: "maxNewTokens",
+  maxPromptTokens: "maxPromptTokens",
+  temperature: "temperature",
+  topK: "topK",
+  topP: "topP",
+  separator: "promptSeparator",
+  mpoInterval: "mpoInterval",
+  checkpointEvery: "checkpointEvery",
+  keepCheckpoints: "keepCheckpoints",
+  engine: "engine",
+  hiddenSize: "init.hiddenSize",
+  layers: "init.numLayers",
+  heads: "init.numHeads",
+  ffSize: "init.intermediateSize",
+  maxPositions: "init.maxPositions",
+};
+
+export function register(program: Command): void {
+  program
+    .command("train")
+    .description("RL-train the policy with PPO/GRPO/RLOO against a reward; MPO refines the judge's rubric every --mpo-interval steps")
+    .option("--config <file>", "YAML/JSON config (keys as in docs/training.md); flags override it")
+    .option("--resume <run>", "continue the run in this directory from its newest checkpoint")
+    .option("--run <dir>", "run directory (default runs/<task>-<algo>-<time>)")
+    .option("--algo <name>", "ppo | grpo | rloo")
+    .option("--task <name>", "built-in task (say-word) or a registered task / task config file")
+    .option("--data-dir <dir>", "data directory for the task")
+    .option("--limit <n>", "use at most n training records", int)
+    .option("--policy <dir>", "policy checkpoint (config.json, model.safetensors, tokenizer.json); default: fresh tiny model")
+    .option("--critic <kind>", "PPO critic: separate | shared")
+    .option("--seed <n>", "random seed", int)
+    .option("--steps <n>", "training steps (with --resume: extend the run to n steps)", int)
+    .option("--batch <n>", "prompts per step", int)
+    .option("--group-size <n>", "responses per prompt (GRPO/RLOO ≥ 2)", int)
+    .option("--mini-batches <n>", "minibatches per epoch", int)
+    .option("--ppo-epochs <n>", "optimization epochs per batch", int)
+    .option("--lr <x>", "learning rate", num)
+    .option("--critic-lr <x>", "critic learning rate (default: --lr)", num)
+    .option("--weight-decay <x>", "AdamW weight decay", num)
+    .option("--max-grad-norm <x>", "gradient clipping norm", num)
+    .option("--warmup-steps <n>", "learning-rate warmup steps", int)
+    .option("--kl-coef <x>", "KL coefficient β (PPO: in the reward; GRPO: in the loss)", num)
+    .option("--kl-estimator <k>", "k1 | k3")
+    .option("--cliprange <x>", "policy ratio clip ε", num)
+    .option("--cliprange-value <x>", "value clip", num)
+    .option("--vf-coef <x>", "value loss coefficient", num)
+    .option("--gamma <x>", "discount γ", num)
+    .option("--lam <x>", "GAE λ", num)
+    .option("--whiten-rewards", "whiten per-token rewards (PPO)")
+    .option("--missing-eos-penalty <x>", "subtracted from scores of truncated responses", num)
+    .option("--no-scale-by-std", "GRPO: do not divide by the group std (Dr. GRPO)")
+    .option("--grpo-loss <norm>", "GRPO loss normalization: sequence | token")
+    .option("--max-new-tokens <n>", "response length limit", int)
+    .option("--max-prompt-tokens <n>", "prompt length limit (left-truncated)", int)
+    .option("--temperature <x>", "sampling temperature", num)
+    .option("--top-k <n>", "top-k sampling (0 = off)", int)
+    .option("--top-p <x>", "nucleus sampling", num)
+    .option("--separator <text>", "text between prompt and response for plain-text policies")
+    .option("--mpo-interval <n>", "meta step every n steps (0 = fixed rubric)", int)
+    .option("--no-mpo", "train against the fixed initial rubric (the baseline)")
+    .option("--checkpoint-every <n>", "checkpoint every n steps", int)
+    .option("--keep-checkpoints <n>", "checkpoints kept", int)
+    .option("--engine <kind>", "ts | native | auto")
+    .option("--hidden-size <n>", "fresh policy: hidden size", int)
+    .option("--layers <n>", "fresh policy: layers", int)
+    .option("--heads <n>", "fresh policy: attention heads", int)
+    .option("--ff-size <n>", "fresh policy: MLP size", int)
+    .option("--max-positions <n>", "fresh policy: context length", int)
+    .option("--reward <kind>", "keyword | length | rule-rubric | judge")
+    .option("--word <w>", "keyword / rule-rubric: target word for every prompt")
+    .option("--llm <url>", "judge: OpenAI-compatible base URL of the junior judge (implies --reward judge)")
+    .option("--model <name>", "judge: junior judge model name")
+    .option("--server <kind>", "judge: vllm | sglang | llamacpp | ollama | openai | generic")
+    .option("--mrm-llm <url>", "judge: senior judge base URL (default: --llm)")
+    .option("--mrm-model <name>", "judge: senior judge model (default: --model)")
+    .option("--rubric <file>", "judge: initial rubric file or built-in task name (e.g. essay)")
+    .option("--judge-mode <mode>", "judge: per-item | single-call")
+    .option("--meta-samples <n>", "judge: rollouts analyzed per meta step", int)
+    .option("--progress", "force the progress bar")
+    .option("--no-progress", "no progress bar")
+    .action(async (opts: Record<string, unknown>, cmd: Command) => {
+      const { readConfigFile, validate, deepMerge } = await import("../../config/load.ts");
+      const { trainConfigSchema } = await import("../../rl/config.ts");
+      const { Trainer } = await import("../../rl/trainer.ts");
+      const { createReward, resolveTask } = await import("../../rl/reward-factory.ts");
+      // Only flags the user typed count as overrides (commander fills --no-x defaults otherwise).
+      const given = (k: string) => cmd.getOptionValueSource(k) === "cli";
+
+      let raw: Record<string, unknown> = {};
+      let source = "flags";
+      let runDir: string;
+      const resume = typeof opts.resume === "string" ? opts.resume : undefined;
+      if (resume) {
+        const p = join(resume, "config.json");
+        if (!existsSync(p)) throw new UserError(`--resume ${resume}: no config.json there (not a run directory)`);
+        raw = readConfigFile(p) as Record<string, unknown>;
+        source = p;
+        runDir = resume;
+        const extra = Object.keys(opts).filter((k) => given(k) && !["resume", "steps", "progress", "engine"].includes(k));
+        if (extra.length) throw new UserError(`--resume uses the run's saved config; only --steps, --engine and --progress may change (got --${extra.join(", --")})`);
+      } else {
+        if (typeof opts.config === "string") {
+          const v = readConfigFile(opts.config);
+          if (v === null || typeof v !== "object" || Array.isArray(v)) throw new UserError(`${opts.config}: expected a mapping of options`);
+          raw = v as Record<string, unknown>;
+          source = opts.config;
+        }
+        runDir = "";
+      }
+      const over: Record<string, unknown> = {};
+      for (const [flag, key] of Object.entries(FLAG_KEYS)) if (given(flag)) over[key] = opts[flag];
+      if (given("mpo") && opts.mpo === false) over.mpoInterval = 0;
+      if (!resume) {
+        if (given("reward")) over["reward.kind"] = opts.reward;
+        if (given("word")) over["reward.word"] = opts.word;
+        if (given("llm") || given("model")) {
+          over["reward.kind"] = "judge";
+          if (given("llm")) over["reward.rm.baseURL"] = opts.llm;
+          if (given("model")) over["reward.rm.model"] = opts.model;
+          if (given("server")) over["reward.rm.server"] = opts.server;
+          if (given("mrmLlm") || given("mrmModel")) {
+            over["reward.mrm.baseURL"] = opts.mrmLlm ?? opts.llm;
+            over["reward.mrm.model"] = opts.mrmModel ?? opts.model;
+            if (given("server")) over["reward.mrm.server"] = opts.server;
+          }
+        }
+        if (given("rubric")) over["reward.rubric"] = opts.rubric;
+        if (given("judgeMode")) over["reward.mode"] = opts.judgeMode;
+        if (given("metaSamples")) over["reward.metaSamples"] = opts.metaSamples;
+        if (given("run")) over.run = opts.run;
+      }
+      const merged = deepMerge(raw, over);
+      // A reward kind switched by flag must not inherit the file's fields of another kind.
+      const config = validate(trainConfigSchema, merged, source === "flags" ? "train flags" : `${source} (+ flags)`);
+      if (!resume) runDir = config.run ?? join("runs", `${config.task.replace(/[^\w.-]+/g, "_")}-${config.algo}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+
+      const task = await resolveTask(config.task, { dataDir: config.dataDir });
+      const trainer = await Trainer.open({
+        config: { ...config, run: runDir },
+        runDir,
+        task,
+        resume: !!resume,
+        makeReward: (dir) => createReward(config.reward, { runDir: dir, task, seed: config.seed }),
+        hooks: given("progress") ? { progress: opts.progress === true } : {},
+      });
+      let interrupts = 0;
+      const onSigint = () => {
+        interrupts++;
+        trainer.requestStop();
+        process.stderr.write(
+          interrupts === 1
+            ? "\nmpo: Ctrl-C: finishing the current step, then checkpoint and exit (Ctrl-C again to abandon the step)\n"
+            : "\nmpo: abandoning the current step; the last checkpoint stands\n",
+        );
+      };
+      process.on("SIGINT", onSigint);
+      process.on("SIGTERM", onSigint);
+      try {
+        await trainer.run();
+      } finally {
+        process.off("SIGINT", onSigint);
+        process.off("SIGTERM", onSigint);
+      }
+    });
+}
