@@ -135,7 +135,12 @@ describe("inferScoreRange", () => {
     ["Score 3: great\nScore 2: fine\nScore 1: poor", 1, 3],
     ["#### Criterion for Integer Score: **6**\nx\n#### Criterion for Integer Score: **1**\ny", 1, 6],
     ["**10**: perfect\n**1**: broken", 1, 10],
+    ["Where 1 = poor, 3 = fair and 10 = excellent.", 1, 10],
+    ["Give a score out of 10.", 0, 10],
+    ["Rate out of 10, from 1 to 10.", 1, 10],
+    ["5 - Excellent: flawless\n3 - Fair\n1 - Poor", 1, 5],
     // Prose numbers that are not score scales fall back to 0–5.
+    ["If x = 3 then y = 4 holds; x=5 is wrong.", 0, 5],
     ["Between 1990 and 2005 essays got longer; score carefully.", 0, 5],
     ["Write from 3 to 5 paragraphs.", 0, 5],
     ["1. Read the text\n2. Decide\n3. Explain", 0, 5],

@@ -52,6 +52,7 @@ describe("RubricStore", () => {
     s.initialize(rub("a"));
     expect(() => s.get(7)).toThrow(/v7 not found .*have v0–v0/);
     expect(() => s.add({ rubric: { items: [] }, author: { kind: "user" } })).toThrow(/field 'items'/);
+    expect(() => s.add({ rubric: rub("b"), parent: 4, author: { kind: "user" } })).toThrow(/parent rubric version v4 does not exist/);
     expect(existsSync(join(run, "rubrics/v0001.json"))).toBe(false);
   });
 

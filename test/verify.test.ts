@@ -78,6 +78,12 @@ describe("normalizeMathAnswer / mathAnswersEqual", () => {
     ["\\boxed{7}", "7"],
     ["\\frac{6}{4}", "1.5"],
     ["12345678901234567890", "12345678901234567890.0"],
+    ["2\\frac{1}{2}", "\\frac{5}{2}"],
+    ["-15\\frac{3}{5}", "-15.6"],
+    ["6\\frac{1}{6}\\text{ feet}", "\\frac{37}{6}"],
+    ["−3", "-3"],
+    ["2π", "2\\pi"],
+    ["√3", "\\sqrt{3}"],
   ];
   it.each(equivalent)("%j ≡ %j", (a, b) => {
     expect(mathAnswersEqual(a, b)).toBe(true);
@@ -98,6 +104,8 @@ describe("normalizeMathAnswer / mathAnswersEqual", () => {
     ["1,2", "12"],
     ["\\frac{1}{3}", "\\frac{1}{3}\\pi"],
     ["12345678901234567890", "12345678901234567891"],
+    ["2\\frac{3}{2}", "3.5"],
+    ["x\\frac{1}{2}", "\\frac{1}{2}"],
     ["", ""],
     ["5", ""],
   ];

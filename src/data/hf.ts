@@ -25,6 +25,8 @@ export interface HfDatasetOptions {
   accessToken?: string;
   /** Exact file paths inside the repo for this split, when known (skips listing the repo). */
   files?: string[];
+  /** Likely file paths for this split, only used to make the "fetch it by hand" message exact when listing fails. */
+  hintFiles?: string[];
   limit?: number;
   fetch?: typeof fetch;
 }
@@ -106,7 +108,7 @@ export async function hfDataset(repo: string, split: string, opts: HfDatasetOpti
       // Files put in place by hand are good enough when the Hub is unreachable.
       const manual = localFiles(dir);
       if (manual.length) return readAll(manual, opts.limit);
-      throw handHint(null, (err as Error).message);
+      throw handHint(opts.hintFiles ?? null, (err as Error).message);
     }
     if (files.length === 0) throw new UserError(`Hugging Face dataset ${repo} has no data file for split '${split}' at revision ${revision} (looked for ${split}-*.parquet / ${split}/*.parquet / ${split}.jsonl …)`);
   }

@@ -51,7 +51,7 @@ export function inferScoreRange(text: string): { min: number; max: number } {
 
   // 1. Explicit ranges preceded (within a few words) by a score word: "score from 0 (worst) to 5 (best)".
   const before = new RegExp(
-    String.raw`\b${SCORE_WORD}\b(?:\s+[\w'’]+){0,4}?\s+(?:from\s+|between\s+|of\s+)?[(\[]?${NUM}${RANGE_SEP}${NUM}`,
+    String.raw`\b${SCORE_WORD}\b(?:[\s,;:]+[\w'’]+){0,4}?[\s,;:]+(?:from\s+|between\s+|of\s+)?[(\[]?${NUM}${RANGE_SEP}${NUM}`,
     "gi",
   );
   for (const m of text.matchAll(before)) addRange(Number(m[1]), Number(m[2]));
@@ -78,7 +78,17 @@ export function inferScoreRange(text: string): { min: number; max: number } {
     const lvl = scoreLevelOfLine(line);
     if (lvl !== null && lvl <= MAX_PLAUSIBLE_SCORE) levels.add(lvl);
   }
-  if (levels.size >= 2) values.push(...levels);
+  // Inline level definitions: "1 = poor, 3 = fair, 5 = excellent".
+  const inline = new Set<number>();
+  for (const m of text.matchAll(/(?<![\w.\\^_=+\-*/])(\d{1,3})\s*=\s*(?=["'“(]?[A-Za-z])/g)) inline.add(Number(m[1]));
+  if (inline.size >= 2) for (const v of inline) levels.add(v);
+  if (levels.size >= 2) values.push(...[...levels].filter((v) => v <= MAX_PLAUSIBLE_SCORE));
+
+  // "a score out of 10": only when nothing else states the scale (the low end is then taken as 0).
+  if (values.length === 0) {
+    const outOf = new RegExp(String.raw`\b${SCORE_WORD}\b(?:\s+[\w'’]+){0,4}?\s+out\s+of\s+(\d{1,3})\b`, "i").exec(text);
+    if (outOf) addRange(0, Number(outOf[1]));
+  }
 
   if (values.length === 0) return { ...DEFAULT_SCORE_RANGE };
   const min = Math.min(...values);

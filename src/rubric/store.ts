@@ -180,6 +180,9 @@ export class VersionStore<K extends string, T> {
   add(input: AddVersionInput<K, T>): StoredVersion<K, T> {
     const payload = this.codec.parse(input[this.codec.key], `new ${this.codec.label}`);
     const parent = input.parent === undefined ? (this.latest()?.version ?? null) : input.parent;
+    if (parent !== null && !(Number.isInteger(parent) && existsSync(this.paths(parent).json))) {
+      throw new UserError(`parent ${this.codec.label} version v${parent} does not exist in ${this.dir}`);
+    }
     const step = input.step ?? 0;
     if (!Number.isInteger(step) || step < 0) throw new UserError(`step must be a non-negative integer, got ${step}`);
     authorSchema.parse(input.author);

@@ -21,7 +21,7 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", 
 /** Where a split's rows come from: a local file (relative paths resolve against the data dir) or a Hub dataset. */
 export type DataSource =
   | { path: string }
-  | { hf: string; split: string; files?: string[] };
+  | { hf: string; split: string; files?: string[]; hintFiles?: string[] };
 
 export interface FieldMapping {
   /** Record id field; missing → `<task>-<split>-<row index>`. */
@@ -141,7 +141,7 @@ export function buildTask(spec: TaskSpec, options: TaskOptions = {}, baseDir?: s
     const src = spec.data[split];
     if (!src) throw new UserError(`task '${spec.name}' has no '${split}' split (it has: ${Object.keys(spec.data).join(", ") || "none"}); pass a file for it`);
     if ("hf" in src) {
-      const rows = await hfDataset(src.hf, src.split, { cacheDir: options.cacheDir, hubUrl: options.hubUrl, files: src.files, limit });
+      const rows = await hfDataset(src.hf, src.split, { cacheDir: options.cacheDir, hubUrl: options.hubUrl, files: src.files, hintFiles: src.hintFiles, limit });
       return { rows, file: `hf:${src.hf}/${src.split}` };
     }
     throw new UserError(`task '${spec.name}': invalid data source for '${split}'`);

@@ -12,8 +12,8 @@ export const summarizationSpec: TaskSpec = {
   name: "summarization",
   description: "Summarization: the policy summarizes a US congressional bill in at most 400 words, concisely and faithfully.",
   data: {
-    train: { hf: "FiscalNote/billsum", split: "train" },
-    test: { hf: "FiscalNote/billsum", split: "test" },
+    train: { hf: "FiscalNote/billsum", split: "train", hintFiles: ["data/train-00000-of-00001.parquet"] },
+    test: { hf: "FiscalNote/billsum", split: "test", hintFiles: ["data/test-00000-of-00001.parquet"] },
   },
   fields: { vars: { text: "text", title: "title" }, optional: ["title"], reference: "summary", meta: ["title"] },
   templates: { system: "tasks/summarization/system.md", user: "tasks/summarization/user.md" },

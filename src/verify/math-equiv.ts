@@ -75,6 +75,8 @@ export function normalizeMathAnswer(answer: string): string {
   // Math delimiters around the whole answer.
   s = s.replace(/^\$+|\$+$/g, "").replace(/^\\\(|\\\)$/g, "").replace(/^\\\[|\\\]$/g, "").trim();
   s = s.replace(/\n/g, " ");
+  // Unicode a model may write in plain text.
+  s = s.replace(/[−–]/g, "-").replace(/π/g, "\\pi ").replace(/∞/g, "\\infty ").replace(/√/g, "\\sqrt");
   // Sizing and spacing commands.
   s = s.replace(/\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![A-Za-z])/g, "");
   s = s.replace(/\\(?:displaystyle|textstyle|quad|qquad)(?![A-Za-z])/g, " ").replace(/\\[!,;: ]/g, " ").replace(/~/g, " ");
@@ -138,10 +140,19 @@ function decimalToRational(t: string): Rational | null {
   return { p, q: 10n ** BigInt(frac.length) };
 }
 
-/** The exact value of a normalized numeric answer: integer, decimal, \frac{a}{b} or a/b of those. */
+/**
+ * The exact value of a normalized numeric answer: integer, decimal, \frac{a}{b} or a/b of those, or a
+ * mixed number `2\frac{1}{2}` (= 5/2; MATH writes these in prealgebra answers; proper fractions only).
+ */
 export function numericValue(normalized: string): Rational | null {
   const d = decimalToRational(normalized);
   if (d) return d;
+  const mixed = /^(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$/.exec(normalized);
+  if (mixed) {
+    const [w, a, b] = [BigInt(mixed[2]), BigInt(mixed[3]), BigInt(mixed[4])];
+    if (b === 0n || a >= b) return null;
+    return { p: (w * b + a) * (mixed[1] ? -1n : 1n), q: b };
+  }
   const f = /^(-?)\\frac\{(\d+(?:\.\d+)?)\}\{(\d+(?:\.\d+)?)\}$/.exec(normalized) ?? /^(-?)(\d+(?:\.\d+)?)\/(\d+(?:\.\d+)?)$/.exec(normalized);
   if (!f) return null;
   const a = decimalToRational(f[2])!;

@@ -1,0 +1,124 @@
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildProgram } from "../src/cli/main.ts";
+import { startFakeOpenAI, type FakeOpenAI } from "./helpers/fake-openai-server.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "mpo-eval-cli-"));
+let server: FakeOpenAI | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+  vi.restoreAllMocks();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function run(args: string[]): Promise<string> {
+  const out: string[] = [];
+  vi.spyOn(process.stdout, "write").mockImplementation((chunk: any) => {
+    out.push(String(chunk));
+    return true;
+  });
+  try {
+    await (await buildProgram()).parseAsync(["node", "mpo", ...args]);
+  } finally {
+    vi.restoreAllMocks();
+  }
+  return out.join("");
+}
+
+function jsonl(name: string, rows: unknown[]): string {
+  const p = join(dir, name);
+  writeFileSync(p, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  return p;
+}
+
+const queries = Array.from({ length: 12 }, (_, i) => `Write a short essay about city ${i}.`);
+
+describe("mpo eval elo (real HTTP judge)", () => {
+  it("runs the tournament against an OpenAI-compatible server and writes scores, provenance, log and plot", async () => {
+    server = await startFakeOpenAI({
+      reply: ({ messages }) => {
+        const user = messages[messages.length - 1].content;
+        const a = /## Response A\n([\s\S]*?)\n\n## Response B/.exec(user)?.[1] ?? "";
+        const b = /## Response B\n([\s\S]*?)\n\n## Your decision/.exec(user)?.[1] ?? "";
+        return a.length >= b.length ? "<winner>A</winner>" : "<winner>B</winner>";
+      },
+    });
+    const strong = jsonl("strong-1.5b.test.generations.jsonl", queries.map((q, i) => ({ query: q, model_response: `A detailed essay about city ${i}. `.repeat(5) })));
+    const weak = jsonl("weak.jsonl", [...queries].reverse().map((q, i) => ({ query: q, model_response: `City ${i}.` })));
+    const out = join(dir, "elo");
+    const text = await run(["eval", "elo", "--runs", strong, weak, "--judge", server.url, "--model", "judge-model", "--seeds", "2", "--matches", "40", "--bt", "--bootstrap", "20", "--out", out, "--no-progress", "--task", "essay"]);
+    expect(text).toMatch(/strong-1\.5b/);
+    const scores = JSON.parse(readFileSync(join(out, "elo.scores.json"), "utf8"));
+    expect(Object.keys(scores)).toEqual(["mean elo", "mean stds"]);
+    expect(scores["mean elo"]["strong-1.5b"]).toBeGreaterThan(scores["mean elo"].weak + 20);
+    const prov = JSON.parse(readFileSync(join(out, "elo.provenance.json"), "utf8"));
+    expect(prov.judge).toMatchObject({ endpoint: server.url, model: "judge-model" });
+    expect(prov.settings).toMatchObject({ seeds: [0, 1], matches: 40, k: 4, base: 10, scale: 400, bothOrders: false });
+    expect(prov.promptsCompared).toBe(12);
+    expect(prov.counts.applied).toBe(80);
+    const log = readFileSync(join(out, "elo.matches.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(log).toHaveLength(80);
+    expect(readFileSync(join(out, "elo.plot.svg"), "utf8")).toMatch(/^<svg[\s\S]*strong-1\.5b[\s\S]*<\/svg>\n$/);
+    expect(existsSync(join(out, "bt.json"))).toBe(true);
+    // What the server received: the judge model, temperature 0, a system + user prompt with the task description.
+    const req = server.requests[0];
+    expect(req.model).toBe("judge-model");
+    expect(req.temperature).toBe(0);
+    expect(req.messages[0].role).toBe("system");
+    expect(req.messages[0].content).toContain("Essay writing");
+    // Identical (prompt, A, B) triples are judged once.
+    expect(server.requests.length).toBeLessThanOrEqual(80);
+  });
+
+  it("clear errors for missing files and bad lines", async () => {
+    const good = jsonl("g.jsonl", [{ query: "q", model_response: "r" }]);
+    await expect(run(["eval", "elo", "--runs", good, join(dir, "nope.jsonl"), "--judge", "http://127.0.0.1:9/v1", "--model", "m", "--no-progress"])).rejects.toThrow(/generation file not found: .*nope\.jsonl/);
+    const bad = join(dir, "bad.jsonl");
+    writeFileSync(bad, '{"query": "q", "model_response": "r"}\n{"query": "q2"}\n');
+    await expect(run(["eval", "elo", "--runs", good, bad, "--judge", "http://127.0.0.1:9/v1", "--model", "m", "--no-progress"])).rejects.toThrow(/bad\.jsonl:2: field 'model_response'/);
+    await expect(run(["eval", "elo", "--runs", good, good, "--judge", "http://127.0.0.1:9/v1", "--model", "m", "--seeds", "x"])).rejects.toThrow(/--seeds must be/);
+  });
+});
+
+describe("mpo eval rouge / accuracy", () => {
+  it("rouge from one file with both fields", async () => {
+    const p = jsonl("sums.jsonl", [
+      { model_response: "the cat sat on the mat", summary: "the cat sat on the mat" },
+      { model_response: "a dog", summary: "the cat" },
+    ]);
+    const outFile = join(dir, "rouge.json");
+    const text = await run(["eval", "rouge", "--pred", p, "--out", outFile]);
+    expect(text).toMatch(/ROUGE on 2 pairs \(with stemming\)/);
+    const r = JSON.parse(readFileSync(outFile, "utf8"));
+    expect(r.mean.rouge1.fmeasure).toBeCloseTo(0.5, 12);
+    expect(r.source.refField).toBe("summary");
+  });
+
+  it("rouge joins two files by key and refuses misaligned line counts", async () => {
+    const pred = jsonl("pred.jsonl", [{ id: "b", model_response: "x y" }, { id: "a", model_response: "p q" }]);
+    const ref = jsonl("ref.jsonl", [{ id: "a", summary: "p q" }, { id: "b", summary: "x y" }, { id: "c", summary: "z" }]);
+    const outFile = join(dir, "rouge2.json");
+    await run(["eval", "rouge", "--pred", pred, "--ref", ref, "--key", "id", "--out", outFile]);
+    expect(JSON.parse(readFileSync(outFile, "utf8")).mean.rouge2.fmeasure).toBe(1);
+    await expect(run(["eval", "rouge", "--pred", pred, "--ref", ref])).rejects.toThrow(/has 2 records but .* has 3/);
+  });
+
+  it("accuracy with the task's checker (ethics verdicts, math boxes)", async () => {
+    const eth = jsonl("eth.jsonl", [
+      { model_response: "… <verdict>RIGHT</verdict>", binarized_label: "RIGHT" },
+      { model_response: "… <verdict>RIGHT</verdict>", binarized_label: "WRONG" },
+      { model_response: "no tag", binarized_label: "WRONG" },
+      { model_response: "<verdict>WRONG</verdict>", binarized_label: "WRONG" },
+    ]);
+    const outFile = join(dir, "acc.json");
+    const text = await run(["eval", "accuracy", "--task", "ethics", "--pred", eth, "--out", outFile]);
+    expect(text).toMatch(/accuracy \(verdict\): 50\.00% — 2\/4 correct, 1 wrong, 1 unparsable/);
+    expect(JSON.parse(readFileSync(outFile, "utf8"))).toMatchObject({ task: "ethics", n: 4, correct: 2 });
+    const math = jsonl("math-preds.jsonl", [{ model_response: "so \\boxed{\\frac12}", answer: "\\frac{1}{2}" }, { model_response: "\\boxed{3}", answer: "4" }]);
+    expect(await run(["eval", "accuracy", "--task", "math", "--pred", math])).toMatch(/1\/2 correct/);
+    await expect(run(["eval", "accuracy", "--task", "essay", "--pred", math])).rejects.toThrow(/declares no answer checker/);
+  });
+});
