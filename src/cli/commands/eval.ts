@@ -172,7 +172,7 @@ export function register(program: Command): void {
     .option("--bt", "also fit Bradley–Terry with bootstrap confidence intervals")
     .option("--bootstrap <n>", "bootstrap resamples for --bt (default 200)")
     .option("--concurrency <n>", "judge calls in flight (default 8)")
-    .option("--task <name>", "task whose description the judge is given (see `mpo tasks`)")
+    .option("--task <name>", "task whose description the judge is given (essay, summarization, ethics, math, or a task .yaml)")
     .option("--description <text>", "what the responses are, told to the judge (overrides --task)")
     .option("--prompt-regex <re>", "regex whose last group extracts the prompt shown to the judge from a templated query")
     .option("--query-field <f>", "prompt field in the generation files", "query")
