@@ -139,6 +139,12 @@ describe("inferScoreRange", () => {
     ["Give a score out of 10.", 0, 10],
     ["Rate out of 10, from 1 to 10.", 1, 10],
     ["5 - Excellent: flawless\n3 - Fair\n1 - Poor", 1, 5],
+    // Penalty and bonus sizes are not the scale.
+    ["Deduct 1-2 points for each factual error.", 0, 5],
+    ["Score from 0 to 10. Deduct 2 to 3 points for plagiarism; add 1-2 points for originality.", 0, 10],
+    ["Penalize by 1–3 points when the answer is a title only. Scores range 0 to 6.", 0, 6],
+    ["Deduct 1 point for typos. Score from 0 to 10.", 0, 10],
+    ["Lower the score by 2-3 points for a title-only answer.", 0, 5],
     // Prose numbers that are not score scales fall back to 0–5.
     ["If x = 3 then y = 4 holds; x=5 is wrong.", 0, 5],
     ["Between 1990 and 2005 essays got longer; score carefully.", 0, 5],

@@ -45,26 +45,27 @@ const RANGE_SEP = String.raw`\s*(?:-|–|—|to|through|and|\.\.)\s*`;
  */
 export function inferScoreRange(text: string): { min: number; max: number } {
   const values: number[] = [];
-  const addRange = (a: number, b: number) => {
+  const addRange = (a: number, b: number, at = -1) => {
+    if (at >= 0 && isAdjustment(text, at)) return;
     if (a < b && b <= MAX_PLAUSIBLE_SCORE) values.push(a, b);
   };
 
   // 1. Explicit ranges preceded (within a few words) by a score word: "score from 0 (worst) to 5 (best)".
   const before = new RegExp(
     String.raw`\b${SCORE_WORD}\b(?:[\s,;:]+[\w'’]+){0,4}?[\s,;:]+(?:from\s+|between\s+|of\s+)?[(\[]?${NUM}${RANGE_SEP}${NUM}`,
-    "gi",
+    "gid",
   );
-  for (const m of text.matchAll(before)) addRange(Number(m[1]), Number(m[2]));
+  for (const m of text.matchAll(before)) addRange(Number(m[1]), Number(m[2]), m.indices![1][0]);
   // A bare "1-10" / "1–10" directly after the score word ("Rate 1-10", "score: 0-5").
-  const direct = new RegExp(String.raw`\b${SCORE_WORD}\b\s*[:=]?\s*[(\[]?(\d{1,3})\s*[-–—]\s*(\d{1,3})\b`, "gi");
-  for (const m of text.matchAll(direct)) addRange(Number(m[1]), Number(m[2]));
+  const direct = new RegExp(String.raw`\b${SCORE_WORD}\b\s*[:=]?\s*[(\[]?(\d{1,3})\s*[-–—]\s*(\d{1,3})\b`, "gid");
+  for (const m of text.matchAll(direct)) addRange(Number(m[1]), Number(m[2]), m.indices![1][0]);
   // 2. Ranges followed by a score word: "(0-3 points)", "on a 1–10 scale", "0 to 5 points".
-  const after = new RegExp(String.raw`(?<![\d.,/])${NUM}${RANGE_SEP}${NUM}\s*[-]?\s*(?:points?|pts|scale|score|rating)\b`, "gi");
-  for (const m of text.matchAll(after)) addRange(Number(m[1]), Number(m[2]));
+  const after = new RegExp(String.raw`(?<![\d.,/])${NUM}${RANGE_SEP}${NUM}\s*[-]?\s*(?:points?|pts|scale|score|rating)\b`, "gid");
+  for (const m of text.matchAll(after)) addRange(Number(m[1]), Number(m[2]), m.indices![1][0]);
 
   // A range standing alone as a label: "Grammar: 0 to 10", "Clarity (1-10)", a line "0-5".
-  const label = new RegExp(String.raw`(?:^|[:(\[])[ \t]*${NUM}${RANGE_SEP}${NUM}[ \t]*(?=[)\]]|$)`, "gim");
-  for (const m of text.matchAll(label)) addRange(Number(m[1]), Number(m[2]));
+  const label = new RegExp(String.raw`(?:^|[:(\[])[ \t]*${NUM}${RANGE_SEP}${NUM}[ \t]*(?=[)\]]|$)`, "gimd");
+  for (const m of text.matchAll(label)) addRange(Number(m[1]), Number(m[2]), m.indices![1][0]);
 
   // 3. Quoted label lists: ['0', '1', '2', '3', '4', '5'] or ["1", "2", "3"].
   for (const m of text.matchAll(/\[\s*((?:["'‘“]\d{1,3}["'’”]\s*,\s*){2,}["'‘“]\d{1,3}["'’”])\s*\]/g)) {
@@ -95,6 +96,12 @@ export function inferScoreRange(text: string): { min: number; max: number } {
   const max = Math.max(...values);
   if (!(min < max) || max > MAX_PLAUSIBLE_SCORE) return { ...DEFAULT_SCORE_RANGE };
   return { min, max };
+}
+
+/** "Deduct 1-2 points", "add 1 to 3 points": a penalty or bonus size (words right before the range), not the scale. */
+function isAdjustment(text: string, rangeStart: number): boolean {
+  const before = text.slice(Math.max(0, rangeStart - 40), rangeStart);
+  return /\b(?:deduct\w*|subtract\w*|penali[sz]\w*|minus|lose|loses|losing|take\s+off|takes\s+off|remove|add|adds|bonus|extra|reduc\w*|lower\w*|rais\w*)(?:\s+(?:it|the\s+score|score|up\s+to|between|by|of|from|another|an?\s+additional|additional))*[\s:(*'"]*$/i.test(before);
 }
 
 /**
