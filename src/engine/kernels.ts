@@ -35,6 +35,12 @@ export interface Kernels {
   logSoftmaxGatherBackward(
     dlogits: F, logp: F, targets: Int32Array, dlp: F | null, dent: F | null, ent: F | null, N: number, V: number,
   ): void;
+  /** Gated MLP hidden m = act(g)·u (u null: plain MLP m = act(g)); kind: 0 silu, 1 gelu, 2 gelu_tanh. */
+  gluForward(m: F, g: F, u: F | null, n: number, kind: number): void;
+  /** dg = dm·u·act'(g), du = dm·act(g) (both overwrite). */
+  gluBackward(dg: F, du: F | null, dm: F, g: F, u: F | null, n: number, kind: number): void;
+  /** AdamW element update: p ← p·shrink − stepSize·m/(sqrt(v)·invSqrtBc2 + eps) after the moment updates. */
+  adamw(p: F, g: F, m: F, v: F, b1: number, b2: number, eps: number, shrink: number, stepSize: number, invSqrtBc2: number): void;
 }
 
 export const tsKernels: Kernels = {
@@ -47,24 +53,18 @@ export const tsKernels: Kernels = {
   attentionBackward: ops.attentionBackward,
   logSoftmaxGather: ops.logSoftmaxGather,
   logSoftmaxGatherBackward: ops.logSoftmaxGatherBackward,
+  gluForward: ops.gluForward,
+  gluBackward: ops.gluBackward,
+  adamw: ops.adamwUpdate,
 };
 
+/** Must equal kAbiVersion in native/mpo_engine.cc; a stale build is ignored (rebuild with npm run build:native). */
+const NATIVE_ABI = 1;
+
 /** What the addon exports (see native/mpo_engine.cc). */
-interface NativeAddon {
-  info(): { blas: string; threads: number; simd: string };
+interface NativeAddon extends Omit<Kernels, "name" | "detail"> {
+  info(): { blas: string; threads: number; simd: string; abi: number };
   setThreads(n: number): void;
-  matmulXWt(y: F, x: F, w: F, N: number, I: number, O: number, accumulate: boolean): void;
-  matmulDyW(dx: F, dy: F, w: F, N: number, O: number, I: number, accumulate: boolean): void;
-  matmulDyTX(dw: F, dy: F, x: F, N: number, O: number, I: number): void;
-  attentionForward(out: F, P: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number, D: number): void;
-  attentionBackward(
-    dq: F, dk: F, dv: F, dout: F, P: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number, D: number,
-    scratch: F,
-  ): void;
-  logSoftmaxGather(logits: F, targets: Int32Array, lp: F, ent: F | null, N: number, V: number): void;
-  logSoftmaxGatherBackward(
-    dlogits: F, logp: F, targets: Int32Array, dlp: F | null, dent: F | null, ent: F | null, N: number, V: number,
-  ): void;
 }
 
 let nativeCache: { kernels: Kernels | null; error: string } | undefined;
@@ -86,6 +86,10 @@ export function loadNative(): { kernels: Kernels | null; error: string } {
     const req = createRequire(import.meta.url);
     const a = req(path) as NativeAddon;
     const info = a.info();
+    if (info.abi !== NATIVE_ABI) {
+      nativeCache = { kernels: null, error: `native addon is stale (abi ${info.abi}, need ${NATIVE_ABI}; run \`npm run build:native\`)` };
+      return nativeCache;
+    }
     const threadsEnv = Number(process.env.MPO_ENGINE_THREADS);
     if (Number.isInteger(threadsEnv) && threadsEnv > 0) a.setThreads(threadsEnv);
     const k: Kernels = {
@@ -98,6 +102,9 @@ export function loadNative(): { kernels: Kernels | null; error: string } {
       attentionBackward: a.attentionBackward,
       logSoftmaxGather: a.logSoftmaxGather,
       logSoftmaxGatherBackward: a.logSoftmaxGatherBackward,
+      gluForward: a.gluForward,
+      gluBackward: a.gluBackward,
+      adamw: a.adamw,
     };
     nativeCache = { kernels: k, error: "" };
   } catch (e) {

@@ -328,7 +328,7 @@ export class TransformerLM {
       } else {
         K.matmulXWt(g, h2, ly.wu.data, N, d, ff, false);
       }
-      ops.gluForward(m, g, u, N * ff, this.actCode);
+      K.gluForward(m, g, u, N * ff, this.actCode);
       const xn = A.get(`res${l + 1}`, N * d);
       xn.set(x2);
       K.matmulXWt(xn, m, ly.wd.data, N, ff, d, true);
@@ -432,13 +432,13 @@ export class TransformerLM {
       if (ly.wg) {
         const u = A.get(`u.${l}`, N * ff);
         const du = A.get("du", N * ff);
-        ops.gluBackward(dg, du, dm_, g, u, N * ff, this.actCode);
+        K.gluBackward(dg, du, dm_, g, u, N * ff, this.actCode);
         K.matmulDyW(dh2, dg, ly.wg.data, N, ff, d, false);
         K.matmulDyW(dh2, du, ly.wu.data, N, ff, d, true);
         K.matmulDyTX(ly.wg.grad, dg, h2, N, ff, d);
         K.matmulDyTX(ly.wu.grad, du, h2, N, ff, d);
       } else {
-        ops.gluBackward(dg, null, dm_, g, null, N * ff, this.actCode);
+        K.gluBackward(dg, null, dm_, g, null, N * ff, this.actCode);
         K.matmulDyW(dh2, dg, ly.wu.data, N, ff, d, false);
         K.matmulDyTX(ly.wu.grad, dg, h2, N, ff, d);
       }
@@ -644,10 +644,10 @@ export class TransformerLM {
       if (ly.wg) {
         K.matmulXWt(g, h, ly.wg.data, R, d, ff, false);
         K.matmulXWt(u, h, ly.wu.data, R, d, ff, false);
-        ops.gluForward(m, g, u, R * ff, this.actCode);
+        K.gluForward(m, g, u, R * ff, this.actCode);
       } else {
         K.matmulXWt(g, h, ly.wu.data, R, d, ff, false);
-        ops.gluForward(m, g, null, R * ff, this.actCode);
+        K.gluForward(m, g, null, R * ff, this.actCode);
       }
       K.matmulXWt(x, m, ly.wd.data, R, ff, d, true);
     }

@@ -451,3 +451,20 @@ export function logSoftmaxGatherBackward(
     if (t >= 0) dlogits[o + t] += a;
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Optimizer
+
+/** AdamW element update (moments already bias-corrected through stepSize / invSqrtBc2), see optim.ts. */
+export function adamwUpdate(
+  p: F, g: F, m: F, v: F, b1: number, b2: number, eps: number, shrink: number, stepSize: number, invSqrtBc2: number,
+): void {
+  for (let i = 0; i < p.length; i++) {
+    const gi = g[i];
+    const mi = b1 * m[i] + (1 - b1) * gi;
+    const vi = b2 * v[i] + (1 - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * shrink - (stepSize * mi) / (Math.sqrt(vi) * invSqrtBc2 + eps);
+  }
+}

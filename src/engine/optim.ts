@@ -4,6 +4,7 @@
  * These work on the `{name, data, grad}` parameter list every TransformerLM exposes.
  */
 import type { NamedTensor, ParamTensor } from "./model.ts";
+import { type EngineChoice, type Kernels, selectKernels, tsKernels } from "./kernels.ts";
 
 export interface AdamWOptions {
   lr: number;
@@ -15,6 +16,8 @@ export interface AdamWOptions {
    * norms / biases — the usual LM practice. Pass `() => true` for PyTorch's plain AdamW behaviour.
    */
   decay?: (p: ParamTensor) => boolean;
+  /** Compute path for the update loop (default as the model: MPO_ENGINE, else native when available). */
+  engine?: EngineChoice;
 }
 
 /**
@@ -31,6 +34,7 @@ export class AdamW {
   private readonly m: Float32Array[];
   private readonly v: Float32Array[];
   private readonly decayMask: boolean[];
+  private readonly kernels: Kernels;
 
   constructor(readonly params: ParamTensor[], opts: AdamWOptions) {
     if (!(opts.lr >= 0)) throw new RangeError(`AdamW: lr must be ≥ 0, got ${opts.lr}`);
@@ -42,6 +46,9 @@ export class AdamW {
     this.m = params.map((p) => new Float32Array(p.data.length));
     this.v = params.map((p) => new Float32Array(p.data.length));
     this.decayMask = params.map((p) => decay(p));
+    // Native kernels take Float32Array only (float64 models are for gradient tests).
+    const f32 = params.every((p) => p.data instanceof Float32Array && p.grad instanceof Float32Array);
+    this.kernels = f32 ? selectKernels(opts.engine) : tsKernels;
   }
 
   /** One update with the current grads (does not zero them). `lr` overrides this.lr for this step. */
@@ -58,14 +65,7 @@ export class AdamW {
       const m = this.m[k];
       const v = this.v[k];
       const shrink = this.decayMask[k] ? 1 - lr * this.weightDecay : 1;
-      for (let i = 0; i < p.length; i++) {
-        const gi = g[i];
-        const mi = b1 * m[i] + (1 - b1) * gi;
-        const vi = b2 * v[i] + (1 - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * shrink - (stepSize * mi) / (Math.sqrt(vi) * invSqrtBc2 + eps);
-      }
+      this.kernels.adamw(p, g, m, v, b1, b2, eps, shrink, stepSize, invSqrtBc2);
     }
   }
 
