@@ -61,6 +61,8 @@ export interface TrainerState {
   metaBuffer: MetaRolloutSample[];
   /** A meta step decided at this step but not yet finished: re-run on resume. */
   pendingMeta: { step: number; rollouts: MetaRolloutSample[] } | null;
+  /** A meta step that finished while the run was stopping: reported with the next step's metrics. */
+  completedMeta?: MetaOutcome | null;
   elapsedSeconds: number;
 }
 
@@ -382,7 +384,7 @@ export class Trainer {
     }
     this.genRng = Rng.fromState(this.st.genRng);
     this.mbRng = Rng.fromState(this.st.mbRng);
-    writeJsonAtomic(join(this.runDir, "config.json"), { ...cfg, groupSize: this.G, lr, resolvedLr: lr });
+    writeJsonAtomic(join(this.runDir, "config.json"), { ...cfg, groupSize: this.G, lr });
     this.writeStatus("running");
   }
 
@@ -495,8 +497,14 @@ export class Trainer {
       while (this.st.step < this.cfg.steps) {
         if (this.stopRequested) {
           final = "stopped";
-          // Steps since the last checkpoint (checkpointEvery > 1) are saved before exiting.
-          if (this.lastCheckpointStep !== this.st.step) this.checkpoint();
+          if (this.metaPromise) {
+            // Let a running meta step finish (no writes after we exit) and keep its result in the checkpoint.
+            this.st.completedMeta = await this.metaPromise;
+            this.metaPromise = null;
+            this.st.pendingMeta = null;
+            this.st.rewardState = this.reward.saveState?.() ?? null;
+            this.checkpoint();
+          } else if (this.lastCheckpointStep !== this.st.step) this.checkpoint(); // steps since the last checkpoint (checkpointEvery > 1)
           break;
         }
         let m: StepMetrics;
@@ -594,6 +602,9 @@ export class Trainer {
       this.st.pendingMeta = null;
       secs.meta = now() - tg;
       this.checkAbandon();
+    } else if (this.st.completedMeta) {
+      metaOutcome = this.st.completedMeta;
+      this.st.completedMeta = null;
     }
     const rubricVersion = this.reward.rubricVersion();
 
