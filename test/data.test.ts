@@ -29,7 +29,7 @@ describe("local readers", () => {
     expect(rows).toHaveLength(2);
     expect(getField(rows[0], "action.description")).toBe("x");
     expect(getField(rows[1], "action.description")).toBeUndefined();
-    expect(() => requireText(rows[1], "action.description", { file: p, row: 2 })).toThrow(/a\.jsonl:2: field 'action\.description': expected non-empty text, got nothing/);
+    expect(() => requireText(rows[1], "action.description", { file: p, row: 2 })).toThrow(/a\.jsonl:3: field 'action\.description': expected non-empty text, got nothing/); // line 3: blank line 2 is skipped
     writeFileSync(p, '{"id": 1}\n{"id": 2,,}\n');
     expect(() => readJsonlFile(p)).toThrow(/a\.jsonl:2: not valid JSON/);
     writeFileSync(p, '{"id": 1}\n[1,2]\n');
@@ -45,6 +45,8 @@ describe("local readers", () => {
       { title: "A, B", text: "line one\nline two" },
       { title: "plain", text: 'say "hi"' },
     ]);
+    // Row errors name the line the record starts on (records may span lines).
+    expect(() => requireText(rows[1], "missing", { file: p, row: 2 })).toThrow(/b\.csv:4: field 'missing'/);
     writeFileSync(p, 'title,text\nok,fine\nbad,"unclosed\n');
     await expect(readCsvFile(p)).rejects.toThrow(/b\.csv:\d+.*(quote|Quote)/);
     writeFileSync(p, "title,text\na,b,c\n");

@@ -14,13 +14,22 @@ export type Row = Record<string, unknown>;
 export class DataFileError extends UserError {
   constructor(
     readonly file: string,
-    readonly line: number | null,
+    /** 1-based line number in the file (JSONL/CSV), or a label such as "row 3" (Parquet). */
+    readonly line: number | string | null,
     readonly field: string | null,
     problem: string,
   ) {
-    super(`${file}${line !== null ? `:${line}` : ""}${field ? `: field '${field}'` : ""}: ${problem}`);
+    super(`${file}${line === null ? "" : typeof line === "number" ? `:${line}` : ` (${line})`}${field ? `: field '${field}'` : ""}: ${problem}`);
     this.name = "DataFileError";
   }
+}
+
+/** Where each row read by these readers came from (line in the file, or "row N"), for error messages. */
+const rowOrigin = new WeakMap<object, number | string>();
+
+/** The line (or "row N") a row was read from; `fallback` (1-based index) when unknown. */
+export function rowLocation(row: Row, fallback: number): number | string {
+  return rowOrigin.get(row) ?? fallback;
 }
 
 function mustExist(path: string): void {
@@ -44,6 +53,7 @@ export function readJsonlFile(path: string, opts: { limit?: number } = {}): Row[
     }
     if (v === null || typeof v !== "object" || Array.isArray(v)) throw new DataFileError(path, i + 1, null, `expected a JSON object, got ${Array.isArray(v) ? "an array" : typeof v}`);
     rows.push(v as Row);
+    rowOrigin.set(v as Row, i + 1);
     if (opts.limit !== undefined && rows.length >= opts.limit) break;
   }
   return rows;
@@ -71,13 +81,18 @@ export async function readCsvFile(path: string, opts: { limit?: number; delimite
   mustExist(path);
   const { parse } = await import("csv-parse/sync");
   try {
-    return parse(readFileSync(path, "utf8"), {
+    const out = parse(readFileSync(path, "utf8"), {
       columns: true,
       skip_empty_lines: true,
       bom: true,
+      info: true,
       delimiter: opts.delimiter ?? (extname(path).toLowerCase() === ".tsv" ? "\t" : ","),
       to: opts.limit,
-    }) as Row[];
+    }) as unknown as Array<{ record: Row; info: { lines: number } }>;
+    return out.map(({ record, info }) => {
+      rowOrigin.set(record, info.lines);
+      return record;
+    });
   } catch (err) {
     const e = err as Error & { lines?: number; column?: string | number };
     throw new DataFileError(path, e.lines ?? null, e.column !== undefined ? String(e.column) : null, e.message);
@@ -91,8 +106,9 @@ export async function readParquetFile(path: string, opts: { limit?: number; colu
   try {
     const file = await asyncBufferFromFile(path);
     const rows = (await parquetReadObjects({ file, columns: opts.columns, rowEnd: opts.limit })) as Row[];
-    return rows.map((r) => {
+    return rows.map((r, i) => {
       for (const [k, v] of Object.entries(r)) if (typeof v === "bigint" && Number.isSafeInteger(Number(v))) r[k] = Number(v);
+      rowOrigin.set(r, `row ${i + 1}`);
       return r;
     });
   } catch (err) {
@@ -129,7 +145,7 @@ export function requireText(row: Row, field: string, where: { file: string; row:
   if (typeof v === "string" && v.trim() !== "") return v;
   if (typeof v === "number" || typeof v === "boolean") return String(v);
   const got = v === undefined ? "nothing (field missing)" : v === null ? "null" : typeof v === "string" ? "an empty string" : typeof v;
-  throw new DataFileError(where.file, where.row, field, `expected non-empty text, got ${got} (fields present: ${Object.keys(row).join(", ") || "none"})`);
+  throw new DataFileError(where.file, rowLocation(row, where.row), field, `expected non-empty text, got ${got} (fields present: ${Object.keys(row).join(", ") || "none"})`);
 }
 
 /** An optional field as text (undefined when missing or null). */

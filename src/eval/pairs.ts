@@ -3,7 +3,7 @@
  * or two files joined by a key field (when both have it) or by line order (then the counts must match —
  * a silent misalignment would make every score meaningless).
  */
-import { readTable, requireText, getField, type Row } from "../data/files.ts";
+import { readTable, requireText, getField, rowLocation, type Row } from "../data/files.ts";
 import { UserError } from "../util/errors.ts";
 
 export interface PairOptions {
@@ -22,9 +22,14 @@ export interface Pair {
   reference: string;
 }
 
+function loc(row: Row, i: number): string {
+  const l = rowLocation(row, i + 1);
+  return typeof l === "number" ? `:${l}` : ` (${l})`;
+}
+
 function keyOf(row: Row, key: string, file: string, i: number): string {
   const v = getField(row, key);
-  if (v === undefined || v === null) throw new UserError(`${file}:${i + 1}: field '${key}' (the join key) is missing`);
+  if (v === undefined || v === null) throw new UserError(`${file}${loc(row, i)}: field '${key}' (the join key) is missing`);
   return String(v);
 }
 
@@ -32,7 +37,7 @@ function keyOf(row: Row, key: string, file: string, i: number): string {
 function predText(row: Row, field: string, file: string, i: number): string {
   const v = getField(row, field);
   if (typeof v === "string") return v;
-  throw new UserError(`${file}:${i + 1}: field '${field}': expected the prediction text, got ${v === undefined ? "nothing (field missing)" : v === null ? "null" : typeof v} (fields present: ${Object.keys(row).join(", ")})`);
+  throw new UserError(`${file}${loc(row, i)}: field '${field}': expected the prediction text, got ${v === undefined ? "nothing (field missing)" : v === null ? "null" : typeof v} (fields present: ${Object.keys(row).join(", ")})`);
 }
 
 export async function loadPairs(o: PairOptions): Promise<Pair[]> {

@@ -5,7 +5,7 @@
  * the bare instruction out of a chat-templated query for the judge (the paper did this with a regex).
  */
 import { basename } from "node:path";
-import { readJsonlFile, DataFileError } from "../data/files.ts";
+import { readJsonlFile, rowLocation, DataFileError } from "../data/files.ts";
 import type { EloSystem } from "./elo.ts";
 
 export interface GenerationFileOptions {
@@ -38,8 +38,8 @@ export function loadGenerationFile(path: string, name = systemNameFromFile(path)
   rows.forEach((row, i) => {
     const q = row[qf];
     const r = row[rf];
-    if (typeof q !== "string" || q === "") throw new DataFileError(path, i + 1, qf, `expected the prompt as a non-empty string, got ${q === undefined ? "nothing" : JSON.stringify(q)?.slice(0, 40)}`);
-    if (typeof r !== "string") throw new DataFileError(path, i + 1, rf, `expected the response as a string, got ${r === undefined ? "nothing" : typeof r}`);
+    if (typeof q !== "string" || q === "") throw new DataFileError(path, rowLocation(row, i + 1), qf, `expected the prompt as a non-empty string, got ${q === undefined ? "nothing" : JSON.stringify(q)?.slice(0, 40)}`);
+    if (typeof r !== "string") throw new DataFileError(path, rowLocation(row, i + 1), rf, `expected the response as a string, got ${r === undefined ? "nothing" : typeof r}`);
     if (responses.has(q)) {
       duplicates++;
       return;
