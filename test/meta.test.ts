@@ -78,8 +78,8 @@ describe("metaStep", () => {
     expect(v.rubric.items.map((i) => i.name)).toHaveLength(3);
     expect(v.rubric.items.find((i) => /Length honesty/.test(i.text))).toMatchObject({ min: 0, max: 3 });
     expect(store.latest()!.version).toBe(1);
-    expect(res.summary).toBe("rubric v0 → v1: 3 items (+3, −2)");
-    expect(res.diff).toEqual({ itemsBefore: 2, itemsAfter: 3, added: 3, removed: 2 });
+    expect(res.summary).toBe("rubric v0 → v1: 3 items (+3, −2, ~0 changed)");
+    expect(res.diff).toEqual({ itemsBefore: 2, itemsAfter: 3, added: 3, removed: 2, changed: 0 });
 
     const log = JSON.parse(readFileSync(join(runDir, v.analyses[0]), "utf8"));
     expect(log.ok).toBe(true);

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { mapLimit } from "../judge/concurrency.ts";
 import { loadTemplates, type Templates } from "../judge/templates.ts";
 import type { ChatMessage, ChatModel, ChatRequest, ChatResponse, UsageByStage } from "../llm/types.ts";
+import { diffRubrics, summarizeDiff } from "../rubric/diff.ts";
 import { parseRubricText, rubricToText } from "../rubric/format.ts";
 import type { RubricStore } from "../rubric/store.ts";
 import type { Rubric, RubricItem, RubricVersion } from "../rubric/types.ts";
@@ -55,9 +56,10 @@ export interface MetaStepOptions {
 export interface RubricDiffCounts {
   itemsBefore: number;
   itemsAfter: number;
-  /** Items whose (normalized) name is new / gone. */
+  /** Items new / gone / edited (see rubric/diff.ts for how items are matched). */
   added: number;
   removed: number;
+  changed: number;
 }
 
 export interface MetaStepResult {
@@ -74,16 +76,16 @@ export interface MetaStepResult {
   /** The underlying error of a failed LLM call (e.g. an LlmError), for callers that react to its kind. */
   cause?: unknown;
   usage: UsageByStage;
-  /** e.g. "rubric v3 → v4: 5 items (+2, −1)" or "rubric v3 kept: merge produced no items". */
+  /** e.g. "rubric v3 → v4: 5 items (+2, −1, ~1 changed)" or "rubric v3 kept: merge produced no items". */
   summary: string;
   diff?: RubricDiffCounts;
 }
 
-export type Verdict = "sound" | "flawed" | "unclear";
+export type PrescreenVerdict = "sound" | "flawed" | "unclear";
 
 interface SampleLog {
   id: string;
-  prescreen?: { verdict: Verdict; raw: string };
+  prescreen?: { verdict: PrescreenVerdict; raw: string };
   analysis?: string;
   analysisTruncated?: boolean;
   refinementRaw?: string;
@@ -106,7 +108,7 @@ export interface MetaLog {
   settings: { samples: number; prescreen: boolean; analysisWordCap: number; mergeWordBudget: number };
   rolloutCount: number;
   sampledIds: string[];
-  prescreen?: { counts: Record<Verdict, number>; labels: Record<string, Verdict> };
+  prescreen?: { counts: Record<PrescreenVerdict, number>; labels: Record<string, PrescreenVerdict> };
   samples: SampleLog[];
   merge?: { input: string; includedRefinements: number; inputWords: number; output?: string; items?: number; duplicatesRemoved?: number; error?: string };
   errors: string[];
@@ -127,22 +129,19 @@ class StageFailure extends Error {
   }
 }
 
-function normName(n: string): string {
-  return n.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, "");
-}
-
+/** Item counts of a rubric change, using the rubric diff's matching (same name, else renamed by text similarity). */
 export function diffCounts(before: Rubric, after: Rubric): RubricDiffCounts {
-  const a = new Set(before.items.map((i) => normName(i.name)));
-  const b = new Set(after.items.map((i) => normName(i.name)));
+  const d = diffRubrics(before, after);
   return {
     itemsBefore: before.items.length,
     itemsAfter: after.items.length,
-    added: [...b].filter((n) => !a.has(n)).length,
-    removed: [...a].filter((n) => !b.has(n)).length,
+    added: d.filter((x) => x.kind === "added").length,
+    removed: d.filter((x) => x.kind === "removed").length,
+    changed: d.filter((x) => x.kind === "changed").length,
   };
 }
 
-export function parseVerdict(text: string): Verdict {
+export function parseVerdict(text: string): PrescreenVerdict {
   const t = text.toLowerCase();
   const flawed = t.includes("flawed");
   const sound = /\bsound\b/.test(t);
@@ -263,8 +262,8 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
         });
         return { verdict: parseVerdict(res.text), raw: res.text };
       });
-      const counts: Record<Verdict, number> = { sound: 0, flawed: 0, unclear: 0 };
-      const byId: Record<string, Verdict> = {};
+      const counts: Record<PrescreenVerdict, number> = { sound: 0, flawed: 0, unclear: 0 };
+      const byId: Record<string, PrescreenVerdict> = {};
       opts.rollouts.forEach((r, i) => {
         counts[labels[i].verdict]++;
         byId[r.id] = labels[i].verdict;
@@ -351,7 +350,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
       return fail(`merged rubric rejected by the store: ${(err as Error).message}`);
     }
     const diff = diffCounts(previous.rubric, version.rubric);
-    const summary = `rubric v${previous.version} → v${version.version}: ${diff.itemsAfter} items (+${diff.added}, −${diff.removed})`;
+    const summary = summarizeDiff(previous, version);
     log.ok = true;
     log.state = "done";
     log.toVersion = version.version;
