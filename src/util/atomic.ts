@@ -8,25 +8,29 @@ import { dirname, basename, join } from "node:path";
 
 let counter = 0;
 
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+/**
+ * `durable: false` skips the fsync: the rename is still atomic and survives a kill -9 (the page cache
+ * outlives the process), only not a power loss. For hot paths such as per-request service state.
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array, opts: { durable?: boolean } = {}): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${counter++}.tmp`);
   const fd = openSync(tmp, "w");
   try {
     writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
-    fsyncSync(fd);
+    if (opts.durable !== false) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   renameSync(tmp, path);
 }
 
-export function writeJsonAtomic(path: string, value: unknown): void {
-  writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
+export function writeJsonAtomic(path: string, value: unknown, opts: { durable?: boolean } = {}): void {
+  writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n", opts);
 }
 
 /** Appends records as complete lines in one write call (and fsyncs), so concurrent readers never see a partial record except at a crash. */
-export function appendJsonl(path: string, records: unknown[] | unknown): void {
+export function appendJsonl(path: string, records: unknown[] | unknown, opts: { durable?: boolean } = {}): void {
   const list = Array.isArray(records) ? records : [records];
   if (list.length === 0) return;
   mkdirSync(dirname(path), { recursive: true });
@@ -34,7 +38,7 @@ export function appendJsonl(path: string, records: unknown[] | unknown): void {
   const fd = openSync(path, "a");
   try {
     writeSync(fd, text);
-    fsyncSync(fd);
+    if (opts.durable !== false) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

@@ -1,0 +1,44 @@
+import type { Command } from "commander";
+
+export function register(program: Command): void {
+  program
+    .command("serve")
+    .description("serve MPO rewards over HTTP (OpenRLHF /get_reward, native /v1/score) with online rubric evolution")
+    .option("--config <file>", "service config (YAML or JSON); see docs/serve.md")
+    .option("--run <dir>", "run directory (overrides runDir)")
+    .option("--rubric <file>", "initial rubric file (overrides rubric)")
+    .option("--llm <url>", "judge base URL, e.g. http://127.0.0.1:8000/v1 (overrides judge.baseURL)")
+    .option("--model <name>", "judge model name (overrides judge.model)")
+    .option("--server <kind>", "judge server kind: vllm|sglang|llamacpp|ollama|openai|generic")
+    .option("--host <host>", "address to bind (default 127.0.0.1)")
+    .option("--port <n>", "port (default 5000)")
+    .option("--meta-every <n>", "meta step every N scored samples (0 = fixed rubric)")
+    .option("--token <token>", "require this bearer token")
+    .action(async (o: Record<string, string | undefined>) => {
+      const { readConfigFile, validate, deepMerge } = await import("../../config/load.ts");
+      const { serveConfigSchema } = await import("../../serve/config.ts");
+      const { startRewardService } = await import("../../serve/index.ts");
+      const base = o.config ? (readConfigFile(o.config) as Record<string, unknown>) : {};
+      const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+      const merged = deepMerge(base ?? {}, {
+        runDir: o.run,
+        rubric: o.rubric,
+        "judge.baseURL": o.llm,
+        "judge.model": o.model,
+        "judge.server": o.server,
+        host: o.host,
+        port: num(o.port),
+        metaEvery: num(o.metaEvery),
+        token: o.token,
+      });
+      const cfg = validate(serveConfigSchema, merged, o.config ?? "command-line flags");
+      const h = await startRewardService(cfg);
+      process.stderr.write(`mpo serve: listening on ${h.url} — rubric v${h.service.rubric.version}, run dir ${cfg.runDir}\n`);
+      const stop = (sig: string) => {
+        process.stderr.write(`mpo serve: ${sig}: finishing in-flight requests…\n`);
+        void h.close().then(() => process.exit(0));
+      };
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("SIGINT"));
+    });
+}
