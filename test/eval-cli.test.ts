@@ -73,6 +73,26 @@ describe("mpo eval elo (real HTTP judge)", () => {
     expect(server.requests.length).toBeLessThanOrEqual(80);
   });
 
+  it("reads the paper's templated queries with --prompt-regex and writes scores shaped like the paper's", async () => {
+    server = await startFakeOpenAI({ reply: () => "<winner>B</winner>" });
+    const q = (i: number) => `system\nYou are a helpful assistant.\nuser\nInstructions:\nDescribe harbour ${i}.\n\nYour Writing:\nassistant\n`;
+    const a = jsonl("sysA.jsonl", [0, 1, 2].map((i) => ({ query: q(i), model_response: `A${i}` })));
+    const b = jsonl("sysB.jsonl", [0, 1, 2].map((i) => ({ query: q(i), model_response: `B${i}` })));
+    const out = join(dir, "elo-regex");
+    await run(["eval", "elo", "--runs", a, b, "--names", "alpha,beta", "--judge", server.url, "--model", "m", "--seeds", "1", "--matches", "6", "--prompt-regex", "Instructions:(.+?)Your Writing:", "--out", out, "--no-progress"]);
+    const user = server.requests[0].messages[1].content as string;
+    expect(user).toMatch(/^## Request\nDescribe harbour \d\.\n\n## Response A/);
+    expect(user).not.toContain("Your Writing");
+    const ours = JSON.parse(readFileSync(join(out, "elo.scores.json"), "utf8"));
+    expect(Object.keys(ours["mean elo"]).sort()).toEqual(["alpha", "beta"]);
+    const paper = join(__dirname, "..", "..", "shared", "data", "paper_results", "summarization", "summarization-merged.scores.json");
+    if (existsSync(paper)) {
+      const ref = JSON.parse(readFileSync(paper, "utf8"));
+      expect(Object.keys(ours)).toEqual(Object.keys(ref));
+      for (const k of Object.keys(ref)) for (const v of Object.values(ours[k])) expect(typeof v).toBe("number");
+    } else console.warn(`eval-cli.test: ${paper} not found — shape comparison with the paper's file skipped`);
+  });
+
   it("clear errors for missing files and bad lines", async () => {
     const good = jsonl("g.jsonl", [{ query: "q", model_response: "r" }]);
     await expect(run(["eval", "elo", "--runs", good, join(dir, "nope.jsonl"), "--judge", "http://127.0.0.1:9/v1", "--model", "m", "--no-progress"])).rejects.toThrow(/generation file not found: .*nope\.jsonl/);
