@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -183,6 +183,20 @@ describe("synthetic records", () => {
     expect(u).toContain("Situation:\nI had an exam the next day");
     expect(u).toContain("Action to judge: skipping my friend's party");
     expect(task.accuracy).toEqual({ checker: "verdict", goldField: "binarized_label" });
+  });
+});
+
+describe("template overrides and limits", () => {
+  it("a prompts directory overrides the built-in task template; limit trims the split", async () => {
+    const over = join(dir, "my-prompts");
+    mkdirSync(join(over, "tasks", "essay"), { recursive: true });
+    writeFileSync(join(over, "tasks", "essay", "user.md"), "TASK ({{max_words}} words max): {{prompt}}\n");
+    const p = jsonl("essay-own.jsonl", [{ id: "e1", prompt: "Describe a lighthouse." }, { id: "e2", prompt: "Describe a mill." }]);
+    const task = await getTask("essay", { data: { test: p }, promptsDir: over });
+    const recs = await task.load("test", { limit: 1 });
+    expect(recs).toHaveLength(1);
+    expect(task.buildMessages(recs[0])[1].content).toBe("TASK (350 words max): Describe a lighthouse.");
+    expect(task.templates?.user).toBe(join(over, "tasks", "essay", "user.md"));
   });
 });
 
