@@ -94,6 +94,12 @@ describe("parseAllItems", () => {
     expect(parseAllItems('{"relevance": 1, "writing_style": {"score": 2, "rationale": "ok"}, "DEPTH": 3}', rubric).items.map((i) => i.score)).toEqual([1, 2, 3]);
   });
 
+  it("matches numbered names", () => {
+    const r = parseAllItems('[{"name":"1. Relevance","score":2},{"name":"Item 2: Writing style","score":3},{"name":"#3 depth","score":4}]', rubric);
+    expect(r.items.map((i) => i.score)).toEqual([2, 3, 4]);
+    expect(r.flags).toEqual([]);
+  });
+
   it("flags missing items (fallback) and ignores extra ones (flag)", () => {
     const r = parseAllItems('{"items":[{"name":"Relevance","score":9,"rationale":"x"},{"name":"Humor","score":3}]}', rubric);
     expect(r.items[0]).toMatchObject({ score: 5, flags: ["clamped"] });

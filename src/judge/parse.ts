@@ -204,7 +204,9 @@ export interface ParsedAllItems {
 
 /** Case/spacing/punctuation-insensitive key for matching item names. */
 export function normalizeName(name: string): string {
-  return name.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, "");
+  // "1. Relevance", "#2 Style" and "Item 3: Depth" name the same items as "relevance", "style", "depth".
+  const unnumbered = name.replace(/^\s*(?:item\s*)?#?\d+\s*[.):-]?\s+/i, "");
+  return unnumbered.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, "");
 }
 
 interface Candidate {
