@@ -12,6 +12,7 @@ import {
   backoffDelay,
   parseLlmEndpoint,
   parseRetryAfter,
+  probeEndpoint,
   readCompletion,
   resolveApiKey,
 } from "../src/llm/index.ts";
@@ -199,5 +200,24 @@ describe("fake server routes", () => {
     await s.close();
     expect(await pending).toBe("socket closed");
     s = undefined;
+  });
+});
+
+describe("probeEndpoint", () => {
+  let s: FakeOpenAI | undefined;
+  afterEach(async () => s?.close());
+
+  it("confirms a served model, names the served ones when misnamed, reports a dead server", async () => {
+    s = await startFakeOpenAI();
+    expect(await probeEndpoint({ baseURL: s.url, model: "fake-model" })).toMatchObject({ ok: true, models: ["fake-model"] });
+    const wrong = await probeEndpoint({ baseURL: s.url, model: "Qwen-72B" });
+    expect(wrong.ok).toBe(false);
+    expect(wrong.message).toContain("does not serve model 'Qwen-72B'; it serves: fake-model");
+    const url = s.url;
+    await s.close();
+    s = undefined;
+    const dead = await probeEndpoint({ baseURL: url, model: "m" });
+    expect(dead).toMatchObject({ ok: false, models: [] });
+    expect(dead.message).toBe(`server ${url} did not list its models: ECONNREFUSED`);
   });
 });

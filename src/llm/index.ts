@@ -33,3 +33,4 @@ export { regexToGbnf, choiceToGbnf } from "./gbnf.ts";
 export { ReplyCache, cacheKey, isCacheable, canonicalJson, type CachedReply, type CacheKeyParts } from "./cache.ts";
 export { Semaphore, endpointSemaphore } from "./semaphore.ts";
 export { ScriptedChatModel, type ScriptFn, type ScriptedReply } from "./scripted.ts";
+export { probeEndpoint, type ProbeResult } from "./probe.ts";

@@ -127,7 +127,7 @@ function serverLabel(stage: Stage): string {
 }
 
 /** Innermost useful description of a network error: its code (ECONNREFUSED...) or message. */
-function networkDetail(err: unknown): string {
+export function networkDetail(err: unknown): string {
   let cur: unknown = err;
   let best: string | undefined;
   for (let depth = 0; cur && depth < 6; depth++) {
