@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Command } from "commander";
 import { register } from "../src/cli/commands/rubric.ts";
-import { RubricStore } from "../src/rubric/store.ts";
+import { GuidelineStore, RubricStore } from "../src/rubric/store.ts";
 import { UserError } from "../src/util/errors.ts";
 
 const ROOT = resolve(__dirname, "..");
@@ -90,6 +90,25 @@ describe("mpo rubric CLI", () => {
     expect(r.stdout).toContain("~ changed clarity");
     expect(r.stdout).toContain("+ added depth (0–3)");
   }, 120_000);
+
+  it("shows and lists math guideline versions with --guidelines", async () => {
+    const run = mkdtempSync(join(tmpdir(), "mpo-cli-"));
+    let r = await mpo(["rubric", "show", "--run", run, "--guidelines"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no guideline set versions in/);
+    const g = GuidelineStore.open(run);
+    g.initialize({ groups: { "algebra/0": "Check each step." } });
+    g.add({ guidelines: { groups: { "algebra/0": "Check signs.", "geometry/1": "Check the figure." } }, step: 20, author: { kind: "meta", step: 20 }, analyses: ["meta/step-000020.json"] });
+    r = await mpo(["rubric", "history", "--run", run, "--guidelines"]);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^version\s+parent\s+step\s+author\s+groups\s+analyses$/);
+    expect(lines[2]).toMatch(/^v1\s+v0\s+20\s+meta@20\s+2\s+meta\/step-000020\.json$/);
+    r = await mpo(["rubric", "show", "--run", run, "--guidelines", "--version", "0"]);
+    expect(r.stdout).toContain("# guidelines v0 (parent none, step 0, author initial, 1 groups");
+    expect(r.stdout).toContain("## algebra/0\n\nCheck each step.");
+    r = await mpo(["rubric", "history", "--run", run]);
+    expect(r.stdout).toMatch(/no rubric versions in/);
+  });
 
   it("gives clear errors (exit 2) for a missing run dir, version or file", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mpo-cli-"));

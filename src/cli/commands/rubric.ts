@@ -12,17 +12,32 @@ function parseVersionArg(s: string, what = "version"): number {
   return Number(t);
 }
 
-async function openStore(runDir: string | undefined, opts: { mustExist?: boolean } = {}) {
+async function checkRunDir(runDir: string | undefined): Promise<string> {
   const { existsSync, statSync } = await import("node:fs");
-  const { RubricStore } = await import("../../rubric/store.ts");
   if (!runDir) throw new UserError("--run DIR is required");
   if (!existsSync(runDir)) throw new UserError(`run directory not found: ${runDir}`);
   if (!statSync(runDir).isDirectory()) throw new UserError(`run directory is not a directory: ${runDir}`);
-  const store = RubricStore.open(runDir);
-  if (opts.mustExist !== false && store.latest() === null) {
-    const { problems } = store.scan();
-    throw new UserError(problems.length ? `no readable rubric version in ${store.dir}:\n${problems.map((p) => p.error).join("\n")}` : `no rubric versions in ${store.dir}`);
-  }
+  return runDir;
+}
+
+/** The store must hold at least one readable version, else a clear error (with the unreadable files). */
+function requireVersions(store: { dir: string; latest(): unknown; scan(): { problems: { error: string }[] } }, label: string): void {
+  if (store.latest() !== null) return;
+  const { problems } = store.scan();
+  throw new UserError(problems.length ? `no readable ${label} version in ${store.dir}:\n${problems.map((p) => p.error).join("\n")}` : `no ${label} versions in ${store.dir}`);
+}
+
+async function openStore(runDir: string | undefined, opts: { mustExist?: boolean } = {}) {
+  const { RubricStore } = await import("../../rubric/store.ts");
+  const store = RubricStore.open(await checkRunDir(runDir));
+  if (opts.mustExist !== false) requireVersions(store, "rubric");
+  return store;
+}
+
+async function openGuidelineStore(runDir: string | undefined, opts: { mustExist?: boolean } = {}) {
+  const { GuidelineStore } = await import("../../rubric/store.ts");
+  const store = GuidelineStore.open(await checkRunDir(runDir));
+  if (opts.mustExist !== false) requireVersions(store, "guideline set");
   return store;
 }
 
@@ -35,6 +50,31 @@ function authorLabel(a: { kind: string; note?: string; step?: number }): string 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ").trimEnd()).join("\n");
+}
+
+type HistoryRow = { version: number; parent: number | null; step: number; author: { kind: string; note?: string; step?: number }; analyses: string[]; items: number };
+
+function printHistory(rows: HistoryRow[], json: boolean | undefined, dir: string, label: string, countLabel: string): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
+    return;
+  }
+  if (rows.length === 0) {
+    process.stdout.write(`no ${label} versions in ${dir}\n`);
+    return;
+  }
+  const table_ = [["version", "parent", "step", "author", countLabel, "analyses"]];
+  for (const v of rows) {
+    table_.push([
+      `v${v.version}`,
+      v.parent === null ? "-" : `v${v.parent}`,
+      String(v.step),
+      authorLabel(v.author),
+      String(v.items),
+      v.analyses.length ? v.analyses.join(", ") : "-",
+    ]);
+  }
+  process.stdout.write(table(table_) + "\n");
 }
 
 export function register(program: Command): void {
@@ -50,9 +90,21 @@ export function register(program: Command): void {
     .option("--version <n>", "version number (default: latest)")
     .option("--file <path>", "a rubric file (.json or text) instead of a run")
     .option("--json", "print JSON instead of the <rubric> text form")
-    .action(async (opts: { run?: string; version?: string; file?: string; json?: boolean }) => {
+    .option("--guidelines", "show the run's math guideline set (RUN/guidelines) instead of its rubric")
+    .action(async (opts: { run?: string; version?: string; file?: string; json?: boolean; guidelines?: boolean }) => {
       const { loadRubricFile, rubricToText, rubricMinTotal, rubricMaxTotal } = await import("../../rubric/format.ts");
       if (opts.file && opts.run) throw new UserError("give either --run or --file, not both");
+      if (opts.guidelines) {
+        if (opts.file) throw new UserError("--guidelines applies to --run, not --file");
+        const { guidelinesToText } = await import("../../rubric/guidelines.ts");
+        const store = await openGuidelineStore(opts.run);
+        const v = opts.version !== undefined ? store.get(parseVersionArg(opts.version)) : store.latest()!;
+        if (opts.json) return void process.stdout.write(JSON.stringify(v, null, 2) + "\n");
+        const parent = v.parent === null ? "none" : `v${v.parent}`;
+        const n = Object.keys(v.guidelines.groups).length;
+        process.stdout.write(`# guidelines v${v.version} (parent ${parent}, step ${v.step}, author ${authorLabel(v.author)}, ${n} groups, created ${v.createdAt})\n` + guidelinesToText(v.guidelines));
+        return;
+      }
       if (opts.file) {
         if (opts.version !== undefined) throw new UserError("--version applies to --run, not --file");
         const r = loadRubricFile(opts.file);
@@ -79,30 +131,16 @@ export function register(program: Command): void {
     .description("list a run's rubric versions with their lineage")
     .requiredOption("--run <dir>", "run directory")
     .option("--json", "print JSON")
-    .action(async (opts: { run: string; json?: boolean }) => {
+    .option("--guidelines", "list the run's math guideline versions (RUN/guidelines) instead")
+    .action(async (opts: { run: string; json?: boolean; guidelines?: boolean }) => {
+      if (opts.guidelines) {
+        const store = await openGuidelineStore(opts.run, { mustExist: false });
+        const versions = store.list().map(({ guidelines, ...meta }) => ({ ...meta, items: Object.keys(guidelines.groups).length }));
+        return void printHistory(versions, opts.json, store.dir, "guideline", "groups");
+      }
       const store = await openStore(opts.run, { mustExist: false });
-      const versions = store.list();
-      if (opts.json) {
-        const rows = versions.map(({ rubric, ...meta }) => ({ ...meta, items: rubric.items.length }));
-        process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
-        return;
-      }
-      if (versions.length === 0) {
-        process.stdout.write(`no rubric versions in ${store.dir}\n`);
-        return;
-      }
-      const rows = [["version", "parent", "step", "author", "items", "analyses"]];
-      for (const v of versions) {
-        rows.push([
-          `v${v.version}`,
-          v.parent === null ? "-" : `v${v.parent}`,
-          String(v.step),
-          authorLabel(v.author),
-          String(v.rubric.items.length),
-          v.analyses.length ? v.analyses.join(", ") : "-",
-        ]);
-      }
-      process.stdout.write(table(rows) + "\n");
+      const versions = store.list().map(({ rubric, ...meta }) => ({ ...meta, items: rubric.items.length }));
+      return void printHistory(versions, opts.json, store.dir, "rubric", "items");
     });
 
   rubric
