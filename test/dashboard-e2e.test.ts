@@ -68,8 +68,9 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     expect(await page.getAttribute('.chart[data-metric="score"]', "data-points")).toBe("30");
     // The canvas actually has a drawn line (not just an empty element): count painted pixels.
     const painted = await page.$eval('.chart[data-metric="score"] canvas', (c) => {
-      const cv = c as HTMLCanvasElement;
-      const d = cv.getContext("2d")!.getImageData(0, 0, cv.width, cv.height).data;
+      // (tsconfig has no DOM lib; this callback runs in the page)
+      const cv = c as unknown as { width: number; height: number; getContext(k: "2d"): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } };
+      const d = cv.getContext("2d").getImageData(0, 0, cv.width, cv.height).data;
       let n = 0;
       for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
       return n;
@@ -113,7 +114,7 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     expect(await page.textContent("#rollout-problems")).toContain("step-000007.jsonl");
     await page.fill('input[name="minScore"]', "18");
     await page.click('#rollout-filter button[type="submit"]');
-    await page.waitForFunction((t) => document.querySelector("#rollout-count")?.getAttribute("data-total") !== String(t), total);
+    await page.waitForSelector(`#rollout-count:not([data-total="${total}"])`);
     const filtered = Number(await page.getAttribute("#rollout-count", "data-total"));
     expect(filtered).toBeGreaterThan(0);
     expect(filtered).toBeLessThan(total);
@@ -124,12 +125,28 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     await page.fill('input[name="minScore"]', "");
     await page.selectOption('select[name="step"]', "12");
     await page.click('#rollout-filter button[type="submit"]');
-    await page.waitForFunction(() => document.querySelector("#rollout-count")?.getAttribute("data-total") === "8");
+    await page.waitForSelector('#rollout-count[data-total="8"]');
     const steps = await page.$$eval(".rollout", (els) => els.map((e) => e.getAttribute("data-step")));
     expect(new Set(steps)).toEqual(new Set(["12"]));
-    // Each rollout shows its per-item rationale.
+    // Each rollout shows its prompt, response and per-item rationale.
+    expect(await page.textContent(".rollout .prompt")).toContain("Prompt");
     expect(await page.textContent(".rollout table.evals")).toContain("relevance");
+    expect(await page.textContent(".rollout table.evals")).toContain("The response");
     await shot("rollouts");
+    // Flag filter: only rollouts carrying the flag remain.
+    await page.selectOption('select[name="step"]', "");
+    await page.selectOption('select[name="flag"]', "truncated");
+    await page.click('#rollout-filter button[type="submit"]');
+    await page.waitForSelector('#rollout-count:not([data-total="8"])');
+    const flagged = Number(await page.getAttribute("#rollout-count", "data-total"));
+    expect(flagged).toBeGreaterThan(0);
+    const chips = await page.$$eval(".rollout", (els) => els.map((e) => e.textContent ?? ""));
+    for (const c of chips) expect(c).toContain("truncated");
+    // Paging: clear filters, go to the second page.
+    await page.click('#rollout-filter button[type="button"]');
+    await page.waitForSelector(`#rollout-count[data-total="${total}"]`);
+    await page.click('#pager button:has-text("Next")');
+    await page.waitForSelector('#pager:has-text("26–50 of 232")');
   });
 
   it("shows a metrics line appended while the page is open, without reload", async () => {

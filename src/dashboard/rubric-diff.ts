@@ -25,8 +25,10 @@ export interface RubricDiff {
 
 /** Word-level LCS diff; texts are a few hundred words at most, so O(n·m) is fine (capped for safety). */
 export function diffWords(a: string, b: string): WordOp[] {
-  const x = a.split(/(\s+)/).filter((t) => t !== "");
-  const y = b.split(/(\s+)/).filter((t) => t !== "");
+  // Whitespace and punctuation are their own tokens, so "directly?" → "directly and …" diffs as an insertion.
+  const tokenize = (t: string) => t.split(/(\s+|[.,;:!?()])/).filter((tok) => tok !== "");
+  const x = tokenize(a);
+  const y = tokenize(b);
   if (x.length * y.length > 4_000_000) {
     return [
       { op: "del", text: a },

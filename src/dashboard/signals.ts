@@ -180,9 +180,12 @@ function rmUpEvalDown(input: SignalInput, o: SignalOptions): Signal[] {
     const flagged: Array<[number, number]> = [];
     const rmScale = Math.max(mean(score.map((p) => Math.abs(p.value))), 1e-9);
     const evScale = Math.max(mean(pts.map((p) => Math.abs(p.ev))), 1e-9);
+    // RM is logged every step, evals sparsely: judge the RM trend on every step inside the window (more points,
+    // so step-to-step noise does not pass for a trend), the eval trend on its own points.
+    const rmIn = (from: number, to: number) => score.filter((p) => p.step >= from && p.step <= to);
     const windowOk = (a: number, b: number) => {
       const seg = pts.slice(a, b + 1);
-      const rm = seg.map((p) => ({ step: p.step, value: p.rm }));
+      const rm = rmIn(seg[0].step, seg[seg.length - 1].step);
       const ev = seg.map((p) => ({ step: p.step, value: sign * p.ev }));
       return (
         trend(rm) >= o.minTrend &&
@@ -194,7 +197,8 @@ function rmUpEvalDown(input: SignalInput, o: SignalOptions): Signal[] {
     for (let a = 0; a + w <= pts.length; a++) if (windowOk(a, a + w - 1)) flagged.push([a, a + w - 1]);
     for (const [a, b] of mergeRanges(flagged)) {
       const seg = pts.slice(a, b + 1);
-      const rmChange = fittedChange(seg.map((p) => ({ step: p.step, value: p.rm })));
+      const rmSeg = rmIn(seg[0].step, seg[seg.length - 1].step);
+      const rmChange = fittedChange(rmSeg);
       const evChange = fittedChange(seg.map((p) => ({ step: p.step, value: p.ev })));
       signals.push({
         kind: "rm-up-eval-down",
@@ -203,7 +207,7 @@ function rmUpEvalDown(input: SignalInput, o: SignalOptions): Signal[] {
         message:
           `RM score rose (${rmChange >= 0 ? "+" : ""}${fmt(rmChange)}) while ${name} ${sign > 0 ? "fell" : "worsened"} ` +
           `(${evChange >= 0 ? "+" : ""}${fmt(evChange)}) over steps ${seg[0].step}–${seg[seg.length - 1].step}: the policy may be exploiting the rubric`,
-        evidence: { rmChange, evalChange: evChange, rmTrend: trend(seg.map((p) => ({ step: p.step, value: p.rm }))), evalTrend: trend(seg.map((p) => ({ step: p.step, value: p.ev }))) },
+        evidence: { rmChange, evalChange: evChange, rmTrend: trend(rmSeg), evalTrend: trend(seg.map((p) => ({ step: p.step, value: p.ev }))) },
       });
     }
   }

@@ -34,6 +34,7 @@ async function api(path) {
 function fmt(x, digits = 3) {
   if (x === null || x === undefined || Number.isNaN(x)) return "–";
   if (typeof x !== "number") return String(x);
+  if (Number.isInteger(x)) return String(x);
   const a = Math.abs(x);
   return a >= 1000 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : x.toFixed(digits);
 }
@@ -357,8 +358,8 @@ async function renderRubrics(id, body) {
   const depth = new Map();
   for (const v of versions) depth.set(v.version, v.parent === null ? 0 : (depth.get(v.parent) ?? 0) + 1);
   const list = h("ul", { class: "versions", id: "versions" }, versions.map((v) =>
-    h("li", {}, h("button", {
-      class: v.version === state.rubricSel ? "active" : "", "data-version": String(v.version), style: `margin-left:${Math.min(depth.get(v.version), 6) * 10}px`,
+    h("li", { style: `margin-left:${Math.min(depth.get(v.version), 6) * 10}px` }, h("button", {
+      class: v.version === state.rubricSel ? "active" : "", "data-version": String(v.version),
       onclick: () => { state.rubricSel = v.version; renderRubrics(id, body); },
     }, h("b", {}, `v${v.version}`), ` · ${authorText(v)} · ${v.items.length} items`,
       v.diff && v.parent !== null ? h("div", { class: "muted" }, `+${v.diff.added} −${v.diff.removed} ~${v.diff.changed} vs v${v.parent}`) : null))));
@@ -447,7 +448,7 @@ function renderRollout(r) {
       h("span", {}, `step ${r.step}`), h("span", { class: "chip" }, `rubric v${r.rubricVersion ?? "?"}`),
       r.eos === false ? h("span", { class: "chip flag" }, "no EOS") : null, r.length !== undefined ? h("span", { class: "muted" }, `${r.length} tokens`) : null,
       flags.map((x) => h("span", { class: "chip flag" }, x)), h("span", { class: "muted" }, `${r.id ?? ""} · ${r._file}:${r._line}`)),
-    h("details", { class: "prompt" }, h("summary", {}, "Prompt"), h("pre", {}, String(r.prompt ?? ""))),
+    h("details", { class: "prompt", open: true }, h("summary", {}, "Prompt"), h("pre", {}, String(r.prompt ?? ""))),
     h("div", { class: "response" }, h("pre", {}, String(r.response ?? ""))),
     r.reference ? h("details", {}, h("summary", {}, "Reference"), h("pre", {}, String(r.reference))) : null,
     ev && Array.isArray(ev.items)
