@@ -73,6 +73,11 @@ Some chatter between items.
     expect(r.items.map((i) => i.name)).toEqual(["style", "style-2", "style-3"]);
   });
 
+  it("keeps explicit names, renames duplicate explicit names and never lets derived names collide", () => {
+    const r = parseRubricText('<rubric><item name="style">### Style\na</item><item name="style">b</item><item>### Style\nc</item><item name="">### Tone\nd</item></rubric>');
+    expect(r.items.map((i) => i.name)).toEqual(["style", "style-2", "style-3", "tone"]);
+  });
+
   it("uses the last <rubric> block that has items (an LLM may quote an example first)", () => {
     const r = parseRubricText("Example: <rubric><item>old</item></rubric>\nMine:\n<rubric><item>### New one\nx</item></rubric>");
     expect(r.items.map((i) => i.name)).toEqual(["new-one"]);
