@@ -186,6 +186,24 @@ describe("Bradley–Terry and plot", () => {
     expect(() => fitBradleyTerry([{ a: "x", b: "x", scoreA: 1 }])).toThrow();
   });
 
+  it("converges when one system wins every match, with the estimate inside its bootstrap CI", () => {
+    const outcomes: Array<{ a: string; b: string; scoreA: number }> = [];
+    for (let i = 0; i < 300; i++) outcomes.push({ a: "top", b: i % 2 ? "mid" : "low", scoreA: 1 }, { a: "mid", b: "low", scoreA: i % 4 === 0 ? 0 : 1 });
+    const bt = fitBradleyTerry(outcomes, { bootstrap: 40, seed: 3 });
+    expect(bt.converged).toBe(true);
+    for (const n of bt.systems) {
+      expect(Number.isFinite(bt.rating[n])).toBe(true);
+      expect(bt.rating[n]).toBeGreaterThanOrEqual(bt.ci![n][0] - 1e-6);
+      expect(bt.rating[n]).toBeLessThanOrEqual(bt.ci![n][1] + 1e-6);
+    }
+    expect(bt.rating.top).toBeGreaterThan(bt.rating.mid);
+    expect(bt.rating.mid).toBeGreaterThan(bt.rating.low);
+    // Ratings are centred: mean 1000.
+    expect(bt.systems.reduce((a, n) => a + bt.rating[n], 0) / 3).toBeCloseTo(1000, 6);
+    // Seeded bootstrap: same seed, same CIs.
+    expect(fitBradleyTerry(outcomes, { bootstrap: 40, seed: 3 }).ci).toEqual(bt.ci);
+  });
+
   it("draws an SVG bar chart with error bars and escaped labels", () => {
     const svg = barChartSvg([
       { label: "b<x>", value: 950, error: 12 },
