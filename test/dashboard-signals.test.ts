@@ -109,11 +109,18 @@ describe("rubric item diff", () => {
   it("reports added, removed and changed items by name", () => {
     const d = diffRubricItems(a, b);
     expect([d.added, d.removed, d.changed, d.unchanged]).toEqual([1, 1, 2, 0]);
-    expect(d.items.map((c) => `${c.kind}:${c.name}`)).toEqual(["changed:relevance", "changed:depth", "removed:style", "added:conciseness"]);
+    expect(d.items.map((c) => `${c.kind}:${c.name}`)).toEqual(["changed:relevance", "changed:depth", "added:conciseness", "removed:style"]);
     const rel = d.items[0];
     expect(rel.kind === "changed" && rel.fields).toEqual(["text"]);
     const depth = d.items[1];
     expect(depth.kind === "changed" && depth.fields).toEqual(["range"]);
+  });
+  it("a renamed item is one change, not a removal plus an addition", () => {
+    const renamed = { items: [{ name: "topicality", text: "On topic?", min: 0, max: 5 }, a.items[1], a.items[2]] };
+    const d = diffRubricItems(a, renamed);
+    expect([d.added, d.removed, d.changed]).toEqual([0, 0, 1]);
+    const c = d.items[0];
+    expect(c.kind === "changed" && c.renamedFrom).toBe("relevance");
   });
   it("an initial version is all additions", () => {
     const d = diffRubricItems(null, a);

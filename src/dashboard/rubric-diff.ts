@@ -1,9 +1,10 @@
 /**
  * Item-by-item rubric diff for the lineage view. Items are matched by name (names are unique within a
  * rubric); an item whose text, range or weight changed is "changed", with a word-level diff of its text so
- * the page can highlight what the meta step rewrote. Kept local to the dashboard (minimal on purpose): the
- * project's general diff lives in src/rubric/diff.ts when present.
+ * the page can highlight what the meta step rewrote. Item matching (including renames) comes from
+ * src/rubric/diff.ts; this module adds the word-level edits and counts the page shows.
  */
+import { diffRubrics } from "../rubric/diff.ts";
 import type { Rubric, RubricItem } from "../rubric/types.ts";
 
 export type WordOp = { op: "same" | "add" | "del"; text: string };
@@ -11,7 +12,7 @@ export type WordOp = { op: "same" | "add" | "del"; text: string };
 export type ItemChange =
   | { kind: "added"; name: string; after: RubricItem }
   | { kind: "removed"; name: string; before: RubricItem }
-  | { kind: "changed"; name: string; before: RubricItem; after: RubricItem; fields: string[]; textDiff: WordOp[] }
+  | { kind: "changed"; name: string; before: RubricItem; after: RubricItem; fields: string[]; textDiff: WordOp[]; renamedFrom?: string }
   | { kind: "unchanged"; name: string; after: RubricItem };
 
 export interface RubricDiff {
@@ -19,7 +20,7 @@ export interface RubricDiff {
   removed: number;
   changed: number;
   unchanged: number;
-  /** In the order of the newer rubric, removed items after the item that preceded them in the older one. */
+  /** In the order of the newer rubric, then removed items in the older rubric's order. */
   items: ItemChange[];
 }
 
@@ -65,46 +66,21 @@ export function diffWords(a: string, b: string): WordOp[] {
 }
 
 export function diffRubricItems(before: Rubric | null, after: Rubric): RubricDiff {
-  const oldItems = before?.items ?? [];
-  const oldByName = new Map(oldItems.map((it) => [it.name, it]));
-  const newNames = new Set(after.items.map((it) => it.name));
-  const items: ItemChange[] = [];
-  let added = 0;
-  let removed = 0;
-  let changed = 0;
-  let unchanged = 0;
-  for (const it of after.items) {
-    const prev = oldByName.get(it.name);
-    if (!prev) {
-      items.push({ kind: "added", name: it.name, after: it });
-      added++;
-      continue;
-    }
+  // Matching (by name, then renames by text similarity) is the project's rubric diff; this adds the
+  // changed-field list and word-level text edits the page highlights.
+  const items: ItemChange[] = diffRubrics(before ?? { items: [] }, after).map((d): ItemChange => {
+    if (d.kind === "added") return { kind: "added", name: d.name, after: d.after! };
+    if (d.kind === "removed") return { kind: "removed", name: d.name, before: d.before! };
+    if (d.kind === "same") return { kind: "unchanged", name: d.name, after: d.after! };
+    const prev = d.before!;
+    const it = d.after!;
     const fields: string[] = [];
+    if (d.renamedFrom !== undefined) fields.push("name");
     if (prev.text !== it.text) fields.push("text");
     if (prev.min !== it.min || prev.max !== it.max) fields.push("range");
     if ((prev.weight ?? 1) !== (it.weight ?? 1)) fields.push("weight");
-    if (fields.length > 0) {
-      items.push({ kind: "changed", name: it.name, before: prev, after: it, fields, textDiff: diffWords(prev.text, it.text) });
-      changed++;
-    } else {
-      items.push({ kind: "unchanged", name: it.name, after: it });
-      unchanged++;
-    }
-  }
-  // Removed items go after the nearest surviving predecessor from the old order, so the list reads naturally.
-  oldItems.forEach((it, idx) => {
-    if (newNames.has(it.name)) return;
-    removed++;
-    let anchor = -1;
-    for (let k = idx - 1; k >= 0; k--) {
-      const pos = items.findIndex((c) => c.name === oldItems[k].name);
-      if (pos >= 0) {
-        anchor = pos;
-        break;
-      }
-    }
-    items.splice(anchor + 1, 0, { kind: "removed", name: it.name, before: it });
+    return { kind: "changed", name: d.name, before: prev, after: it, fields, textDiff: diffWords(prev.text, it.text), ...(d.renamedFrom !== undefined ? { renamedFrom: d.renamedFrom } : {}) };
   });
-  return { added, removed, changed, unchanged, items };
+  const count = (k: ItemChange["kind"]) => items.filter((c) => c.kind === k).length;
+  return { added: count("added"), removed: count("removed"), changed: count("changed"), unchanged: count("unchanged"), items };
 }

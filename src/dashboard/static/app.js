@@ -346,6 +346,7 @@ function renderItemChange(c) {
   const el = h("div", { class: `item ${c.kind}`, "data-item": c.name, "data-kind": c.kind },
     c.kind !== "unchanged" ? h("span", { class: "tag" }, c.kind) : null, h("span", { class: "label" }, c.name), h("span", { class: "muted" }, range));
   if (c.kind === "changed") {
+    if (c.renamedFrom) el.append(h("div", { class: "muted" }, `renamed from ${c.renamedFrom}`));
     if (c.fields.includes("range") || c.fields.includes("weight")) el.append(h("div", { class: "muted" }, `was ${c.before.min}–${c.before.max}${c.before.weight ? ` ×${c.before.weight}` : ""}`));
     el.append(wordDiff(c.textDiff));
   } else el.append(h("pre", {}, it.text));
