@@ -36,6 +36,8 @@ export interface ServiceOptions {
   seed: number;
   concurrency: number;
   templatesDir?: string;
+  /** Group rollout-log writes over this many ms (default 50). */
+  flushMs?: number;
   /** Called whenever a meta step ends (metrics, logs). */
   onMeta?: (r: MetaStepResult) => void;
 }
@@ -77,6 +79,9 @@ export class RewardService {
   private metaRun: Promise<void> | null = null;
   private metaAbort = new AbortController();
   private rng: Rng;
+  /** Write-behind buffer of scored rollouts (window → records), flushed every flushMs and on close. */
+  private unflushed = new Map<number, MetaRollout[]>();
+  private flushTimer: NodeJS.Timeout | null = null;
   lastMeta: MetaStepResult | null = null;
 
   constructor(private readonly o: ServiceOptions) {
@@ -163,8 +168,9 @@ export class RewardService {
       group: it.group,
       evaluation: evals[i],
     }));
-    // Not fsynced per request (hot path): a kill -9 keeps what was written; only a power loss could not.
-    appendJsonl(stepFile(this.o.runDir, this.state.window), rollouts, { durable: false });
+    const pending = this.unflushed.get(this.state.window) ?? [];
+    pending.push(...rollouts);
+    this.unflushed.set(this.state.window, pending);
     this.buffer.push(...rollouts);
     this.state.scored += items.length;
     if (this.o.metaEvery > 0 && this.buffer.length >= this.o.metaEvery && !this.metaRun) {
@@ -172,9 +178,26 @@ export class RewardService {
       this.state.pendingMeta = this.state.window;
       this.state.window += 1;
       this.buffer = [];
-      this.saveState();
+      this.flush();
       this.startMeta(batch);
-    } else this.saveState();
+    } else this.flush(this.o.flushMs ?? 50);
+  }
+
+  /**
+   * Writes buffered rollouts and the state. Per-request file writes would dominate the service's latency,
+   * so writes are grouped: at most `flushMs` of scored rollouts are in memory only (a kill -9 in that window
+   * loses those log lines — never a reply's score, and never a rubric version or meta log).
+   */
+  flush(afterMs = 0): void {
+    if (afterMs > 0) {
+      this.flushTimer ??= setTimeout(() => this.flush(), afterMs);
+      return;
+    }
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    for (const [window, records] of this.unflushed) appendJsonl(stepFile(this.o.runDir, window), records, { durable: false });
+    this.unflushed.clear();
+    this.saveState();
   }
 
   /** Runs a meta step now on the open window (POST /v1/meta-step). Resolves when it has finished. */
@@ -228,6 +251,7 @@ export class RewardService {
 
   /** Stops a running meta step (it is re-run after a restart) and marks the run stopped. */
   async close(): Promise<void> {
+    this.flush();
     this.metaAbort.abort();
     if (this.metaRun) await this.metaRun.catch(() => undefined);
     writeJsonAtomic(join(this.o.runDir, "status.json"), { state: "stopped", kind: "reward-service", pid: process.pid, updatedAt: new Date().toISOString(), rubricVersion: this.current.version });
