@@ -25,7 +25,8 @@ function niceStep(range: number, targetTicks = 6): number {
 
 export function barChartSvg(data: BarDatum[], opts: { title?: string; yLabel?: string; subtitle?: string; width?: number; height?: number } = {}): string {
   const rows = data.slice().sort((a, b) => b.value - a.value);
-  const width = opts.width ?? Math.max(480, 110 * rows.length + 140);
+  // Wide enough for the bars and for the subtitle (≈ 6 px per character at 11 px).
+  const width = opts.width ?? Math.max(480, 110 * rows.length + 140, Math.ceil((opts.subtitle?.length ?? 0) * 6.2) + 40);
   const height = opts.height ?? 420;
   const margin = { top: 60, right: 20, bottom: 110, left: 70 };
   const plotW = width - margin.left - margin.right;
