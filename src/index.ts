@@ -43,3 +43,7 @@ export { MeteredModel } from "./meta/metered.ts";
 export * as engine from "./engine/index.ts";
 export { TransformerLM, AdamW, clipGradNorm, lrSchedule, sftTrain, llamaConfig } from "./engine/index.ts";
 export type { ModelConfig as EngineModelConfig, ParamTensor, NamedTensor } from "./engine/index.ts";
+export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors, readSafetensorsHeader, SafetensorsError, type SafetensorsFile, type SafetensorsDtype } from "./engine/io/safetensors.ts";
+export { saveCheckpoint, loadCheckpoint, checkTensorsAgainstConfig, CheckpointError, type Checkpoint, type CheckpointInput, type OptimizerState } from "./engine/io/checkpoint.ts";
+export { LlamaConfigSchema, expectedParamShapes, type LlamaConfig } from "./engine/io/config.ts";
+export { BpeTokenizer, DEFAULT_SPECIAL_TOKENS, TokenizerFormatError, trainBpe, HfTokenizer, loadTokenizer, loadTokenizerFile, type TextTokenizer } from "./tokenizer/index.ts";
