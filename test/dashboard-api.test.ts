@@ -121,7 +121,10 @@ describe("metrics, rubrics, meta, signals", () => {
     expect((await get(runUrl(fx.mpo, "/meta/abc"))).status).toBe(400);
     expect((await get(runUrl(fx.mpo, "/meta/99"))).status).toBe(404);
     const list = await get(runUrl(fx.mpo, "/meta"));
-    expect(list.body.meta.map((m: { step: number }) => m.step)).toEqual([10, 20, 25]);
+    expect(list.body.meta.map((m: { key: string }) => m.key)).toEqual(["10", "20", "20-guidelines", "25"]);
+    const g = await get(runUrl(fx.mpo, "/meta/20-guidelines"));
+    expect(g.body.log.kind).toBe("guidelines");
+    expect((await get(runUrl(fx.mpo, "/meta/20-..%2F..%2Fx"))).status).toBe(400);
   });
 
   it("signals fire on the hacked arm, not on the healthy one", async () => {

@@ -231,8 +231,8 @@ export async function readMetrics(root: string, runDir: string): Promise<Metrics
       });
     }
   }
-  for (const f of await listVersionFiles(runDir, "meta", /^step-(\d+)\.json$/)) {
-    if (!metaByStep.has(f.n)) metaByStep.set(f.n, { step: f.n, toVersion: null, ok: null, added: null, removed: null });
+  for (const f of await listMeta(root, runDir)) {
+    if (!metaByStep.has(f.step)) metaByStep.set(f.step, { step: f.step, toVersion: null, ok: null, added: null, removed: null });
   }
   return {
     rows,
@@ -273,7 +273,7 @@ export async function readRubrics(root: string, runDir: string): Promise<{ versi
   const problems: Problem[] = [];
   const files = await listVersionFiles(runDir, "rubrics", /^v(\d+)\.json$/);
   const texts = new Set((await listVersionFiles(runDir, "rubrics", /^v(\d+)\.txt$/)).map((f) => f.n));
-  const metaFiles = await listVersionFiles(runDir, "meta", /^step-(\d+)\.json$/);
+  const metaFiles = (await listMeta(root, runDir)).filter((m) => m.key === String(m.step)).map((m) => ({ n: m.step, name: m.file.slice("meta/".length) }));
   // Which meta step produced which version, from the meta logs themselves (they name their resulting version).
   const metaResult = new Map<number, number[]>();
   for (const f of metaFiles) {
@@ -326,16 +326,28 @@ export async function readRubrics(root: string, runDir: string): Promise<{ versi
   return { versions, problems };
 }
 
-export async function listMeta(root: string, runDir: string): Promise<Array<{ step: number; file: string }>> {
-  return (await listVersionFiles(runDir, "meta", /^step-(\d+)\.json$/)).map((f) => ({ step: f.n, file: `meta/${f.name}` }));
+/** Meta logs: meta/step-NNNNNN.json (rubric) and meta/step-NNNNNN-<kind>.json (e.g. -guidelines). */
+const META_RE = /^step-(\d+)(-[a-z][a-z0-9-]*)?\.json$/;
+
+export async function listMeta(root: string, runDir: string): Promise<Array<{ step: number; key: string; file: string }>> {
+  try {
+    const names = await fsp.readdir(join(runDir, "meta"));
+    return names
+      .map((name) => ({ name, m: META_RE.exec(name) }))
+      .filter((x) => x.m)
+      .map((x) => ({ step: Number(x.m![1]), key: `${Number(x.m![1])}${x.m![2] ?? ""}`, file: `meta/${x.name}` }))
+      .sort((a, b) => a.step - b.step || a.key.localeCompare(b.key));
+  } catch {
+    return [];
+  }
 }
 
-export async function readMeta(root: string, runDir: string, step: number): Promise<{ log: unknown; problems: Problem[]; missing: boolean }> {
-  const files = await listVersionFiles(runDir, "meta", /^step-(\d+)\.json$/);
-  const f = files.find((x) => x.n === step);
+/** One meta log by key: "10" for meta/step-000010.json, "10-guidelines" for meta/step-000010-guidelines.json. */
+export async function readMeta(root: string, runDir: string, key: string): Promise<{ log: unknown; problems: Problem[]; missing: boolean; file?: string }> {
+  const f = (await listMeta(root, runDir)).find((x) => x.key === key);
   if (!f) return { log: null, problems: [], missing: true };
-  const r = await readJsonFile(root, runDir, `meta/${f.name}`);
-  return { log: r.value ?? null, problems: r.problem ? [r.problem] : [], missing: false };
+  const r = await readJsonFile(root, runDir, f.file);
+  return { log: r.value ?? null, problems: r.problem ? [r.problem] : [], missing: false, file: f.file };
 }
 
 // ---------------------------------------------------------------- rollouts (indexed, paged)

@@ -187,10 +187,12 @@ export async function createDashboard(opts: DashboardOptions): Promise<Dashboard
   app.get("/api/runs/:id/meta/:step", async (req) => {
     const { dir } = await runDirOf(req);
     const raw = (req.params as { step: string }).step;
-    if (!/^\d{1,9}$/.test(raw)) throw new HttpError(400, `meta step '${raw}': expected a non-negative integer`);
-    const r = await readMeta(root, dir, Number(raw));
+    const m = /^(\d{1,9})(-[a-z][a-z0-9-]*)?$/.exec(raw);
+    if (!m) throw new HttpError(400, `meta step '${raw}': expected a step number, optionally with a kind suffix (e.g. 10 or 10-guidelines)`);
+    const key = `${Number(m[1])}${m[2] ?? ""}`;
+    const r = await readMeta(root, dir, key);
     if (r.missing) throw new HttpError(404, `no meta log for step ${raw}`);
-    return { step: Number(raw), ...r };
+    return { step: Number(m[1]), key, ...r };
   });
   app.get("/api/runs/:id/rollouts", async (req) => {
     const { dir } = await runDirOf(req);

@@ -236,6 +236,8 @@ function writeArm(root: string, spec: ArmSpec, steps: number, perStep: number): 
         ),
       );
     }
+    // A second kind of meta log for the same step (math guideline refinement writes "-guidelines").
+    writeFileSync(join(dir, "meta", `step-${pad(20)}-guidelines.json`), JSON.stringify({ kind: "guidelines", step: 20, ok: false, toVersion: null, errors: ["no groups sampled"] }));
     // Unreadable meta log (permission-less; readable anyway when the tests run as root) and an unreadable rollout file.
     const locked = join(dir, "meta", `step-${pad(25)}.json`);
     writeFileSync(locked, JSON.stringify({ step: 25, fromVersion: 2, resultVersion: null, reason: "no refinement passed the prescreen", errors: [] }));

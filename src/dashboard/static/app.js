@@ -16,7 +16,7 @@ function h(tag, attrs = {}, ...children) {
     else if (k === "dataset") Object.assign(el.dataset, v);
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
   return el;
 }
 // replaceChildren that accepts nested arrays and skips null/false (optional parts of a view).
@@ -288,6 +288,9 @@ async function renderCurves(ids, body) {
     const box = h("div", { class: "chart", "data-metric": d.key, "data-points": String(pointsPerRun.reduce((n, p) => n + p.length, 0)), "data-last-step": String(xs[xs.length - 1]) }, h("h3", {}, d.title));
     grid.append(box);
     const u = new uPlot({ width: chartWidth(box), height: 200, series, bands, scales: { x: { time: false } }, axes: [{ label: "step" }, {}], legend: { live: true }, plugins: [markersPlugin(metaSteps, ranges)] }, data, box);
+    // The ± std edges are drawn but kept out of the legend (the band says it).
+    const rows = u.root.querySelectorAll(".u-legend .u-series");
+    series.forEach((sr, i) => { if (/[−+]std$/.test(sr.label) && rows[i]) rows[i].style.display = "none"; });
     state.charts.push(u);
   }
 }
@@ -312,6 +315,10 @@ function authorText(v) {
 }
 function renderValue(v) {
   if (v === null || v === undefined) return h("span", { class: "muted" }, "–");
+  // A refinement or merge result that is a rubric: list its items instead of dumping JSON.
+  if (v && typeof v === "object" && Array.isArray(v.items) && v.items.every((it) => it && typeof it.name === "string" && typeof it.text === "string"))
+    return h("ul", {}, v.items.map((it) => h("li", {}, h("b", {}, it.name), ` (${it.min}–${it.max}) `, it.text)));
+  if (v && typeof v === "object" && typeof v.verdict === "string") return h("pre", {}, `${v.verdict}${v.raw ? ` — ${v.raw}` : ""}`);
   if (typeof v === "string") return h("pre", {}, v);
   if (typeof v === "number" || typeof v === "boolean") return h("span", {}, String(v));
   if (Array.isArray(v) && v.every((x) => typeof x !== "object" || x === null)) return h("pre", {}, v.map(String).join("\n") || "(none)");
@@ -381,16 +388,16 @@ async function renderRubrics(id, body) {
       }
     }
   } else detail.append(h("p", { class: "muted" }, "No readable rubric versions in this run."));
-  const produced = new Set(versions.flatMap((v) => v.metaSteps));
-  const others = metaList.meta.filter((m) => !produced.has(m.step));
+  const produced = new Set(versions.flatMap((v) => v.metaSteps.map(String)));
+  const others = metaList.meta.filter((m) => !produced.has(m.key));
   const otherBox = h("div", { id: "other-meta" });
   if (others.length) {
     otherBox.append(h("h2", {}, "Other meta steps (no new version)"));
     for (const m of others) {
       otherBox.append(h("button", { onclick: async (e) => {
         e.target.disabled = true;
-        try { otherBox.append(renderMetaLog(m.step, await api(`/api/runs/${enc(id)}/meta/${m.step}`))); } catch (err) { otherBox.append(problemsBox([{ file: m.file, message: err.message }], "the meta log")); }
-      } }, `step ${m.step}`), " ");
+        try { otherBox.append(renderMetaLog(m.key, await api(`/api/runs/${enc(id)}/meta/${enc(m.key)}`))); } catch (err) { otherBox.append(problemsBox([{ file: m.file, message: err.message }], "the meta log")); }
+      } }, `step ${m.key}`), " ");
     }
   }
   put(body, h("div", { id: "rubric-problems" }, problemsBox(data.problems, "rubrics")), h("div", { class: "lineage" }, h("div", {}, h("h2", {}, "Versions"), list, otherBox), detail));
