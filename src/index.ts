@@ -47,3 +47,5 @@ export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetenso
 export { saveCheckpoint, loadCheckpoint, checkTensorsAgainstConfig, CheckpointError, type Checkpoint, type CheckpointInput, type OptimizerState } from "./engine/io/checkpoint.ts";
 export { LlamaConfigSchema, expectedParamShapes, type LlamaConfig } from "./engine/io/config.ts";
 export { BpeTokenizer, DEFAULT_SPECIAL_TOKENS, TokenizerFormatError, trainBpe, HfTokenizer, loadTokenizer, loadTokenizerFile, type TextTokenizer } from "./tokenizer/index.ts";
+export { createDashboard, type DashboardOptions, type Dashboard } from "./dashboard/server.ts";
+export { detectSignals, repetitionStats, DEFAULT_SIGNAL_OPTIONS, type Signal, type SignalInput, type SignalOptions, type StepPoint } from "./dashboard/signals.ts";
