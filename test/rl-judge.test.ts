@@ -49,7 +49,7 @@ async function run(name: string, reward: unknown, steps: number) {
   const task = await resolveTask(config.task);
   const runDir = join(root, name);
   const log: string[] = [];
-  const t = await Trainer.open({ config, runDir, task, makeReward: (d) => createReward(config.reward, { runDir: d, task, seed: 0 }), hooks: { progress: false, log: (l) => log.push(l) } });
+  const t = await Trainer.open({ config, runDir, task, makeReward: (d) => createReward(config.reward!, { runDir: d, task, seed: 0 }), hooks: { progress: false, log: (l) => log.push(l) } });
   await t.run();
   return { runDir, log, metrics: readJsonl<StepMetrics>(join(runDir, "metrics.jsonl")).records };
 }

@@ -40,7 +40,7 @@ async function train(name: string, over: TrainConfigInput, reward?: RewardFuncti
     runDir,
     task,
     resume,
-    makeReward: (d) => reward ?? createReward(config.reward, { runDir: d, task, seed: config.seed }),
+    makeReward: (d) => reward ?? createReward(config.reward!, { runDir: d, task, seed: config.seed }),
     hooks: { progress: false, log: (l) => log.push(l), onStep: (m) => onStep?.(m, trainer) },
   });
   const result = await trainer.run();

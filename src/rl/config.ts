@@ -27,6 +27,8 @@ export const rewardSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("length"), min: z.number().int().min(0), max: z.number().int().min(1) }).strict(),
   /** Rule judge with a rubric in the run dir and a rule-based meta step (offline MPO). */
   z.object({ kind: z.literal("rule-rubric"), word: z.string().min(1).optional(), maxAvoid: positiveInt.default(8) }).strict(),
+  /** Rule verifier: last \\boxed{} answer vs the gold answer, or the <verdict> tag vs the label. */
+  z.object({ kind: z.literal("verifier"), verifier: z.enum(["boxed", "verdict"]) }).strict(),
   /** The paper's setup: LLM junior judge (RM) over a rubric, LLM senior judge (MRM) for meta steps. */
   z
     .object({
@@ -34,8 +36,8 @@ export const rewardSchema = z.discriminatedUnion("kind", [
       rm: llmEndpointSchema,
       /** Senior judge; default: the same endpoint as rm. */
       mrm: llmEndpointSchema.optional(),
-      /** Initial rubric: a file (.txt <rubric> form or .json) or a built-in name under prompts/. */
-      rubric: z.string().min(1),
+      /** Initial rubric: a file (.txt <rubric> form or .json) or a task name; default: the task's initial rubric. */
+      rubric: z.string().min(1).optional(),
       mode: z.enum(["per-item", "single-call"]).default("per-item"),
       metaSamples: positiveInt.default(20),
       prescreen: z.boolean().default(false),
@@ -58,7 +60,8 @@ export const trainConfigSchema = z
     init: policyInitSchema.default(policyInitSchema.parse({})),
     /** PPO critic: a separate value model initialized from the policy (the paper) or a head on the policy. */
     critic: z.enum(["separate", "shared"]).default("separate"),
-    reward: rewardSchema.default({ kind: "keyword" }),
+    /** Absent: what the task's reward recipe asks for (see defaultRewardFor in reward-factory.ts). */
+    reward: rewardSchema.optional(),
     run: z.string().optional(),
     seed: z.number().int().default(0),
     steps: positiveInt.default(100),
@@ -110,7 +113,7 @@ export const trainConfigSchema = z
     if (c.algo !== "ppo" && g < 2) ctx.addIssue({ code: "custom", path: ["groupSize"], message: `${c.algo} needs groupSize ≥ 2 (a group baseline), got ${g}` });
     if (c.miniBatches > c.batchSize * g)
       ctx.addIssue({ code: "custom", path: ["miniBatches"], message: `must be ≤ batchSize × groupSize = ${c.batchSize * g}` });
-    if (c.reward.kind === "length" && c.reward.min > c.reward.max) ctx.addIssue({ code: "custom", path: ["reward", "max"], message: "must be ≥ reward.min" });
+    if (c.reward?.kind === "length" && c.reward.min > c.reward.max) ctx.addIssue({ code: "custom", path: ["reward", "max"], message: "must be ≥ reward.min" });
     if (c.maxPromptTokens + c.maxNewTokens > (c.policy ? Infinity : c.init.maxPositions))
       ctx.addIssue({ code: "custom", path: ["maxNewTokens"], message: `maxPromptTokens + maxNewTokens must fit init.maxPositions (${c.init.maxPositions})` });
   });

@@ -12,6 +12,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { RubricJudge } from "../judge/rubric-judge.ts";
+import { boxedAnswerEvaluation, verdictEvaluation } from "../judge/verifier-reward.ts";
 import type { ScoreInput } from "../judge/types.ts";
 import { createChatModel } from "../llm/openai-client.ts";
 import type { ChatModel, UsageByStage } from "../llm/types.ts";
@@ -44,6 +45,11 @@ export function resolveInitialRubric(spec: string): Rubric {
   const file = candidates.find((p) => existsSync(p));
   if (!file) throw new UserError(`reward.rubric: no rubric file '${spec}' (nor a built-in prompts/tasks/${spec}/initial-rubric.txt)`);
   return loadRubricFile(file);
+}
+
+function rubricOfTask(task: TaskDefinition): string {
+  if (task.reward.kind === "rubric") return task.reward.initialRubric;
+  throw new UserError(`reward.rubric: task ${task.name} has no initial rubric; give one with --rubric FILE`);
 }
 
 export interface JudgeRewardOptions {
@@ -141,9 +147,43 @@ export class JudgeReward implements RewardFunction {
   }
 }
 
+/** Rule verifier reward (no LLM): boxed-answer equivalence or verdict-tag match against the record's gold. */
+export class VerifierReward implements RewardFunction {
+  readonly name: string;
+  constructor(private readonly verifier: "boxed" | "verdict") {
+    this.name = `verifier-${verifier}`;
+  }
+  async score(samples: RewardSample[]): Promise<RewardResult[]> {
+    return samples.map((s) => {
+      const gold = s.record.label ?? s.record.reference;
+      if (gold === undefined) return { score: null, normalized: null, flags: ["no-gold-answer"] };
+      const e = this.verifier === "boxed" ? boxedAnswerEvaluation(s.response, gold) : verdictEvaluation(s.response, gold);
+      return { score: e.total, normalized: e.normalized, evaluation: e, flags: e.flags };
+    });
+  }
+  rubricVersion(): number {
+    return 0;
+  }
+}
+
+/**
+ * The reward config a task's own recipe implies when the user gave none: rule rewards and verifiers need
+ * nothing more; a rubric task needs a judge endpoint (--llm/--model), which is a config error until given.
+ */
+export function defaultRewardFor(task: TaskDefinition): RewardConfig {
+  const spec = task.reward;
+  if (spec.kind === "custom" && spec.name === "keyword") return { kind: "keyword" };
+  if (spec.kind === "verifier") return { kind: "verifier", verifier: spec.verifier };
+  if (spec.kind === "rubric")
+    throw new UserError(`task ${task.name} is scored by an LLM judge against a rubric: give the judge with --llm URL --model NAME (or reward: {kind: judge, rm: {...}} in the config)`);
+  throw new UserError(`task ${task.name}: its reward recipe '${spec.kind}${spec.kind === "custom" ? `:${spec.name}` : ""}' has no trainer reward yet; set reward explicitly`);
+}
+
 /** The RewardFunction a config asks for, bound to a run directory. */
 export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: TaskDefinition; seed: number }): RewardFunction {
   switch (cfg.kind) {
+    case "verifier":
+      return new VerifierReward(cfg.verifier);
     case "keyword":
       return new KeywordReward(cfg.word);
     case "length":
@@ -160,7 +200,7 @@ export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: Tas
         rm,
         mrm,
         meter,
-        initialRubric: resolveInitialRubric(cfg.rubric),
+        initialRubric: resolveInitialRubric(cfg.rubric ?? rubricOfTask(ctx.task)),
         seed: ctx.seed,
         mode: cfg.mode,
         metaSamples: cfg.metaSamples,

@@ -35,7 +35,7 @@ import { appendJsonl, readJsonl, writeFileAtomic, writeJsonAtomic } from "../uti
 import { UserError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
 import { gae, grpoAdvantages, klPerToken, maskedMean, ppoTokenRewards, rlooAdvantages, summarize, whiten } from "./advantages.ts";
-import { builtinTokenizer } from "./builtin-task.ts";
+import { BUILTIN_TASKS, builtinTokenizer } from "./builtin-task.ts";
 import { groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
 import { clippedValueLoss, grpoLoss, ppoPolicyLoss } from "./losses.ts";
 import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
@@ -304,6 +304,8 @@ export class Trainer {
       this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(cfg.policy, "tokenizer.json"), firstEos(baseConfig));
       saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON() });
     } else {
+      if (!BUILTIN_TASKS[this.task.name])
+        throw new UserError(`task ${this.task.name} needs a policy checkpoint (--policy DIR with config.json, model.safetensors, tokenizer.json); only built-in tasks (${Object.keys(BUILTIN_TASKS).join(", ")}) can start from a fresh word-level policy`);
       const tok = builtinTokenizer();
       const { llamaConfig } = await import("../engine/index.ts");
       const i = cfg.init;

@@ -134,7 +134,7 @@ export function register(program: Command): void {
       const { readConfigFile, validate, deepMerge } = await import("../../config/load.ts");
       const { trainConfigSchema } = await import("../../rl/config.ts");
       const { Trainer } = await import("../../rl/trainer.ts");
-      const { createReward, resolveTask } = await import("../../rl/reward-factory.ts");
+      const { createReward, defaultRewardFor, resolveTask } = await import("../../rl/reward-factory.ts");
       // Only flags the user typed count as overrides (commander fills --no-x defaults otherwise).
       const given = (k: string) => cmd.getOptionValueSource(k) === "cli";
 
@@ -187,12 +187,13 @@ export function register(program: Command): void {
       if (!resume) runDir = config.run ?? join("runs", `${config.task.replace(/[^\w.-]+/g, "_")}-${config.algo}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
 
       const task = await resolveTask(config.task, { dataDir: config.dataDir });
+      const reward = config.reward ?? defaultRewardFor(task);
       const trainer = await Trainer.open({
-        config: { ...config, run: runDir },
+        config: { ...config, reward, run: runDir },
         runDir,
         task,
         resume: !!resume,
-        makeReward: (dir) => createReward(config.reward, { runDir: dir, task, seed: config.seed }),
+        makeReward: (dir) => createReward(reward, { runDir: dir, task, seed: config.seed }),
         hooks: given("progress") ? { progress: opts.progress === true } : {},
       });
       let interrupts = 0;
