@@ -8,6 +8,7 @@ import {
   serializeSafetensors,
   readSafetensors,
   writeSafetensors,
+  readSafetensorsHeader,
   SafetensorsError,
 } from "../src/engine/io/safetensors.ts";
 import { saveCheckpoint, loadCheckpoint, CheckpointError } from "../src/engine/io/checkpoint.ts";
@@ -127,6 +128,14 @@ describe("safetensors", () => {
     for (const cut of [4, 12, bytes.length - 30, bytes.length - 1]) {
       expect(() => parseSafetensors(bytes.subarray(0, cut), "t.safetensors")).toThrow(SafetensorsError);
     }
+  });
+
+  it("reads just the header of a file", () => {
+    const p = join(tmp, "h.safetensors");
+    writeSafetensors(p, { w: { shape: [2, 3], data: new Float32Array(6) } }, { note: "x" });
+    expect(readSafetensorsHeader(p)).toEqual({ w: { dtype: "F32", shape: [2, 3], data_offsets: [0, 24] } });
+    writeFileSync(p, rawFile(good(), data8, 10_000n));
+    expect(() => readSafetensorsHeader(p)).toThrow(/runs beyond the end of the file/);
   });
 
   it("missing file is a clear error", () => {

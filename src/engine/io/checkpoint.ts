@@ -136,6 +136,11 @@ export function saveCheckpoint(dirIn: string, ck: CheckpointInput): void {
     writeFileAtomic(join(tmp, "model.safetensors"), serializeSafetensors(tensors, { format: "pt" }));
     if (ck.tokenizerJson !== undefined) {
       const text = typeof ck.tokenizerJson === "string" ? ck.tokenizerJson : JSON.stringify(ck.tokenizerJson);
+      try {
+        JSON.parse(text);
+      } catch (e) {
+        throw new CheckpointError(dir, `refusing to save: tokenizerJson is not valid JSON (${(e as Error).message})`);
+      }
       writeFileAtomic(join(tmp, "tokenizer.json"), text);
     }
     const gen = ck.generationConfig ?? {

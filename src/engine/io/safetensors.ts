@@ -9,7 +9,7 @@
  * problem: a bad checkpoint must fail loudly, never load as garbage. F32 is our storage dtype; F16, BF16,
  * F64 are read (converted to f32) and I32/I64 are read as integer arrays.
  */
-import { readFileSync, statSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 import { UserError } from "../../util/errors.ts";
 import { writeFileAtomic } from "../../util/atomic.ts";
 
@@ -203,19 +203,37 @@ export function readSafetensors(path: string): SafetensorsFile {
   return parseSafetensors(bytes, path);
 }
 
-/** Reads only the header (names, dtypes, shapes) without loading data; cheap inspection of big files. */
+/** Reads only the header (names, dtypes, shapes, offsets) without loading tensor data: cheap inspection of big files. */
 export function readSafetensorsHeader(path: string): Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> {
-  const size = statSync(path).size;
-  const buf = readFileSync(path);
-  if (size < 8) throw new SafetensorsError(path, "file shorter than 8 bytes");
-  const n = Number(buf.readBigUInt64LE(0));
-  if (8 + n > size) throw new SafetensorsError(path, `header length ${n} runs beyond the end of the file (${size} bytes)`);
+  let fd: number;
   try {
-    const h = JSON.parse(buf.subarray(8, 8 + n).toString("utf8"));
-    delete h.__metadata__;
-    return h;
+    fd = openSync(path, "r");
   } catch (e) {
-    throw new SafetensorsError(path, `header is not valid JSON (${(e as Error).message})`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(code === "ENOENT" ? `${path}: file not found` : `${path}: cannot read (${(e as Error).message})`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size < 8) throw new SafetensorsError(path, `file is ${size} bytes, shorter than the 8-byte header length prefix (truncated?)`);
+    const pre = Buffer.alloc(8);
+    readSync(fd, pre, 0, 8, 0);
+    const n64 = pre.readBigUInt64LE(0);
+    if (n64 > BigInt(MAX_HEADER)) throw new SafetensorsError(path, `header length ${n64} exceeds the ${MAX_HEADER}-byte limit`);
+    const n = Number(n64);
+    if (8 + n > size) throw new SafetensorsError(path, `header length ${n} runs beyond the end of the file (${size} bytes; truncated?)`);
+    const buf = Buffer.alloc(n);
+    readSync(fd, buf, 0, n, 8);
+    let h: Record<string, unknown>;
+    try {
+      h = JSON.parse(buf.toString("utf8"));
+    } catch (e) {
+      throw new SafetensorsError(path, `header is not valid JSON (${(e as Error).message})`);
+    }
+    if (h === null || typeof h !== "object" || Array.isArray(h)) throw new SafetensorsError(path, "header JSON is not an object");
+    delete h.__metadata__;
+    return h as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  } finally {
+    closeSync(fd);
   }
 }
 
