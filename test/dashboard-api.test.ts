@@ -40,6 +40,10 @@ afterAll(async () => {
 });
 
 describe("runs", () => {
+  it("refuses a runs directory that does not exist, naming it", async () => {
+    await expect(createDashboard({ runsDir: join(tmp, "nope"), port: 0 })).rejects.toThrow(/runs directory '.*nope' cannot be opened/);
+  });
+
   it("binds to loopback by default", () => {
     expect(dash.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   });

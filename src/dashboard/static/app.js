@@ -178,7 +178,7 @@ const BASE_CHARTS = [
   { key: "entropy", title: "Entropy", get: get("entropy") },
   { key: "responseLength", title: "Mean response length", get: get("responseLength.mean") },
   { key: "eosRate", title: "EOS rate", get: get("eosRate") },
-  { key: "excluded", title: "Excluded samples (no usable score)", get: get("excluded") },
+  { key: "excluded", title: "Excluded samples (no usable score)", get: get("excluded"), hideIfAllZero: true },
 ];
 function chartWidth(el) {
   return Math.max(300, (el?.clientWidth || 460) - 18);
@@ -230,7 +230,7 @@ async function renderCurves(ids, body) {
   destroyCharts();
   const single = ids.length === 1;
   // Chart list: base metrics present in any run, then eval metrics, then rollout repetition.
-  const defs = BASE_CHARTS.filter((d) => runs.some((r) => r.m.rows.some((row) => typeof d.get(row) === "number")));
+  const defs = BASE_CHARTS.filter((d) => runs.some((r) => r.m.rows.some((row) => typeof d.get(row) === "number" && (!d.hideIfAllZero || d.get(row) !== 0))));
   const evalKeys = new Set();
   for (const r of runs) for (const e of r.m.eval) Object.keys(numericLeaves(e, new Set(["step", "time", "rubricVersion"]))).forEach((k) => evalKeys.add(k));
   for (const k of evalKeys) defs.push({ key: `eval:${k}`, title: `Eval: ${k}`, source: "eval", get: (row) => numericLeaves(row, new Set(["step", "time", "rubricVersion"]))[k] });
@@ -247,7 +247,9 @@ async function renderCurves(ids, body) {
   if (!signalsBox.childElementCount) signalsBox.append(h("p", { class: "muted", id: "no-signals" }, "No reward-hacking signals in the logs so far."));
   const problems = runs.flatMap((r) => [...r.m.problems, ...(r.s.problems || [])].map((p) => ({ file: single ? p.file : `${r.id}/${p.file}`, message: p.message })));
   const seen = new Set();
-  const uniqProblems = problems.filter((p) => { const k = p.file + p.message; if (seen.has(k)) return false; seen.add(k); return true; });
+  // In a single-run view the header already lists problems with metrics.jsonl/status.json/config.json.
+  const inHeader = (p) => single && ["metrics.jsonl", "status.json", "config.json"].includes(p.file);
+  const uniqProblems = problems.filter((p) => { const k = p.file + p.message; if (seen.has(k) || inHeader(p)) return false; seen.add(k); return true; });
   const grid = h("div", { class: "charts", id: "charts" });
   const lastSteps = runs.map((r) => (r.m.rows.length ? r.m.rows[r.m.rows.length - 1].step : null));
   put(body, 
