@@ -49,3 +49,15 @@ export { LlamaConfigSchema, expectedParamShapes, type LlamaConfig } from "./engi
 export { BpeTokenizer, DEFAULT_SPECIAL_TOKENS, TokenizerFormatError, trainBpe, HfTokenizer, loadTokenizer, loadTokenizerFile, type TextTokenizer } from "./tokenizer/index.ts";
 export { createDashboard, type DashboardOptions, type Dashboard } from "./dashboard/server.ts";
 export { detectSignals, repetitionStats, DEFAULT_SIGNAL_OPTIONS, type Signal, type SignalInput, type SignalOptions, type StepPoint } from "./dashboard/signals.ts";
+export { Trainer, type TrainerInit, type TrainerHooks, type TrainerState, type TrainResult, type StepMetrics, type DataCursor, type MetaRolloutSample } from "./rl/trainer.ts";
+export { trainConfigSchema, rewardSchema, policyInitSchema, groupSizeOf, type TrainConfig, type TrainConfigInput, type RewardConfig } from "./rl/config.ts";
+export { gae, whiten, maskedMean, maskedVar, klPerToken, klPerTokenGrad, klArray, ppoTokenRewards, grpoAdvantages, rlooAdvantages, type KlEstimator } from "./rl/advantages.ts";
+export { ppoPolicyLoss, clippedValueLoss, grpoLoss, type PolicyLossResult, type ValueLossResult, type GrpoLossResult } from "./rl/losses.ts";
+export { createReward, defaultRewardFor, resolveTask, resolveInitialRubric, JudgeReward, VerifierReward, type JudgeRewardOptions } from "./rl/reward-factory.ts";
+export { KeywordReward, LengthReward } from "./rl/rewards/keyword.ts";
+export { RuleRubricReward, rollbackRubricStore } from "./rl/rewards/rule-rubric.ts";
+export { sayWordTask, BUILTIN_TASKS, builtinTokenizer } from "./rl/builtin-task.ts";
+export { WordTokenizer, tokenizerFromJson, type PolicyTokenizer } from "./rl/tokenizer.ts";
+export { generate, chatmlQuery, resolvePolicyDir, defaultOutPath, doneIds } from "./generate/index.ts";
+export type { GenerateOptions, GenerateResult, GenerateBackend, GenerationRecord } from "./generate/index.ts";
+export type { RewardFunction, RewardSample, RewardResult, MetaOutcome } from "./rl/reward-types.ts";
