@@ -56,10 +56,25 @@ describe("runs", () => {
     const mpo = body.runs.find((r: { id: string }) => r.id === "sandbox/mpo");
     expect(mpo).toMatchObject({ state: "running", task: "essay", algorithm: "ppo", arm: "mpo", steps: 30, lastStep: 30, totalSteps: 60, rubricVersions: 4 });
     expect(mpo.problems).toEqual([{ file: "metrics.jsonl", message: "line 15: invalid JSON, skipped" }]);
+    expect(mpo.stale).toBe(false); // pid 0 in the fixture: unknown, and files are fresh
     const broken = body.runs.find((r: { id: string }) => r.id === "broken");
     expect(broken.state).toBe("unknown");
     expect(broken.problems.map((p: { file: string }) => p.file)).toEqual(["status.json", "metrics.jsonl"]);
     expect(broken.steps).toBe(1);
+  });
+});
+
+describe("stale runs", () => {
+  it("a 'running' run whose process is gone is flagged stale, with the reason", async () => {
+    const dir = join(fx.root, "killed");
+    mkdirSync(dir);
+    // A pid far above Linux's pid_max default range that cannot exist.
+    writeFileSync(join(dir, "status.json"), JSON.stringify({ state: "running", step: 3, pid: 2 ** 30, updatedAt: new Date().toISOString() }));
+    const { body } = await get(runUrl("killed"));
+    expect(body.state).toBe("running");
+    expect(body.stale).toBe(true);
+    expect(body.staleReason).toContain(String(2 ** 30));
+    rmSync(dir, { recursive: true });
   });
 });
 

@@ -5,7 +5,7 @@
  * Screenshots go to test-artifacts/dashboard/ (look at them). Skips when /usr/bin/chromium is missing.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -58,6 +58,16 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     expect(await page.textContent('tr[data-run="broken"]')).toContain("problem");
     expect(await page.textContent('tr[data-group="sandbox"]')).toContain("2 arms (fixed, mpo)");
     await shot("runs");
+  });
+
+  it("shows a run that appears while the list is open", async () => {
+    await page.goto(`${dash.url}/#/`);
+    await page.waitForSelector('#live[data-state="open"]');
+    const dir = join(fx.root, "late-run");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "status.json"), JSON.stringify({ state: "running", step: 0, totalSteps: 5, task: "essay", algorithm: "grpo", updatedAt: new Date().toISOString() }));
+    await page.waitForSelector('tr[data-run="late-run"]', { timeout: 20_000 });
+    expect(await page.textContent('tr[data-run="late-run"]')).toContain("grpo");
   });
 
   it("renders curves with meta markers and reward-hacking warnings", async () => {

@@ -119,8 +119,9 @@ export interface RunSummary {
   algorithm: string | null;
   arm: string | null;
   state: RunState;
-  /** A "running" run whose files have not changed for staleMs: the writer may have died without saying so. */
+  /** A "running" run whose writer looks dead (its pid is gone on this machine, or no file changed for staleMs). */
   stale: boolean;
+  staleReason: string | null;
   message: string | null;
   step: number | null;
   totalSteps: number | null;
@@ -137,6 +138,15 @@ function str(v: unknown): string | null {
 }
 function num(v: unknown): number | null {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
+  }
 }
 
 async function mtimeOf(p: string): Promise<number | null> {
@@ -187,13 +197,21 @@ export async function summarizeRun(root: string, runDir: string, staleMs = 10 * 
   ].filter((t) => Number.isFinite(t));
   const last = times.length ? Math.max(...times) : null;
   const rubrics = await listVersionFiles(runDir, "rubrics", /^v(\d+)\.json$/);
+  // kill -9 leaves state "running" behind; a pid that no longer exists here (or long silence) gives it away.
+  let staleReason: string | null = null;
+  if (state === "running") {
+    const pid = num(s.pid);
+    if (pid !== null && pid > 0 && Number.isInteger(pid) && !pidAlive(pid)) staleReason = `process ${pid} is not running on this machine`;
+    else if (last !== null && Date.now() - last > staleMs) staleReason = `no file changes for ${Math.round((Date.now() - last) / 60_000)} min`;
+  }
   return {
     id,
     task,
     algorithm,
     arm,
     state,
-    stale: state === "running" && last !== null && Date.now() - last > staleMs,
+    stale: staleReason !== null,
+    staleReason,
     message: str(s.message),
     step: num(s.step),
     totalSteps: num(s.totalSteps),

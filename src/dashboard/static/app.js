@@ -54,7 +54,7 @@ function problemsBox(problems, what = "this run") {
 }
 function statusBadge(run) {
   const b = h("span", { class: `badge ${run.state}`, "data-state": run.state }, run.state);
-  return run.stale ? [b, " ", h("span", { class: "badge stale", title: "no file changes for a while: the writer may have died" }, "stale")] : b;
+  return run.stale ? [b, " ", h("span", { class: "badge stale", title: `${run.staleReason ?? "no recent writes"}: the writer may have died` }, "stale?")] : b;
 }
 function destroyCharts() {
   for (const c of state.charts) c.destroy();
