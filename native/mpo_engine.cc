@@ -40,9 +40,31 @@ int openblas_get_num_threads(void);
 #endif
 
 // Bumped whenever the exported function set or semantics change; kernels.ts refuses a stale addon.
-static const int kAbiVersion = 1;
+static const int kAbiVersion = 4;
 
 static int g_threads = 1;
+
+// ------------------------------------------------------------------------------------------------------
+// Branch-free expf (Cephes-style: 2^n · p(r), |rel err| < 2e-7) so the compiler vectorizes every loop that
+// calls it (glibc expf is a scalar call; libmvec is not used reliably with target_clones).
+
+static inline float fast_expf(float x) {
+  x = std::min(88.3762626647949f, std::max(-87.3365447504f, x));
+  float n = std::nearbyint(x * 1.44269504088896341f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  int32_t bits = ((int32_t)n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
 
 // ------------------------------------------------------------------------------------------------------
 // Threading
@@ -152,7 +174,7 @@ MPO_CLONES static void causal_softmax_rows(float* S, int T) {
     for (int s = 0; s <= t; s++) mx = std::max(mx, row[s]);
     float sum = 0.f;
     for (int s = 0; s <= t; s++) {
-      float e = expf(row[s] - mx);
+      float e = fast_expf(row[s] - mx);
       row[s] = e;
       sum += e;
     }
@@ -243,12 +265,12 @@ MPO_CLONES static void log_softmax_gather_rows(int n0, int n1, float* logits, co
     float mx = -INFINITY;
     for (int j = 0; j < V; j++) mx = std::max(mx, z[j]);
     float sum = 0.f;
-    for (int j = 0; j < V; j++) sum += expf(z[j] - mx);
+    for (int j = 0; j < V; j++) sum += fast_expf(z[j] - mx);
     float lse = mx + logf(sum);
     for (int j = 0; j < V; j++) z[j] -= lse;
     if (ent) {
       float h = 0.f;
-      for (int j = 0; j < V; j++) h -= expf(z[j]) * z[j];
+      for (int j = 0; j < V; j++) h -= fast_expf(z[j]) * z[j];
       ent[n] = h;
     }
     int t = targets[n];
@@ -270,7 +292,7 @@ MPO_CLONES static void log_softmax_gather_bwd_rows(int n0, int n1, float* dz, co
     }
     float H = (e != 0.f && ent) ? ent[n] : 0.f;
     for (int j = 0; j < V; j++) {
-      float p = expf(l[j]);
+      float p = fast_expf(l[j]);
       d[j] = -a * p - e * p * (l[j] + H);
     }
     if (t >= 0) d[t] += a;
@@ -294,9 +316,9 @@ static inline float gelu_tanh_grad(float x) {
 MPO_CLONES static void glu_fwd_range(int i0, int i1, float* m, const float* g, const float* u, int kind) {
   if (kind == 0) {
     if (u)
-      for (int i = i0; i < i1; i++) m[i] = g[i] / (1.f + expf(-g[i])) * u[i];
+      for (int i = i0; i < i1; i++) m[i] = g[i] / (1.f + fast_expf(-g[i])) * u[i];
     else
-      for (int i = i0; i < i1; i++) m[i] = g[i] / (1.f + expf(-g[i]));
+      for (int i = i0; i < i1; i++) m[i] = g[i] / (1.f + fast_expf(-g[i]));
   } else {
     for (int i = i0; i < i1; i++) {
       float a = kind == 1 ? gelu_erf(g[i]) : gelu_tanh(g[i]);
@@ -310,7 +332,7 @@ MPO_CLONES static void glu_bwd_range(int i0, int i1, float* dg, float* du, const
   if (kind == 0) {
     for (int i = i0; i < i1; i++) {
       float x = g[i];
-      float s = 1.f / (1.f + expf(-x));
+      float s = 1.f / (1.f + fast_expf(-x));
       float uu = u ? u[i] : 1.f;
       if (du) du[i] = dm[i] * x * s;
       dg[i] = dm[i] * uu * s * (1.f + x * (1.f - s));
@@ -337,6 +359,182 @@ MPO_CLONES static void adamw_range(int i0, int i1, float* p, const float* g, flo
     v[i] = vi;
     p[i] = p[i] * shrink - stepSize * mi / (std::sqrt(vi) * invSqrtBc2 + eps);
   }
+}
+
+MPO_CLONES static void rmsnorm_fwd(float* out, float* rstd, const float* x, const float* w, int N, int d, float eps) {
+  for (int n = 0; n < N; n++) {
+    const float* xr = x + (size_t)n * d;
+    float* o = out + (size_t)n * d;
+    float ss = 0.f;
+    for (int i = 0; i < d; i++) ss += xr[i] * xr[i];
+    float r = 1.f / std::sqrt(ss / d + eps);
+    rstd[n] = r;
+    for (int i = 0; i < d; i++) o[i] = xr[i] * r * w[i];
+  }
+}
+
+MPO_CLONES static void rmsnorm_bwd(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                   const float* rstd, int N, int d) {
+  for (int n = 0; n < N; n++) {
+    const float* xr = x + (size_t)n * d;
+    const float* g = dout + (size_t)n * d;
+    float* dxr = dx + (size_t)n * d;
+    float r = rstd[n];
+    float gx = 0.f;
+    for (int i = 0; i < d; i++) {
+      gx += g[i] * w[i] * xr[i];
+      dw[i] += g[i] * xr[i] * r;
+    }
+    float c = r * r * r * gx / d;
+    for (int i = 0; i < d; i++) dxr[i] += r * g[i] * w[i] - c * xr[i];
+  }
+}
+
+MPO_CLONES static void rope_apply(float* x, const int32_t* pos, int N, int nHeads, int D, const float* cos,
+                                  const float* sin, float sign) {
+  int half = D / 2;
+  for (int n = 0; n < N; n++) {
+    const float* c = cos + (size_t)pos[n] * half;
+    const float* sn = sin + (size_t)pos[n] * half;
+    for (int h = 0; h < nHeads; h++) {
+      float* a = x + ((size_t)n * nHeads + h) * D;
+      float* b = a + half;
+      for (int i = 0; i < half; i++) {
+        float s = sign * sn[i];
+        float x1 = a[i], x2 = b[i];
+        a[i] = x1 * c[i] - x2 * s;
+        b[i] = x2 * c[i] + x1 * s;
+      }
+    }
+  }
+}
+
+MPO_CLONES static double sum_squares(const float* g, size_t n) {
+  // Blocks of float partial sums, accumulated in double: fast and accurate enough for a norm.
+  double total = 0;
+  const size_t BLK = 4096;
+  for (size_t b = 0; b < n; b += BLK) {
+    size_t e = std::min(n, b + BLK);
+    float acc = 0.f;
+    for (size_t i = b; i < e; i++) acc += g[i] * g[i];
+    total += acc;
+  }
+  return total;
+}
+
+MPO_CLONES static void attention_decode_row(float* o, const float* qr, const float* kb, const float* vb, int P, int D,
+                                            float scale, float* sc) {
+  float mx = -INFINITY;
+  for (int s = 0; s <= P; s++) {
+    const float* kk = kb + (size_t)s * D;
+    float dot = 0.f;
+    for (int i = 0; i < D; i++) dot += qr[i] * kk[i];
+    dot *= scale;
+    sc[s] = dot;
+    mx = std::max(mx, dot);
+  }
+  float sum = 0.f;
+  for (int s = 0; s <= P; s++) {
+    float e = fast_expf(sc[s] - mx);
+    sc[s] = e;
+    sum += e;
+  }
+  float inv = 1.f / sum;
+  for (int i = 0; i < D; i++) o[i] = 0.f;
+  for (int s = 0; s <= P; s++) {
+    float p = sc[s] * inv;
+    const float* vv = vb + (size_t)s * D;
+    for (int i = 0; i < D; i++) o[i] += p * vv[i];
+  }
+}
+
+// One sampled token per row; same semantics as ops.ts sampleToken (cut-off τ from the top-k / top-p
+// candidates, ties with τ kept), but the candidates come from nth_element on a growing prefix instead of a
+// full sort: top-p mass is usually reached within the first few dozen tokens.
+MPO_CLONES static void sample_row(const float* z, int V, float temperature, int topK, float topP, float u,
+                                  float* probs, float* sorted, int32_t* tok, float* lp) {
+  float mx = -INFINITY;
+  int arg = 0;
+  for (int j = 0; j < V; j++)
+    if (z[j] > mx) {
+      mx = z[j];
+      arg = j;
+    }
+  bool greedy = temperature <= 0.f || topK == 1;
+  float invT = greedy ? 1.f : 1.f / temperature;
+  float sum = 0.f, total = 0.f;
+  if (invT == 1.f) {
+    for (int j = 0; j < V; j++) {
+      float e = fast_expf(z[j] - mx);
+      probs[j] = e;
+      sum += e;
+    }
+    total = sum;
+  } else {
+    for (int j = 0; j < V; j++) {
+      sum += fast_expf(z[j] - mx);
+      float p = fast_expf((z[j] - mx) * invT);
+      probs[j] = p;
+      total += p;
+    }
+  }
+  float lse = mx + logf(sum);
+  if (greedy) {
+    *tok = arg;
+    *lp = z[arg] - lse;
+    return;
+  }
+  float tau = 0.f;
+  if ((topK > 0 && topK < V) || topP < 1.f) {
+    int keep = topK > 0 ? std::min(topK, V) : V;
+    std::copy(probs, probs + V, sorted);
+    float kept = total;
+    if (topK > 0 && keep < V) {
+      std::nth_element(sorted, sorted + keep - 1, sorted + V, std::greater<float>());
+      kept = 0.f;
+      for (int i = 0; i < keep; i++) kept += sorted[i];
+      tau = sorted[keep - 1];
+    }
+    if (topP < 1.f) {
+      int m = std::min(keep, 64);
+      for (;;) {
+        if (m < keep) std::nth_element(sorted, sorted + m - 1, sorted + keep, std::greater<float>());
+        std::sort(sorted, sorted + m, std::greater<float>());
+        float c = 0.f;
+        int hit = -1;
+        for (int i = 0; i < m; i++) {
+          c += sorted[i];
+          if (c >= topP * kept) {
+            hit = i;
+            break;
+          }
+        }
+        if (hit >= 0) {
+          tau = sorted[hit];
+          break;
+        }
+        if (m == keep) {
+          tau = sorted[keep - 1];
+          break;
+        }
+        m = std::min(keep, m * 4);
+      }
+    }
+    total = 0.f;
+    for (int j = 0; j < V; j++)
+      if (probs[j] >= tau) total += probs[j];
+  }
+  float r = u * total;
+  int token = arg;
+  for (int j = 0; j < V; j++) {
+    float p = probs[j];
+    if (p < tau) continue;
+    token = j;
+    r -= p;
+    if (r < 0.f) break;
+  }
+  *tok = token;
+  *lp = z[token] - lse;
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -611,6 +809,131 @@ static napi_value AdamwUpdate(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// rmsnormForward(out, rstd, x, w, N, d, eps)
+static napi_value RmsnormForward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!get_args(env, info, a, 7)) return nullptr;
+  int N = num(a, 4), d = num(a, 5);
+  float eps = (float)dbl(a, 6);
+  float* out = f32(a, 0, (size_t)N * d);
+  float* rstd = f32(a, 1, N);
+  float* x = f32(a, 2, (size_t)N * d);
+  float* w = f32(a, 3, d);
+  if (!a.ok) return nullptr;
+  rmsnorm_fwd(out, rstd, x, w, N, d, eps);
+  return nullptr;
+}
+
+// rmsnormBackward(dx, dw, dout, x, w, rstd, N, d)
+static napi_value RmsnormBackward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!get_args(env, info, a, 8)) return nullptr;
+  int N = num(a, 6), d = num(a, 7);
+  float* dx = f32(a, 0, (size_t)N * d);
+  float* dw = f32(a, 1, d);
+  float* dout = f32(a, 2, (size_t)N * d);
+  float* x = f32(a, 3, (size_t)N * d);
+  float* w = f32(a, 4, d);
+  float* rstd = f32(a, 5, N);
+  if (!a.ok) return nullptr;
+  rmsnorm_bwd(dx, dw, dout, x, w, rstd, N, d);
+  return nullptr;
+}
+
+// ropeApply(x, pos, N, nHeads, D, cos, sin, sign)
+static napi_value RopeApply(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!get_args(env, info, a, 8)) return nullptr;
+  int N = num(a, 2), nH = num(a, 3), D = num(a, 4);
+  float sign = (float)dbl(a, 7);
+  float* x = f32(a, 0, (size_t)N * nH * D);
+  int32_t* pos = i32(a, 1, N);
+  size_t clen = 0, slen = 0;
+  float* c = arr<float>(a, 5, napi_float32_array, false, &clen);
+  float* sn = arr<float>(a, 6, napi_float32_array, false, &slen);
+  if (!a.ok) return nullptr;
+  size_t half = D / 2;
+  for (int n = 0; n < N; n++)
+    if (pos[n] < 0 || (size_t)(pos[n] + 1) * half > std::min(clen, slen)) {
+      napi_throw_range_error(env, nullptr, "mpo_engine: RoPE position outside the cos/sin tables");
+      return nullptr;
+    }
+  rope_apply(x, pos, N, nH, D, c, sn, sign);
+  return nullptr;
+}
+
+// sumSquares(g) → Σ g²
+static napi_value SumSquares(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!get_args(env, info, a, 1)) return nullptr;
+  size_t n = 0;
+  float* g = arr<float>(a, 0, napi_float32_array, false, &n);
+  if (!a.ok) return nullptr;
+  napi_value r;
+  CHECK(napi_create_double(env, sum_squares(g, n), &r));
+  return r;
+}
+
+// attentionDecode(att, q, kc, vc, pos, slot, R, H, Hkv, D, Tc, scores)
+static napi_value AttentionDecode(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!get_args(env, info, a, 11)) return nullptr;
+  int R = num(a, 6), H = num(a, 7), Hkv = num(a, 8), D = num(a, 9), Tc = num(a, 10);
+  if (a.ok && (Hkv <= 0 || H % Hkv != 0)) {
+    napi_throw_range_error(env, nullptr, "mpo_engine: H must be a multiple of Hkv");
+    return nullptr;
+  }
+  float* att = f32(a, 0, (size_t)R * H * D);
+  float* q = f32(a, 1, (size_t)R * H * D);
+  size_t kcl = 0, vcl = 0;
+  float* kc = arr<float>(a, 2, napi_float32_array, false, &kcl);
+  float* vc = arr<float>(a, 3, napi_float32_array, false, &vcl);
+  int32_t* pos = i32(a, 4, R);
+  int32_t* slot = i32(a, 5, R);
+  if (!a.ok) return nullptr;
+  for (int r = 0; r < R; r++) {
+    size_t end = (((size_t)slot[r] * Hkv + Hkv - 1) * Tc + Tc) * D;
+    if (pos[r] < 0 || pos[r] >= Tc || slot[r] < 0 || end > std::min(kcl, vcl)) {
+      napi_throw_range_error(env, nullptr, "mpo_engine: KV cache index out of range");
+      return nullptr;
+    }
+  }
+  const float scale = 1.f / std::sqrt((float)D);
+  const int group = H / Hkv;
+  double work = 0;
+  for (int r = 0; r < R; r++) work += (double)(pos[r] + 1) * H * D * 4;
+  parallel_for(R * H, threads_for(work), [&](int b, int e) {
+    std::vector<float> sc(Tc);
+    for (int rh = b; rh < e; rh++) {
+      int r = rh / H, h = rh % H, kh = h / group;
+      size_t base = ((size_t)slot[r] * Hkv + kh) * Tc * D;
+      attention_decode_row(att + (size_t)rh * D, q + (size_t)rh * D, kc + base, vc + base, pos[r], D, scale, sc.data());
+    }
+  });
+  return nullptr;
+}
+
+// sampleRows(logits, R, V, temperature, topK, topP, uniforms, tokens, logprobs, scratch)
+static napi_value SampleRows(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!get_args(env, info, a, 9)) return nullptr;
+  int R = num(a, 1), V = num(a, 2);
+  float temperature = (float)dbl(a, 3);
+  int topK = num(a, 4);
+  float topP = (float)dbl(a, 5);
+  float* z = f32(a, 0, (size_t)R * V);
+  float* uni = f32(a, 6, R);
+  int32_t* tok = i32(a, 7, R);
+  float* lp = f32(a, 8, R);
+  if (!a.ok) return nullptr;
+  parallel_for(R, threads_for((double)R * V * 6), [&](int b, int e) {
+    std::vector<float> scratch((size_t)2 * V);
+    for (int r = b; r < e; r++)
+      sample_row(z + (size_t)r * V, V, temperature, topK, topP, uni[r], scratch.data(), scratch.data() + V, tok + r, lp + r);
+  });
+  return nullptr;
+}
+
 static napi_value SetThreads(napi_env env, napi_callback_info info) {
   Args a;
   if (!get_args(env, info, a, 1)) return nullptr;
@@ -668,6 +991,12 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"gluForward", GluForward},
       {"gluBackward", GluBackward},
       {"adamw", AdamwUpdate},
+      {"rmsnormForward", RmsnormForward},
+      {"rmsnormBackward", RmsnormBackward},
+      {"ropeApply", RopeApply},
+      {"sumSquares", SumSquares},
+      {"attentionDecode", AttentionDecode},
+      {"sampleRows", SampleRows},
   };
   for (auto& f : fns) {
     napi_value fn;

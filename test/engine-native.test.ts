@@ -101,6 +101,50 @@ d("native kernels vs TypeScript", () => {
     expectClose(s1[0], s2[0], 1e-6, "adamw p");
   });
 
+  it("RMSNorm, RoPE, sum of squares, KV-cache attention and row sampling", () => {
+    const n = 9, dd = 24;
+    const x = rand(rng, n * dd), w = rand(rng, dd), dout = rand(rng, n * dd);
+    const o1 = new Float32Array(n * dd), o2 = new Float32Array(n * dd), r1 = new Float32Array(n), r2 = new Float32Array(n);
+    N.rmsnormForward(o1, r1, x, w, n, dd, 1e-5);
+    T.rmsnormForward(o2, r2, x, w, n, dd, 1e-5);
+    expectClose(o1, o2, 1e-5, "rmsnorm out");
+    const dx1 = rand(rng, n * dd), dx2 = dx1.slice(), dw1 = rand(rng, dd), dw2 = dw1.slice();
+    N.rmsnormBackward(dx1, dw1, dout, x, w, r1, n, dd);
+    T.rmsnormBackward(dx2, dw2, dout, x, w, r2, n, dd);
+    expectClose(dx1, dx2, 1e-5, "rmsnorm dx");
+    expectClose(dw1, dw2, 1e-5, "rmsnorm dw");
+    const cos = rand(rng, 16 * 4), sin = rand(rng, 16 * 4);
+    const pos = Int32Array.from([0, 3, 15, 2, 7, 1, 1, 9, 4]);
+    for (const sign of [1, -1]) {
+      const a = x.slice(), b = x.slice();
+      N.ropeApply(a, pos, n, 3, 8, cos, sin, sign);
+      T.ropeApply(b, pos, n, 3, 8, cos, sin, sign);
+      expectClose(a, b, 1e-6, `rope sign ${sign}`);
+    }
+    expect(() => N.ropeApply(x.slice(), Int32Array.from([99, 0, 0, 0, 0, 0, 0, 0, 0]), n, 3, 8, cos, sin, 1)).toThrow(/RoPE position/);
+    expect(N.sumSquares(x)).toBeCloseTo(T.sumSquares(x), 3);
+
+    const R = 3, H = 4, Hkv = 2, D = 8, Tc = 11, S = 4;
+    const kc = rand(rng, S * Hkv * Tc * D), vc = rand(rng, S * Hkv * Tc * D), q = rand(rng, R * H * D);
+    const ps = Int32Array.from([0, 10, 5]), slot = Int32Array.from([3, 0, 1]);
+    const a1 = new Float32Array(R * H * D), a2 = new Float32Array(R * H * D);
+    N.attentionDecode(a1, q, kc, vc, ps, slot, R, H, Hkv, D, Tc, new Float32Array(Tc));
+    T.attentionDecode(a2, q, kc, vc, ps, slot, R, H, Hkv, D, Tc, new Float32Array(Tc));
+    expectClose(a1, a2, 1e-5, "decode attention");
+    expect(() => N.attentionDecode(a1, q, kc, vc, ps, Int32Array.from([9, 0, 0]), R, H, Hkv, D, Tc, new Float32Array(Tc))).toThrow(/KV cache/);
+
+    const rows = 24, V = 300;
+    const z = rand(rng, rows * V, 2.5);
+    const uni = Float32Array.from({ length: rows }, () => rng.random());
+    for (const [temp, k, p] of [[0, 0, 1], [1, 0, 1], [0.7, 0, 1], [1, 20, 1], [1, 0, 0.8], [1.3, 40, 0.6], [1, 300, 0.999]]) {
+      const t1 = new Int32Array(rows), t2 = new Int32Array(rows), l1 = new Float32Array(rows), l2 = new Float32Array(rows);
+      N.sampleRows(z, rows, V, temp, k, p, uni, t1, l1, new Float32Array(2 * V));
+      T.sampleRows(z, rows, V, temp, k, p, uni, t2, l2, new Float32Array(2 * V));
+      expect(Array.from(t1), `tokens at T=${temp} k=${k} p=${p}`).toEqual(Array.from(t2));
+      expectClose(l1, l2, 1e-5, "sampled logprobs");
+    }
+  });
+
   it("whole model: score, backward, AdamW step and greedy generation agree between paths", () => {
     const cfg = llamaConfig({ vocabSize: 67, hiddenSize: 32, intermediateSize: 40, numLayers: 2, numHeads: 4, numKvHeads: 2, maxPositions: 64, valueHead: true });
     const a = TransformerLM.create(cfg, new Rng(3), { engine: "native" });
@@ -131,6 +175,9 @@ d("native kernels vs TypeScript", () => {
     const ga = a.generate(prompts, { maxNewTokens: 5, temperature: 0, stopTokens: [] });
     const gb = b.generate(prompts, { maxNewTokens: 5, temperature: 0, stopTokens: [] });
     expect(ga.tokens).toEqual(gb.tokens);
+    const sa = a.generate(prompts, { maxNewTokens: 6, temperature: 0.9, topK: 20, topP: 0.9, rng: new Rng(6), stopTokens: [] });
+    const sb = b.generate(prompts, { maxNewTokens: 6, temperature: 0.9, topK: 20, topP: 0.9, rng: new Rng(6), stopTokens: [] });
+    expect(sa.tokens).toEqual(sb.tokens);
     ga.logprobs.forEach((row, i) => row.forEach((x, j) => expect(x).toBeCloseTo(gb.logprobs[i][j], 4)));
   });
 

@@ -41,6 +41,22 @@ export interface Kernels {
   gluBackward(dg: F, du: F | null, dm: F, g: F, u: F | null, n: number, kind: number): void;
   /** AdamW element update: p ← p·shrink − stepSize·m/(sqrt(v)·invSqrtBc2 + eps) after the moment updates. */
   adamw(p: F, g: F, m: F, v: F, b1: number, b2: number, eps: number, shrink: number, stepSize: number, invSqrtBc2: number): void;
+  rmsnormForward(out: F, rstd: F, x: F, w: F, N: number, d: number, eps: number): void;
+  rmsnormBackward(dx: F, dw: F, dout: F, x: F, w: F, rstd: F, N: number, d: number): void;
+  /** In-place RoPE rotation (sign −1: inverse = backward). */
+  ropeApply(x: F, pos: Int32Array, N: number, nHeads: number, D: number, cos: F, sin: F, sign: number): void;
+  /** Σ g² (for the global gradient norm). */
+  sumSquares(g: F): number;
+  /** Generation attention of R rows against the KV cache [slot, Hkv, Tc, D] (see ops.attentionDecode). */
+  attentionDecode(
+    att: F, q: F, kc: F, vc: F, pos: Int32Array, slot: Int32Array, R: number, H: number, Hkv: number, D: number,
+    Tc: number, scores: F,
+  ): void;
+  /** One sampled token (+ its untempered log-prob) per logits row; see ops.sampleToken for the semantics. */
+  sampleRows(
+    logits: F, R: number, V: number, temperature: number, topK: number, topP: number, uniforms: F,
+    tokens: Int32Array, logprobs: F, scratch: F,
+  ): void;
 }
 
 export const tsKernels: Kernels = {
@@ -56,10 +72,16 @@ export const tsKernels: Kernels = {
   gluForward: ops.gluForward,
   gluBackward: ops.gluBackward,
   adamw: ops.adamwUpdate,
+  rmsnormForward: ops.rmsnormForward,
+  rmsnormBackward: ops.rmsnormBackward,
+  ropeApply: ops.ropeApply,
+  sumSquares: ops.sumSquares,
+  attentionDecode: ops.attentionDecode,
+  sampleRows: ops.sampleRows,
 };
 
 /** Must equal kAbiVersion in native/mpo_engine.cc; a stale build is ignored (rebuild with npm run build:native). */
-const NATIVE_ABI = 1;
+const NATIVE_ABI = 4;
 
 /** What the addon exports (see native/mpo_engine.cc). */
 interface NativeAddon extends Omit<Kernels, "name" | "detail"> {
@@ -105,6 +127,12 @@ export function loadNative(): { kernels: Kernels | null; error: string } {
       gluForward: a.gluForward,
       gluBackward: a.gluBackward,
       adamw: a.adamw,
+      rmsnormForward: a.rmsnormForward,
+      rmsnormBackward: a.rmsnormBackward,
+      ropeApply: a.ropeApply,
+      sumSquares: a.sumSquares,
+      attentionDecode: a.attentionDecode,
+      sampleRows: a.sampleRows,
     };
     nativeCache = { kernels: k, error: "" };
   } catch (e) {

@@ -15,6 +15,7 @@ import { Rng } from "../util/rng.ts";
 import { UserError } from "../util/errors.ts";
 import { type ModelConfig, type ModelDims, resolveConfig } from "./config.ts";
 import * as ops from "./ops.ts";
+export { sampleToken } from "./ops.ts";
 import { type EngineChoice, type Kernels, selectKernels, tsKernels } from "./kernels.ts";
 
 type F = Float32Array;
@@ -253,13 +254,13 @@ export class TransformerLM {
   private normFwd(out: F, x: F, w: ParamTensor, b: ParamTensor | null, mean: F, rstd: F, N: number): void {
     const { d, eps } = this.dims;
     if (b) ops.layernormForward(out, mean, rstd, x, w.data, b.data, N, d, eps);
-    else ops.rmsnormForward(out, rstd, x, w.data, N, d, eps);
+    else this.kernels.rmsnormForward(out, rstd, x, w.data, N, d, eps);
   }
 
   private normBwd(dx: F, dout: F, x: F, w: ParamTensor, b: ParamTensor | null, mean: F, rstd: F, N: number): void {
     const d = this.dims.d;
     if (b) ops.layernormBackward(dx, w.grad, b.grad, dout, x, w.data, mean, rstd, N, d);
-    else ops.rmsnormBackward(dx, w.grad, dout, x, w.data, rstd, N, d);
+    else this.kernels.rmsnormBackward(dx, w.grad, dout, x, w.data, rstd, N, d);
   }
 
   /**
@@ -306,8 +307,8 @@ export class TransformerLM {
       K.matmulXWt(q, h1, ly.wq.data, N, d, H * D, false);
       K.matmulXWt(k, h1, ly.wk.data, N, d, Hkv * D, false);
       K.matmulXWt(v, h1, ly.wv.data, N, d, Hkv * D, false);
-      ops.ropeApply(q, pos, N, H, D, this.rope.cos, this.rope.sin, 1);
-      ops.ropeApply(k, pos, N, Hkv, D, this.rope.cos, this.rope.sin, 1);
+      K.ropeApply(q, pos, N, H, D, this.rope.cos, this.rope.sin, 1);
+      K.ropeApply(k, pos, N, Hkv, D, this.rope.cos, this.rope.sin, 1);
       const att = A.get(`att.${l}`, N * H * D);
       const P = A.get(`P.${l}`, B * H * T * T);
       K.attentionForward(att, P, q, k, v, B, T, H, Hkv, D);
@@ -460,8 +461,8 @@ export class TransformerLM {
       dv.fill(0);
       K.attentionBackward(dq, dk, dv, datt, A.get(`P.${l}`, B * H * T * T), q, k, v, B, T, H, Hkv, D, dP);
       const pos = A.int("pos", N);
-      ops.ropeApply(dq, pos, N, H, D, this.rope.cos, this.rope.sin, -1);
-      ops.ropeApply(dk, pos, N, Hkv, D, this.rope.cos, this.rope.sin, -1);
+      K.ropeApply(dq, pos, N, H, D, this.rope.cos, this.rope.sin, -1);
+      K.ropeApply(dk, pos, N, Hkv, D, this.rope.cos, this.rope.sin, -1);
       const h1 = A.get(`h1.${l}`, N * d);
       const dh1 = A.get("dh", N * d);
       K.matmulDyW(dh1, dq, ly.wq.data, N, H * D, d, false);
@@ -535,16 +536,20 @@ export class TransformerLM {
     for (let b = 0; b < Bn; b++) active.push(b);
     let R = totalPrompt;
     let nLogit = Bn;
-    const probs = A.get("g.probs", V);
-    const order = new Int32Array(V);
+    const scratch = A.get("g.sampleScratch", 2 * V);
+    const uniforms = A.get("g.uniforms", Bn);
+    const sampled = A.int("g.sampled", Bn);
+    const sampledLp = A.get("g.sampledLp", Bn);
     for (let step = 0; ; step++) {
       const logits = this.inferStep(R, tok, pos, slot, lastRow, nLogit, kc, vc, Tc);
-      // Sample for each active row.
+      // One uniform per row from the seeded stream, then sample all rows at once.
+      for (let i = 0; i < active.length; i++) uniforms[i] = rng.random();
+      K.sampleRows(logits, active.length, V, temperature, topK, topP, uniforms, sampled, sampledLp, scratch);
       const still: number[] = [];
       for (let i = 0; i < active.length; i++) {
         const b = active[i];
-        const z = logits.subarray(i * V, i * V + V);
-        const { token, logprob } = sampleToken(z, probs, order, temperature, topK, topP, rng);
+        const token = sampled[i];
+        const logprob = sampledLp[i];
         out.tokens[b].push(token);
         out.logprobs[b].push(logprob);
         curLen[b]++;
@@ -590,16 +595,14 @@ export class TransformerLM {
     const m = A.get("g.m", R * ff);
     const sc = A.get("g.scores", Tc);
     ops.embeddingForward(x, this.embed.data, tok, R, d);
-    const scale = 1 / Math.sqrt(D);
-    const group = H / Hkv;
     for (let l = 0; l < L; l++) {
       const ly = this.layers[l];
       this.normFwd(h, x, ly.ln1, ly.ln1b, mean, rstd, R);
       K.matmulXWt(q, h, ly.wq.data, R, d, H * D, false);
       K.matmulXWt(k, h, ly.wk.data, R, d, Hkv * D, false);
       K.matmulXWt(v, h, ly.wv.data, R, d, Hkv * D, false);
-      ops.ropeApply(q, pos, R, H, D, this.rope.cos, this.rope.sin, 1);
-      ops.ropeApply(k, pos, R, Hkv, D, this.rope.cos, this.rope.sin, 1);
+      K.ropeApply(q, pos, R, H, D, this.rope.cos, this.rope.sin, 1);
+      K.ropeApply(k, pos, R, Hkv, D, this.rope.cos, this.rope.sin, 1);
       const KC = kc[l];
       const VC = vc[l];
       for (let r = 0; r < R; r++) {
@@ -609,36 +612,7 @@ export class TransformerLM {
           VC.set(v.subarray((r * Hkv + kh) * D, (r * Hkv + kh + 1) * D), co);
         }
       }
-      for (let r = 0; r < R; r++) {
-        const P = pos[r];
-        for (let hh = 0; hh < H; hh++) {
-          const kh = (hh / group) | 0;
-          const base = (slot[r] * Hkv + kh) * Tc * D;
-          const qo = (r * H + hh) * D;
-          let max = -Infinity;
-          for (let s = 0; s <= P; s++) {
-            const ko = base + s * D;
-            let dot = 0;
-            for (let i = 0; i < D; i++) dot += q[qo + i] * KC[ko + i];
-            dot *= scale;
-            sc[s] = dot;
-            if (dot > max) max = dot;
-          }
-          let sum = 0;
-          for (let s = 0; s <= P; s++) {
-            const e = Math.exp(sc[s] - max);
-            sc[s] = e;
-            sum += e;
-          }
-          const inv = 1 / sum;
-          for (let i = 0; i < D; i++) att[qo + i] = 0;
-          for (let s = 0; s <= P; s++) {
-            const p = sc[s] * inv;
-            const vo = base + s * D;
-            for (let i = 0; i < D; i++) att[qo + i] += p * VC[vo + i];
-          }
-        }
-      }
+      K.attentionDecode(att, q, KC, VC, pos, slot, R, H, Hkv, D, Tc, sc);
       K.matmulXWt(x, att, ly.wo.data, R, H * D, d, true);
       this.normFwd(h, x, ly.ln2, ly.ln2b, mean, rstd, R);
       if (ly.wg) {
@@ -660,70 +634,4 @@ export class TransformerLM {
     K.matmulXWt(logits, hs, this.lmHead.data, nLogit, d, V, false);
     return logits;
   }
-}
-
-/**
- * Draw one token from logits z. Returns the token and its log-probability under the untempered, untruncated
- * model distribution (what score() computes), so rollouts and re-scoring agree.
- */
-export function sampleToken(
-  z: F, probs: F, order: Int32Array, temperature: number, topK: number, topP: number, rng: Rng,
-): { token: number; logprob: number } {
-  const V = z.length;
-  let max = -Infinity;
-  let arg = 0;
-  for (let j = 0; j < V; j++) if (z[j] > max) { max = z[j]; arg = j; }
-  let sum = 0;
-  for (let j = 0; j < V; j++) sum += Math.exp(z[j] - max);
-  const lse = max + Math.log(sum);
-  if (temperature <= 0 || topK === 1) return { token: arg, logprob: z[arg] - lse };
-  const invT = 1 / temperature;
-  let s = 0;
-  for (let j = 0; j < V; j++) {
-    const p = Math.exp((z[j] - max) * invT);
-    probs[j] = p;
-    s += p;
-  }
-  let token = -1;
-  if (topK > 0 || topP < 1) {
-    // Candidates by descending probability; keep the top-k, then the smallest prefix with mass ≥ topP.
-    for (let j = 0; j < V; j++) order[j] = j;
-    const idx = Array.from(order);
-    idx.sort((a, b) => probs[b] - probs[a] || a - b);
-    let keep = topK > 0 ? Math.min(topK, V) : V;
-    let kept = 0;
-    for (let i = 0; i < keep; i++) kept += probs[idx[i]];
-    if (topP < 1) {
-      let c = 0;
-      for (let i = 0; i < keep; i++) {
-        c += probs[idx[i]];
-        if (c >= topP * kept) {
-          keep = i + 1;
-          break;
-        }
-      }
-      kept = 0;
-      for (let i = 0; i < keep; i++) kept += probs[idx[i]];
-    }
-    let u = rng.random() * kept;
-    token = idx[keep - 1];
-    for (let i = 0; i < keep; i++) {
-      u -= probs[idx[i]];
-      if (u < 0) {
-        token = idx[i];
-        break;
-      }
-    }
-  } else {
-    let u = rng.random() * s;
-    token = V - 1;
-    for (let j = 0; j < V; j++) {
-      u -= probs[j];
-      if (u < 0) {
-        token = j;
-        break;
-      }
-    }
-  }
-  return { token, logprob: z[token] - lse };
 }

@@ -468,3 +468,140 @@ export function adamwUpdate(
     p[i] = p[i] * shrink - (stepSize * mi) / (Math.sqrt(vi) * invSqrtBc2 + eps);
   }
 }
+
+/** Σ g² in float64. */
+export function sumSquares(g: F): number {
+  let s = 0;
+  for (let i = 0; i < g.length; i++) s += g[i] * g[i];
+  return s;
+}
+
+/**
+ * Attention of R query rows against a KV cache (generation). Row r is at position pos[r] of sequence slot[r]
+ * and attends to cache positions 0..pos[r] (its own k/v already written). Cache layout: [slot, Hkv, Tc, D].
+ */
+export function attentionDecode(
+  att: F, q: F, kc: F, vc: F, pos: Int32Array, slot: Int32Array, R: number, H: number, Hkv: number, D: number,
+  Tc: number, scores: F,
+): void {
+  const scale = 1 / Math.sqrt(D);
+  const group = H / Hkv;
+  for (let r = 0; r < R; r++) {
+    const P = pos[r];
+    for (let hh = 0; hh < H; hh++) {
+      const kh = (hh / group) | 0;
+      const base = (slot[r] * Hkv + kh) * Tc * D;
+      const qo = (r * H + hh) * D;
+      let max = -Infinity;
+      for (let s = 0; s <= P; s++) {
+        const ko = base + s * D;
+        let dot = 0;
+        for (let i = 0; i < D; i++) dot += q[qo + i] * kc[ko + i];
+        dot *= scale;
+        scores[s] = dot;
+        if (dot > max) max = dot;
+      }
+      let sum = 0;
+      for (let s = 0; s <= P; s++) {
+        const e = Math.exp(scores[s] - max);
+        scores[s] = e;
+        sum += e;
+      }
+      const inv = 1 / sum;
+      for (let i = 0; i < D; i++) att[qo + i] = 0;
+      for (let s = 0; s <= P; s++) {
+        const p = scores[s] * inv;
+        const vo = base + s * D;
+        for (let i = 0; i < D; i++) att[qo + i] += p * vc[vo + i];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sampling
+
+/**
+ * Draw one token from logits z. Returns the token and its log-probability under the untempered, untruncated
+ * model distribution (what score() computes), so rollouts and re-scoring agree.
+ * Top-k / top-p find a probability cut-off τ from a sorted copy (native typed-array sort, no comparator) and
+ * sample among tokens with p ≥ τ; tokens tied with the cut-off are all kept.
+ * `probs` and `sorted` are scratch arrays of length V; `uniform` is a draw from [0, 1).
+ */
+export function sampleToken(
+  z: F, probs: F, sorted: F, temperature: number, topK: number, topP: number, uniform: number,
+): { token: number; logprob: number } {
+  const V = z.length;
+  let max = -Infinity;
+  let arg = 0;
+  for (let j = 0; j < V; j++) if (z[j] > max) { max = z[j]; arg = j; }
+  const greedy = temperature <= 0 || topK === 1;
+  const invT = greedy ? 1 : 1 / temperature;
+  let sum = 0;
+  let total = 0;
+  if (invT === 1) {
+    for (let j = 0; j < V; j++) {
+      const e = Math.exp(z[j] - max);
+      probs[j] = e;
+      sum += e;
+    }
+    total = sum;
+  } else {
+    for (let j = 0; j < V; j++) {
+      sum += Math.exp(z[j] - max);
+      const p = Math.exp((z[j] - max) * invT);
+      probs[j] = p;
+      total += p;
+    }
+  }
+  const lse = max + Math.log(sum);
+  if (greedy) return { token: arg, logprob: z[arg] - lse };
+  let tau = 0;
+  if ((topK > 0 && topK < V) || topP < 1) {
+    sorted.set(probs);
+    sorted.sort();
+    let keep = topK > 0 ? Math.min(topK, V) : V;
+    let kept = 0;
+    for (let i = V - keep; i < V; i++) kept += sorted[i];
+    if (topP < 1) {
+      let c = 0;
+      for (let i = V - 1; i >= V - keep; i--) {
+        c += sorted[i];
+        if (c >= topP * kept) {
+          keep = V - i;
+          break;
+        }
+      }
+    }
+    tau = sorted[V - keep];
+    total = 0;
+    for (let j = 0; j < V; j++) if (probs[j] >= tau) total += probs[j];
+  }
+  let u = uniform * total;
+  let token = arg;
+  for (let j = 0; j < V; j++) {
+    const p = probs[j];
+    if (p < tau) continue;
+    token = j;
+    u -= p;
+    if (u < 0) break;
+  }
+  return { token, logprob: z[token] - lse };
+}
+
+/**
+ * Sample one token per row of logits [R, V] with uniforms[r] ∈ [0, 1); writes tokens and their model
+ * log-probabilities. scratch: ≥ 2·V floats.
+ */
+export function sampleRows(
+  logits: F, R: number, V: number, temperature: number, topK: number, topP: number, uniforms: F,
+  tokens: Int32Array, logprobs: F, scratch: F,
+): void {
+  const probs = scratch.subarray(0, V);
+  const sorted = scratch.subarray(V, 2 * V);
+  for (let r = 0; r < R; r++) {
+    const { token, logprob } = sampleToken(logits.subarray(r * V, r * V + V), probs, sorted, temperature, topK, topP, uniforms[r]);
+    tokens[r] = token;
+    logprobs[r] = logprob;
+  }
+}

@@ -97,15 +97,16 @@ export class AdamW {
   }
 }
 
-/** Global L2 norm of all grads; scales them by maxNorm/(norm+1e-6) when above maxNorm (torch semantics). */
+/**
+ * Global L2 norm of all grads; scales them by maxNorm/(norm+1e-6) when above maxNorm (torch semantics).
+ * A non-finite norm (NaN/Inf somewhere) is returned as is and nothing is scaled: callers skip that step.
+ */
 export function clipGradNorm(params: ParamTensor[], maxNorm: number): number {
+  const K = params.every((p) => p.grad instanceof Float32Array) ? selectKernels() : tsKernels;
   let ss = 0;
-  for (const p of params) {
-    const g = p.grad;
-    for (let i = 0; i < g.length; i++) ss += g[i] * g[i];
-  }
+  for (const p of params) ss += K.sumSquares(p.grad);
   const norm = Math.sqrt(ss);
-  if (Number.isFinite(maxNorm) && maxNorm > 0 && norm > maxNorm) {
+  if (Number.isFinite(norm) && Number.isFinite(maxNorm) && maxNorm > 0 && norm > maxNorm) {
     const c = maxNorm / (norm + 1e-6);
     for (const p of params) {
       const g = p.grad;

@@ -8,7 +8,7 @@ import { SingleBar } from "cli-progress";
 import { appendJsonl } from "../util/atomic.ts";
 import { Rng } from "../util/rng.ts";
 import type { TransformerLM } from "./model.ts";
-import { AdamW, clipGradNorm, gradsFinite, lrSchedule } from "./optim.ts";
+import { AdamW, clipGradNorm, lrSchedule } from "./optim.ts";
 
 export interface Batch {
   /** [B*T] input tokens. */
@@ -161,8 +161,8 @@ export async function sftTrain(model: TransformerLM, nextBatch: () => Batch, opt
       model.backward(dlp);
     }
     const lr = schedule(step);
-    const finite = gradsFinite(model.params);
-    const gradNorm = finite ? clipGradNorm(model.params, opts.maxGradNorm ?? 1) : NaN;
+    const gradNorm = clipGradNorm(model.params, opts.maxGradNorm ?? 1);
+    const finite = Number.isFinite(gradNorm);
     if (finite && Number.isFinite(lossSum)) opt.update(lr);
     else skipped++;
     model.zeroGrad();
