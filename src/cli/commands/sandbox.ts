@@ -1,0 +1,67 @@
+import type { Command } from "commander";
+import { UserError } from "../../util/errors.ts";
+
+const intList = (v: string) =>
+  v.split(",").map((s) => {
+    const n = Number(s.trim());
+    if (!Number.isInteger(n)) throw new UserError(`expected a comma-separated list of integers, got '${v}'`);
+    return n;
+  });
+
+export function register(program: Command): void {
+  program
+    .command("sandbox")
+    .description("offline demo (the default of `npm start`): reward hacking under a weak rubric, and MPO countering it")
+    .option("--out <dir>", "output directory (default runs/sandbox-<time>)")
+    .option("--steps <n>", "RL steps per arm")
+    .option("--arms <list>", "comma-separated arms: fixed,mpo,expert")
+    .option("--seeds <list>", "comma-separated seeds, e.g. 0,1,2")
+    .option("--algo <algo>", "grpo | ppo | rloo")
+    .option("--batch <n>", "prompts per step")
+    .option("--group-size <n>", "responses per prompt")
+    .option("--mpo-interval <n>", "meta step every N steps (mpo arm)")
+    .option("--meta-samples <n>", "rollouts the senior judge analyzes per meta step")
+    .option("--lr <x>", "learning rate")
+    .option("--kl-coef <x>", "KL coefficient")
+    .option("--max-new-tokens <n>", "response length limit in tokens")
+    .option("--test-prompts <n>", "held-out prompts for the oracle evaluation")
+    .option("--policy <dir>", "base policy checkpoint (default: the shipped assets/sandbox-policy)")
+    .action(async (o: Record<string, string | undefined>) => {
+      const { runSandbox, summaryTable, SANDBOX_DEFAULTS, ARMS } = await import("../../sandbox/run.ts");
+      const num = (k: string, v: string | undefined, d: number, int = true) => {
+        if (v === undefined) return d;
+        const n = Number(v);
+        if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < 0) throw new UserError(`--${k}: expected a ${int ? "non-negative integer" : "non-negative number"}, got '${v}'`);
+        return n;
+      };
+      const arms = (o.arms ?? SANDBOX_DEFAULTS.arms.join(",")).split(",").map((a) => a.trim());
+      for (const a of arms) if (!(a in ARMS)) throw new UserError(`--arms: unknown arm '${a}' (known: ${Object.keys(ARMS).join(", ")})`);
+      const algo = (o.algo ?? SANDBOX_DEFAULTS.algo) as "grpo" | "ppo" | "rloo";
+      if (!["grpo", "ppo", "rloo"].includes(algo)) throw new UserError(`--algo: expected grpo, ppo or rloo, got '${algo}'`);
+      const out = o.out ?? `runs/sandbox-${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}`;
+      const d = SANDBOX_DEFAULTS;
+      const opts = {
+        out,
+        arms: arms as Array<keyof typeof ARMS>,
+        seeds: o.seeds ? intList(o.seeds) : d.seeds,
+        steps: num("steps", o.steps, d.steps),
+        algo,
+        batchSize: num("batch", o.batch, d.batchSize),
+        groupSize: num("group-size", o.groupSize, algo === "ppo" ? 1 : d.groupSize),
+        mpoInterval: num("mpo-interval", o.mpoInterval, d.mpoInterval),
+        metaSamples: num("meta-samples", o.metaSamples, d.metaSamples),
+        lr: num("lr", o.lr, d.lr, false),
+        klCoef: num("kl-coef", o.klCoef, d.klCoef, false),
+        maxNewTokens: num("max-new-tokens", o.maxNewTokens, d.maxNewTokens),
+        testPrompts: num("test-prompts", o.testPrompts, d.testPrompts),
+        policy: o.policy,
+      };
+      process.stderr.write(
+        `mpo sandbox: ${opts.arms.join(", ")} × seeds ${opts.seeds.join(",")}, ${opts.steps} ${algo.toUpperCase()} steps each → ${out}\n` +
+          `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`,
+      );
+      const t0 = performance.now();
+      const results = await runSandbox(opts);
+      process.stdout.write(`\n${summaryTable(results)}\n\nreport: ${out}/report.html   (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+    });
+}

@@ -1,0 +1,118 @@
+/** Writes the sandbox's report.html: curves per arm, the rubric versions with diffs, sample responses. */
+import { readFileSync, existsSync } from "node:fs";
+import { join, relative } from "node:path";
+import { diffRubrics, formatDiff } from "../rubric/diff.ts";
+import { rubricToText } from "../rubric/format.ts";
+import { RubricStore } from "../rubric/store.ts";
+import { writeFileAtomic } from "../util/atomic.ts";
+import type { ArmResult } from "./run.ts";
+
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+const COLORS: Record<string, string> = { fixed: "#d62728", mpo: "#2ca02c", expert: "#1f77b4" };
+
+/** A small line chart as inline SVG (no scripts, no CDN). */
+function lineChart(title: string, series: Array<{ name: string; color: string; points: Array<[number, number]>; markers?: number[] }>, yLabel: string): string {
+  const W = 520, H = 260, L = 48, R = 12, T = 28, B = 36;
+  const xs = series.flatMap((s) => s.points.map((p) => p[0]));
+  const ys = series.flatMap((s) => s.points.map((p) => p[1])).filter(Number.isFinite);
+  if (!xs.length || !ys.length) return `<p>${esc(title)}: no data</p>`;
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  if (y1 - y0 < 1e-6) [y0, y1] = [y0 - 0.5, y1 + 0.5];
+  const pad = (y1 - y0) * 0.08;
+  [y0, y1] = [y0 - pad, y1 + pad];
+  const sx = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  const ticks = Array.from({ length: 5 }, (_, i) => y0 + ((y1 - y0) * i) / 4);
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">`,
+    `<text x="${W / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${esc(title)}</text>`,
+    ...ticks.map((t) => `<line x1="${L}" x2="${W - R}" y1="${sy(t)}" y2="${sy(t)}" stroke="#eee"/><text x="${L - 4}" y="${sy(t) + 4}" font-size="10" text-anchor="end">${t.toFixed(2)}</text>`),
+    `<text x="${W / 2}" y="${H - 6}" font-size="11" text-anchor="middle">step</text>`,
+    `<text x="12" y="${H / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 12 ${H / 2})">${esc(yLabel)}</text>`,
+  ];
+  series.forEach((s, k) => {
+    for (const m of s.markers ?? []) parts.push(`<line x1="${sx(m)}" x2="${sx(m)}" y1="${T}" y2="${H - B}" stroke="${s.color}" stroke-dasharray="3,3" opacity="0.6"/>`);
+    const d = s.points.filter((p) => Number.isFinite(p[1])).map((p, i) => `${i ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
+    parts.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
+    parts.push(`<rect x="${L + 8 + k * 150}" y="${T + 2}" width="10" height="10" fill="${s.color}"/><text x="${L + 22 + k * 150}" y="${T + 11}" font-size="11">${esc(s.name)}</text>`);
+  });
+  parts.push("</svg>");
+  return parts.join("");
+}
+
+interface Sample {
+  id: string;
+  prompt: string;
+  response: string;
+  oracle: number;
+}
+
+export function writeReport(out: string, results: ArmResult[], base: { mean: number; samples: Sample[] }): string {
+  const seeds = [...new Set(results.map((r) => r.seed))];
+  const html: string[] = [
+    `<!doctype html><html><head><meta charset="utf-8"><title>mpo sandbox report</title><style>
+body{font-family:system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f4f4f4}td:first-child{text-align:left}pre{background:#f7f7f7;padding:8px;white-space:pre-wrap;font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:12px}
+.arm-fixed{color:${COLORS.fixed}}.arm-mpo{color:${COLORS.mpo}}.arm-expert{color:${COLORS.expert}}details{margin:6px 0}</style></head><body>`,
+    `<h1>mpo sandbox: reward hacking and MPO</h1>`,
+    `<p>Base policy oracle score on held-out test prompts: <b>${base.mean.toFixed(3)}</b>. Arms trained from the same base policy; the judges are simulated LLMs, the oracle is never seen by the judges or the reward.</p>`,
+    `<h2>Results</h2><table><tr><th>seed</th><th>arm</th><th>RM score step 1 → last</th><th>oracle (test) before → after</th><th>KL</th><th>mean words</th><th>rubric versions</th><th>seconds</th></tr>`,
+    ...results.map(
+      (r) =>
+        `<tr><td>${r.seed}</td><td class="arm-${r.arm}">${r.arm}</td><td>${r.rmScoreFirst.toFixed(3)} → ${r.rmScore.toFixed(3)}</td><td>${r.oracleBefore.toFixed(3)} → <b>${r.oracleAfter.toFixed(3)}</b></td><td>${r.kl.toFixed(3)}</td><td>${r.lengthWords.toFixed(1)}</td><td>${r.rubricVersions}</td><td>${r.seconds.toFixed(0)}</td></tr>`,
+    ),
+    `</table>`,
+  ];
+  for (const seed of seeds) {
+    const rs = results.filter((r) => r.seed === seed);
+    const series = (key: "rm" | "oracle" | "length") =>
+      rs.map((r) => ({
+        name: r.arm,
+        color: COLORS[r.arm] ?? "#555",
+        points: r.perStep.map((p) => [p.step, p[key]] as [number, number]),
+        markers: r.perStep.filter((p) => p.meta).map((p) => p.step),
+      }));
+    html.push(
+      `<h2>Seed ${seed}: curves</h2><div class="charts">`,
+      lineChart("RM score (normalized, training rollouts)", series("rm"), "RM score"),
+      lineChart("Oracle score (training rollouts)", series("oracle"), "oracle"),
+      lineChart("Response length", series("length"), "words"),
+      `</div><p>Dashed lines: meta steps (new rubric versions take effect at the next step).</p>`,
+    );
+    for (const r of rs) {
+      const store = RubricStore.open(r.runDir);
+      const versions = store.list();
+      html.push(`<h3 class="arm-${r.arm}">Seed ${seed}, arm ${r.arm}: rubric versions (${versions.length})</h3>`);
+      versions.forEach((v, i) => {
+        const body =
+          i === 0 || v.parent === null ? rubricToText(v.rubric) : formatDiff(diffRubrics(store.get(v.parent).rubric, v.rubric));
+        html.push(`<details${i === versions.length - 1 ? " open" : ""}><summary>v${v.version} — ${esc(v.author.kind)}${v.author.kind === "meta" ? ` at step ${v.step}` : ""}, ${v.rubric.items.length} items: ${esc(v.rubric.items.map((it) => it.name).join(", "))}</summary><pre>${esc(body)}</pre></details>`);
+      });
+      const first = readRollouts(join(r.runDir, "rollouts", "step-000001.jsonl")).slice(0, 2);
+      const finalEval = existsSync(join(r.runDir, "final-eval.json")) ? (JSON.parse(readFileSync(join(r.runDir, "final-eval.json"), "utf8")).samples as Sample[]).slice(0, 3) : [];
+      html.push(`<details><summary>Sample responses: start (step 1) and end (test prompts after training)</summary>`);
+      for (const s of first) html.push(`<p><b>step 1</b> — ${esc(s.prompt)} (RM ${Number(s.normalized ?? 0).toFixed(2)})</p><pre>${esc(s.response)}</pre>`);
+      for (const s of finalEval) html.push(`<p><b>end</b> — ${esc(s.prompt)} (oracle ${s.oracle.toFixed(2)})</p><pre>${esc(s.response)}</pre>`);
+      html.push(`</details><p>Run directory: <code>${esc(relative(out, r.runDir))}</code></p>`);
+    }
+  }
+  html.push(`</body></html>`);
+  const path = join(out, "report.html");
+  writeFileAtomic(path, html.join("\n"));
+  return path;
+}
+
+function readRollouts(path: string): Array<{ prompt: string; response: string; normalized?: number }> {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l)];
+      } catch {
+        return [];
+      }
+    });
+}
