@@ -10,6 +10,11 @@
  *
  *   npm run bench:engine                       # both configs
  *   npm run bench:engine -- --configs 1m --seconds 2 --json out.json
+ *   npm run bench:engine -- --max-step-seconds 0     # never skip a slow path
+ *
+ * A path whose training step is predicted (from its step time on the previous, smaller config, scaled
+ * by parameters × tokens) to exceed --max-step-seconds (default 60) is skipped with a note, which keeps
+ * the pure-TS path from dominating the bench time at 5M.
  *
  * PyTorch comes from Debian (`apt-get install -y python3-torch libopenblas0-pthread`, /usr/bin/python3);
  * without it the bench says so and prints only our numbers. Numbers on a shared machine are noisy.
@@ -18,7 +23,9 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { cpus, loadavg } from "node:os";
 import { writeJsonAtomic } from "../src/util/atomic.ts";
+import { LlamaConfigSchema, expectedParamShapes } from "../src/engine/io/config.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..");
@@ -189,6 +196,14 @@ async function main(argv: string[]): Promise<void> {
   if (!native.kernels) process.stderr.write(`native path unavailable: ${native.error}\n`);
   const perStepLimit = Number(arg("--timeout") ?? 600);
 
+  const maxStepS = Number(arg("--max-step-seconds") ?? 60);
+  const work = (spec: BenchConfig) => {
+    let p = 0;
+    for (const shape of expectedParamShapes(LlamaConfigSchema.parse(spec.config)).values()) p += shape.reduce((a, b) => a * b, 1);
+    return p * spec.batch * spec.seq;
+  };
+  /** Per path: last measured training step time and the work it did, to predict the next config's step. */
+  const lastStep = new Map<string, { ms: number; work: number }>();
   const rows: Record<string, unknown>[] = [];
   for (const spec of configs) {
     const paths: { name: string; env: Record<string, string>; engine: "ts" | "native" }[] = [{ name: "ts", env: { MPO_ENGINE: "ts" }, engine: "ts" }];
@@ -197,6 +212,15 @@ async function main(argv: string[]): Promise<void> {
     const ours: Record<string, Measure[]> = {};
     let params = 0;
     for (const p of paths) {
+      const key = `${p.name}/${p.env.MPO_ENGINE_THREADS ?? 1}`;
+      const prev = lastStep.get(key);
+      if (prev && maxStepS > 0) {
+        const predicted = (prev.ms / 1000) * (work(spec) / prev.work);
+        if (predicted > maxStepS) {
+          process.stderr.write(`[${spec.label}] ours ${key}: skipped, predicted ${predicted.toFixed(0)} s per training step > --max-step-seconds ${maxStepS}\n`);
+          continue;
+        }
+      }
       process.stderr.write(`[${spec.label}] ours ${p.name} threads ${p.env.MPO_ENGINE_THREADS ?? 1} …\n`);
       const r = await run(process.execPath, ["--import", "tsx", join(here, "engine.ts"), "--worker", JSON.stringify({ ...spec, seconds, engine: p.engine })], p.env, perStepLimit);
       const j = lastJson(r.out);
@@ -206,6 +230,7 @@ async function main(argv: string[]): Promise<void> {
       }
       params = j.params;
       (ours[p.name] ??= []).push(...j.results);
+      if (j.results[0]?.train_step_ms) lastStep.set(key, { ms: j.results[0].train_step_ms, work: work(spec) });
     }
     let torch: Measure[] = [];
     let torchVersion = "";
@@ -234,6 +259,8 @@ async function main(argv: string[]): Promise<void> {
       });
     }
   }
+  const la = loadavg();
+  console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${la.map((x) => x.toFixed(1)).join(" ")} — shared machines make these numbers noisy`);
   printTable(rows);
   const jsonOut = arg("--json");
   if (jsonOut) writeJsonAtomic(jsonOut, { date: new Date().toISOString(), seconds, rows });
