@@ -59,5 +59,5 @@ export { RuleRubricReward, rollbackRubricStore } from "./rl/rewards/rule-rubric.
 export { sayWordTask, BUILTIN_TASKS, builtinTokenizer } from "./rl/builtin-task.ts";
 export { WordTokenizer, tokenizerFromJson, type PolicyTokenizer } from "./rl/tokenizer.ts";
 export { generate, chatmlQuery, resolvePolicyDir, defaultOutPath, doneIds } from "./generate/index.ts";
-export type { GenerateOptions, GenerateResult, GenerateBackend, GenerationRecord } from "./generate/index.ts";
+export type { GenerateOptions as GenerateRunOptions, GenerateResult, GenerateBackend, GenerationRecord } from "./generate/index.ts";
 export type { RewardFunction, RewardSample, RewardResult, MetaOutcome } from "./rl/reward-types.ts";
