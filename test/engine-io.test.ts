@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync, readdirSync, renameSync, cpSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, readFileSync, writeFileSync, existsSync, readdirSync, renameSync, cpSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -257,6 +257,18 @@ describe("checkpoints", () => {
     expect(() => loadCheckpoint(dir)).toThrow(/model\.safetensors: corrupt or unsupported safetensors file: .*out of range/);
     expect(() => loadCheckpoint(join(tmp, "nothing"))).toThrow(CheckpointError);
     expect(() => loadCheckpoint(join(tmp, "nothing"))).toThrow(/does not exist/);
+  });
+
+  it("refuses to replace a directory that is not a checkpoint", () => {
+    const dir = join(tmp, "precious");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "notes.txt"), "keep me");
+    expect(() => saveCheckpoint(dir, { config: tinyConfig, tensors: randomTensors(tinyConfig) })).toThrow(/not a checkpoint directory/);
+    expect(readFileSync(join(dir, "notes.txt"), "utf8")).toBe("keep me");
+    // An empty directory is fine.
+    mkdirSync(join(tmp, "empty"));
+    saveCheckpoint(join(tmp, "empty"), { config: tinyConfig, tensors: randomTensors(tinyConfig) });
+    expect(existsSync(join(tmp, "empty", "model.safetensors"))).toBe(true);
   });
 
   it("refuses to save non-finite weights", () => {

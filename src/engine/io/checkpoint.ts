@@ -129,6 +129,9 @@ export function saveCheckpoint(dirIn: string, ck: CheckpointInput): void {
 
   mkdirSync(dirname(dir), { recursive: true });
   recoverInterruptedSave(dir);
+  // Overwriting replaces the whole directory: never do that to a directory that is not a checkpoint.
+  if (existsSync(dir) && (!statSync(dir).isDirectory() || (readdirSync(dir).length > 0 && !existsSync(join(dir, "config.json")))))
+    throw new CheckpointError(dir, "exists and is not a checkpoint directory (no config.json); refusing to replace it");
   cleanLeftovers(dir);
   const tmp = mkdtempSync(`${dir}.tmp-`);
   try {
