@@ -24,10 +24,13 @@ function lineChart(title: string, series: Array<{ name: string; color: string; p
   const sx = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
   const ticks = Array.from({ length: 5 }, (_, i) => y0 + ((y1 - y0) * i) / 4);
+  const digits = y1 - y0 < 0.05 ? 3 : y1 - y0 < 5 ? 2 : 0;
+  const xTicks = [...new Set(Array.from({ length: 6 }, (_, i) => Math.round(x0 + ((x1 - x0) * i) / 5)))];
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">`,
     `<text x="${W / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${esc(title)}</text>`,
-    ...ticks.map((t) => `<line x1="${L}" x2="${W - R}" y1="${sy(t)}" y2="${sy(t)}" stroke="#eee"/><text x="${L - 4}" y="${sy(t) + 4}" font-size="10" text-anchor="end">${t.toFixed(2)}</text>`),
+    ...ticks.map((t) => `<line x1="${L}" x2="${W - R}" y1="${sy(t)}" y2="${sy(t)}" stroke="#eee"/><text x="${L - 4}" y="${sy(t) + 4}" font-size="10" text-anchor="end">${t.toFixed(digits)}</text>`),
+    ...xTicks.map((x) => `<text x="${sx(x)}" y="${H - B + 14}" font-size="10" text-anchor="middle">${x}</text>`),
     `<text x="${W / 2}" y="${H - 6}" font-size="11" text-anchor="middle">step</text>`,
     `<text x="12" y="${H / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 12 ${H / 2})">${esc(yLabel)}</text>`,
   ];
