@@ -4,7 +4,7 @@
  * samples without a score are excluded (never NaN), a step with no usable score is skipped and logged,
  * and an in-process stop + resume reproduces the uninterrupted run exactly.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -14,6 +14,10 @@ import type { RewardFunction, RewardResult, RewardSample } from "../src/rl/rewar
 import { KeywordReward } from "../src/rl/rewards/keyword.ts";
 import { Trainer, type StepMetrics } from "../src/rl/trainer.ts";
 import { readJsonl } from "../src/util/atomic.ts";
+import { llamaConfig, TransformerLM } from "../src/engine/index.ts";
+import { loadCheckpoint, saveCheckpoint } from "../src/engine/io/checkpoint.ts";
+import { builtinTokenizer } from "../src/rl/builtin-task.ts";
+import { Rng } from "../src/util/rng.ts";
 
 const root = mkdtempSync(join(tmpdir(), "mpo-rl-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -123,6 +127,31 @@ describe("stop and resume in process", () => {
     expect(versions(resumed.runDir)).toEqual(versions(full.runDir));
     expect(Math.max(...versions(full.runDir))).toBeGreaterThanOrEqual(2);
   }, 120_000);
+});
+
+describe("policy from a checkpoint, shared critic, RLOO", () => {
+  it("--policy DIR: trains from a saved checkpoint (tokenizer from tokenizer.json), the reference stays frozen", async () => {
+    const dir = join(root, "init-policy");
+    const tok = builtinTokenizer();
+    const config = llamaConfig({ vocabSize: tok.vocabSize, hiddenSize: 16, intermediateSize: 32, numLayers: 1, numHeads: 2, maxPositions: 16, tieEmbeddings: true, eosTokenId: tok.eosId, bosTokenId: tok.bosId });
+    const m = TransformerLM.create(config, new Rng(9), { engine: "ts" });
+    saveCheckpoint(dir, { config, tensors: m.namedTensors(), tokenizerJson: tok.toJSON() });
+    const { metrics, runDir } = await train("from-ckpt", { algo: "rloo", groupSize: 2, batchSize: 4, steps: 3, policy: dir, lr: 1e-2 });
+    expect(metrics.map((x) => x.step)).toEqual([1, 2, 3]);
+    const ref = loadCheckpoint(join(runDir, "reference"));
+    expect(Array.from(ref.tensors.get("model.embed_tokens.weight")!.data)).toEqual(Array.from(m.namedTensors().get("model.embed_tokens.weight")!.data));
+    const pol = loadCheckpoint(join(runDir, "checkpoints", "step-000003", "policy"));
+    expect(Array.from(pol.tensors.get("model.embed_tokens.weight")!.data)).not.toEqual(Array.from(ref.tensors.get("model.embed_tokens.weight")!.data));
+    expect(metrics[2].kl).not.toBe(0);
+  }, 60_000);
+
+  it("PPO with the value head on the policy (critic: shared) trains and checkpoints one model", async () => {
+    const { metrics, runDir } = await train("shared", { algo: "ppo", critic: "shared", steps: 3 });
+    expect(metrics).toHaveLength(3);
+    expect(metrics.every((x) => Number.isFinite(x.valueLoss) && x.valueLoss > 0)).toBe(true);
+    expect(existsSync(join(runDir, "checkpoints", "step-000003", "critic"))).toBe(false);
+    expect(loadCheckpoint(join(runDir, "checkpoints", "step-000003", "policy")).tensors.has("value_head.weight")).toBe(true);
+  }, 60_000);
 });
 
 describe("config", () => {

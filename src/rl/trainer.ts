@@ -292,7 +292,7 @@ export class Trainer {
     const refDir = join(this.runDir, "reference");
     let refTensors: Map<string, NamedTensor>;
     let baseConfig: ModelConfig;
-    if (existsSync(join(refDir, "config.json"))) {
+    if (resume && existsSync(join(refDir, "config.json"))) {
       const ck = loadCheckpoint(refDir);
       baseConfig = ck.config as ModelConfig;
       refTensors = ck.tensors;
@@ -302,6 +302,9 @@ export class Trainer {
       baseConfig = { ...(ck.config as ModelConfig), mpo_value_head: false };
       refTensors = stripValueHead(ck.tensors);
       this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(cfg.policy, "tokenizer.json"), firstEos(baseConfig));
+      const maxT = baseConfig.max_position_embeddings;
+      if (cfg.maxPromptTokens + cfg.maxNewTokens > maxT)
+        throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${maxT}`);
       saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON() });
     } else {
       if (!BUILTIN_TASKS[this.task.name])
