@@ -260,6 +260,7 @@ async function renderCurves(ids, body) {
       h("span", { id: "latest-step", "data-step": lastSteps.join(",") }, ` Latest step: ${lastSteps.map((s) => s ?? "–").join(", ")}`)),
     grid);
 
+  if (defs.length === 0) grid.append(h("p", { class: "muted" }, "No metrics written yet (curves appear here as steps finish)."));
   for (const d of defs) {
     // Union of steps over the runs, so overlaid runs line up on a shared x axis (gaps as null).
     const pointsPerRun = runs.map((r) => {
@@ -446,7 +447,8 @@ async function loadRollouts(id, body, scrollTop) {
     h("button", { disabled: page.offset === 0, onclick: () => { f.offset = Math.max(0, page.offset - limit); loadRollouts(id, body, true); } }, "← Prev"),
     h("span", { id: "rollout-count", "data-total": String(page.total) }, `${from}–${to} of ${page.total} matching (${page.facets.count} rollouts in run; score range ${fmt(page.facets.scoreMin)}–${fmt(page.facets.scoreMax)})`),
     h("button", { disabled: to >= page.total, onclick: () => { f.offset = page.offset + limit; loadRollouts(id, body, true); } }, "Next →"));
-  put(body.querySelector("#rollouts"), ...page.rollouts.map(renderRollout));
+  put(body.querySelector("#rollouts"), page.rollouts.length ? page.rollouts.map(renderRollout)
+    : h("p", { class: "muted" }, page.facets.count ? "No rollouts match these filters." : "No rollouts written yet (this page updates when they appear)."));
   if (scrollTop) window.scrollTo(0, 0);
 }
 function renderRollout(r) {
