@@ -91,6 +91,28 @@ describe("TransformerLM gradients (float64 finite differences)", () => {
   it("GeGLU (tanh GELU), no value head", () => modelGradCheck(tiny({ hiddenAct: "gelu_pytorch_tanh", valueHead: false })));
 });
 
+describe("TransformerLM backward options", () => {
+  it("dEntropy works even when score() did not compute entropy (recomputed from kept log-probs)", () => {
+    const cfg = tiny();
+    const m = TransformerLM.create(cfg, new Rng(7), { dtype: "float64" });
+    const rng = new Rng(8);
+    const { tokens, targets } = randomBatch(rng, 11, 2, 4);
+    const de = new Float64Array(8).map(() => rng.normal()) as unknown as Float32Array;
+    m.zeroGrad();
+    m.score(tokens, targets, 2, 4, { needEntropy: true });
+    m.backward(null, null, de);
+    const want = m.params.map((p) => p.grad.slice());
+    m.zeroGrad();
+    m.score(tokens, targets, 2, 4);
+    m.backward(null, null, de);
+    m.params.forEach((p, k) => {
+      for (let i = 0; i < p.grad.length; i++) expect(p.grad[i]).toBeCloseTo(want[k][i], 12);
+    });
+    expect(m.params.some((p) => p.grad.some((g) => g !== 0))).toBe(true);
+    expect(() => TransformerLM.create(tiny({ valueHead: false }), new Rng(1)).score(tokens, targets, 2, 4, { needValues: true })).toThrow(/value head/);
+  });
+});
+
 describe("TransformerLM scoring and generation", () => {
   const config = tiny({ vocabSize: 23, hiddenSize: 16, intermediateSize: 24, numHeads: 4, numKvHeads: 2, maxPositions: 32 });
 
