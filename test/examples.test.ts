@@ -148,7 +148,7 @@ describe("examples: the documented request bodies are what the service accepts",
 
 describe.skipIf(!HAS_REQUESTS)("examples: the Python reward functions against the running service", () => {
   const py = (dir: string, code: string, env: Record<string, string> = {}) =>
-    run("python3", ["-c", code], { cwd: join(EX, dir), env: { ...process.env, MPO_URL: h.url, MPO_RETRIES: "2", ...env } });
+    run("python3", ["-c", code], { cwd: join(EX, dir), env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", MPO_URL: h.url, MPO_RETRIES: "2", ...env } });
 
   it("veRL compute_score and compute_score_batch return {'score': …} per response", async () => {
     const { stdout } = await py(
