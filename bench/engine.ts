@@ -6,7 +6,8 @@
  * and batched KV-cache generation tokens/s (temperature-1 sampling). Each engine path runs in its own
  * child process so thread settings cannot leak: ours on "ts" (single-threaded) and "native" (addon,
  * MPO_ENGINE_THREADS 1 and 2) when built; PyTorch with torch.set_num_threads 1 and 2. The best thread count
- * of each is reported, plus the ratio ours/PyTorch.
+ * of each is reported, plus the ratio ours/PyTorch. Because wall-clock numbers on a shared machine swing
+ * with other load, a second table compares single-thread tokens per CPU-second (process user+sys time).
  *
  *   npm run bench:engine                       # both configs
  *   npm run bench:engine -- --configs 1m --seconds 2 --json out.json
@@ -60,6 +61,9 @@ interface Measure {
   train_tokens_per_s?: number;
   train_step_ms?: number;
   gen_tokens_per_s?: number;
+  /** Tokens per CPU-second (user+sys of the whole process): less sensitive to other load on a shared machine. */
+  train_tokens_per_cpu_s?: number;
+  gen_tokens_per_cpu_s?: number;
 }
 
 // ------------------------------------------------------------------------------------------- worker side
@@ -96,13 +100,15 @@ async function worker(spec: BenchConfig & { seconds: number; engine: "ts" | "nat
   };
   const r: Measure = { threads: Number(process.env.MPO_ENGINE_THREADS ?? 1) };
   {
-    const { n, el } = timed(trainStep, spec.seconds);
+    const { n, el, cpu } = timed(trainStep, spec.seconds);
     r.train_tokens_per_s = (B * T * n) / el;
+    r.train_tokens_per_cpu_s = (B * T * n) / cpu;
     r.train_step_ms = (1000 * el) / n;
   }
   {
-    const { n, el } = timed(genStep, spec.seconds);
+    const { n, el, cpu } = timed(genStep, spec.seconds);
     r.gen_tokens_per_s = (spec.genBatch * spec.genNew * n) / el;
+    r.gen_tokens_per_cpu_s = (spec.genBatch * spec.genNew * n) / cpu;
   }
   const params = model.params.reduce((s, p) => s + p.data.length, 0);
   process.stdout.write(JSON.stringify({ params, results: [r] }) + "\n");
@@ -112,18 +118,24 @@ async function worker(spec: BenchConfig & { seconds: number; engine: "ts" | "nat
  * One warm-up, then repeat until `seconds` have passed (at least once). A warm-up that alone takes longer
  * than `seconds` is the measurement (slow paths on big configs would otherwise double the bench time).
  */
-function timed(fn: () => void, seconds: number): { n: number; el: number } {
+function timed(fn: () => void, seconds: number): { n: number; el: number; cpu: number } {
+  const cpuS = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  };
   const w0 = performance.now();
+  const c0 = cpuS();
   fn();
   const w = (performance.now() - w0) / 1000;
-  if (w >= seconds) return { n: 1, el: w };
+  if (w >= seconds) return { n: 1, el: w, cpu: cpuS() - c0 };
   let n = 0;
   const t0 = performance.now();
+  const c1 = cpuS();
   for (;;) {
     fn();
     n++;
     const el = (performance.now() - t0) / 1000;
-    if (el >= seconds) return { n, el };
+    if (el >= seconds) return { n, el, cpu: cpuS() - c1 };
   }
 }
 
@@ -159,9 +171,12 @@ function lastJson(out: string): { params: number; torch?: string; results: Measu
   return null;
 }
 
-function best(ms: Measure[], key: "train_tokens_per_s" | "gen_tokens_per_s"): { v: number; threads: number } | null {
+type MeasureKey = "train_tokens_per_s" | "gen_tokens_per_s" | "train_tokens_per_cpu_s" | "gen_tokens_per_cpu_s";
+
+function best(ms: Measure[], key: MeasureKey, threads?: number): { v: number; threads: number } | null {
   let b: { v: number; threads: number } | null = null;
   for (const m of ms) {
+    if (threads !== undefined && m.threads !== threads) continue;
     const v = m[key];
     if (v !== undefined && (!b || v > b.v)) b = { v, threads: m.threads };
   }
@@ -255,6 +270,7 @@ async function main(argv: string[]): Promise<void> {
         train_ratio: tr && tTrain ? tr.v / tTrain.v : undefined,
         gen_tok_s: ge?.v, gen_threads: ge?.threads, torch_gen_tok_s: tGen?.v, torch_gen_threads: tGen?.threads,
         gen_ratio: ge && tGen ? ge.v / tGen.v : undefined, torch_version: torchVersion,
+        ...cpuRatios(ms, torch),
         all: { ours: ms, torch },
       });
     }
@@ -264,6 +280,16 @@ async function main(argv: string[]): Promise<void> {
   printTable(rows);
   const jsonOut = arg("--json");
   if (jsonOut) writeJsonAtomic(jsonOut, { date: new Date().toISOString(), seconds, rows });
+}
+
+/** Single-thread tokens per CPU-second, ours vs PyTorch: the contention-robust comparison. */
+function cpuRatios(ours: Measure[], torch: Measure[]): Record<string, number | undefined> {
+  const o = best(ours, "train_tokens_per_cpu_s", 1), t = best(torch, "train_tokens_per_cpu_s", 1);
+  const og = best(ours, "gen_tokens_per_cpu_s", 1), tg = best(torch, "gen_tokens_per_cpu_s", 1);
+  return {
+    train_cpu_tok_s: o?.v, torch_train_cpu_tok_s: t?.v, train_cpu_ratio: o && t ? o.v / t.v : undefined,
+    gen_cpu_tok_s: og?.v, torch_gen_cpu_tok_s: tg?.v, gen_cpu_ratio: og && tg ? og.v / tg.v : undefined,
+  };
 }
 
 function printTable(rows: Record<string, unknown>[]): void {
@@ -276,9 +302,18 @@ function printTable(rows: Record<string, unknown>[]): void {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
+  console.log("wall-clock tokens/s, best thread count (threads in parentheses):");
   console.log(fmt(header));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const l of lines) console.log(fmt(l));
+  const h2 = ["config", "path", "train tok/CPU-s", "torch", "ours/torch", "gen tok/CPU-s", "torch", "ours/torch"];
+  const l2 = rows.map((r) => [String(r.config), String(r.path), f(r.train_cpu_tok_s), f(r.torch_train_cpu_tok_s), f(r.train_cpu_ratio, 2), f(r.gen_cpu_tok_s), f(r.torch_gen_cpu_tok_s), f(r.gen_cpu_ratio, 2)]);
+  const w2 = h2.map((h, i) => Math.max(h.length, ...l2.map((l) => l[i].length)));
+  const fmt2 = (cells: string[]) => cells.map((c, i) => c.padEnd(w2[i])).join("  ");
+  console.log("\nsingle-thread tokens per CPU-second (robust to other load on the machine):");
+  console.log(fmt2(h2));
+  console.log(w2.map((w) => "-".repeat(w)).join("  "));
+  for (const l of l2) console.log(fmt2(l));
 }
 
 const isEntry = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];

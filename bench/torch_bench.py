@@ -22,19 +22,20 @@ from torch_model import TorchLM  # noqa: E402
 
 
 def timed(fn, seconds):
-    """One warm-up, then repeat until `seconds` passed (at least once); a warm-up longer than `seconds` is the measurement."""
-    w0 = time.perf_counter()
+    """One warm-up, then repeat until `seconds` passed (at least once); a warm-up longer than `seconds` is the
+    measurement. Returns (repetitions, wall seconds, process CPU seconds over all threads)."""
+    w0, c0 = time.perf_counter(), time.process_time()
     fn()
     w = time.perf_counter() - w0
     if w >= seconds:
-        return 1, w
-    n, t0 = 0, time.perf_counter()
+        return 1, w, time.process_time() - c0
+    n, t0, c1 = 0, time.perf_counter(), time.process_time()
     while True:
         fn()
         n += 1
         el = time.perf_counter() - t0
         if el >= seconds:
-            return n, el
+            return n, el, time.process_time() - c1
 
 
 def main():
@@ -77,11 +78,13 @@ def main():
         torch.set_num_threads(th)
         r = {"threads": th}
         if not a.skip_train:
-            n, el = timed(train_step, a.seconds)
+            n, el, cpu = timed(train_step, a.seconds)
             r["train_tokens_per_s"] = B * T * n / el
+            r["train_tokens_per_cpu_s"] = B * T * n / cpu
             r["train_step_ms"] = 1000 * el / n
-        n, el = timed(gen_step, a.seconds)
+        n, el, cpu = timed(gen_step, a.seconds)
         r["gen_tokens_per_s"] = a.gen_batch * a.gen_new * n / el
+        r["gen_tokens_per_cpu_s"] = a.gen_batch * a.gen_new * n / cpu
         results.append(r)
     print(json.dumps({"torch": torch.__version__, "params": n_params, "results": results}))
 
