@@ -49,6 +49,7 @@ export interface ScoreOptions {
 export interface ScoreOutput {
   /** log p(targets[i] | tokens[..i]) per position; 0 where targets[i] < 0 (ignored). [B*T] */
   logprobs: Float32Array;
+  /** Entropy of the next-token distribution at positions with a target; 0 where targets[i] < 0. [B*T] */
   entropy?: Float32Array;
   values?: Float32Array;
 }
@@ -122,8 +123,13 @@ interface ScoreState {
   B: number;
   T: number;
   N: number;
+  /** Rows with a target (lm_head rows), and their indices into [0, N). */
+  Na: number;
+  rows: Int32Array;
   tokens: Int32Array;
+  /** Targets of the Na head rows. */
   targets: Int32Array;
+  /** Entropy of the Na head rows (when computed). */
   entropy: F | null;
   invTemp: number;
 }
@@ -339,13 +345,39 @@ export class TransformerLM {
     const meanf = A.get("meanf", N);
     const rstdf = A.get("rstdf", N);
     this.normFwd(hf, x, this.normF, this.normFb, meanf, rstdf, N);
-    const logits = A.get("logits", N * V);
-    K.matmulXWt(logits, hf, this.lmHead.data, N, d, V, false);
+    // lm_head + softmax only on rows that have a target: prompt and padding rows (target −1) cost nothing.
+    const rows = A.int("headRows", N);
+    let Na = 0;
+    for (let n = 0; n < N; n++) if (tgt[n] >= 0) rows[Na++] = n;
+    const full = Na === N;
+    const hfa = full ? hf : A.get("hfa", Na * d);
+    const tgtA = full ? tgt : A.int("tgtA", Na);
+    if (!full) {
+      for (let i = 0; i < Na; i++) {
+        const n = rows[i];
+        hfa.set(hf.subarray(n * d, n * d + d), i * d);
+        tgtA[i] = tgt[n];
+      }
+    }
+    const logits = A.get("logits", Na * V);
+    if (Na > 0) K.matmulXWt(logits, hfa, this.lmHead.data, Na, d, V, false);
     const invTemp = 1 / temperature;
-    if (invTemp !== 1) for (let i = 0; i < N * V; i++) logits[i] *= invTemp;
+    if (invTemp !== 1) for (let i = 0; i < Na * V; i++) logits[i] *= invTemp;
     const lp = A.get("lp", N);
     const ent = opts.needEntropy ? A.get("ent", N) : null;
-    K.logSoftmaxGather(logits, tgt, lp, ent, N, V);
+    let entA: F | null = ent;
+    if (full) K.logSoftmaxGather(logits, tgt, lp, ent, N, V);
+    else {
+      const lpA = A.get("lpA", Na);
+      entA = ent ? A.get("entA", Na) : null;
+      K.logSoftmaxGather(logits, tgtA, lpA, entA, Na, V);
+      lp.fill(0);
+      if (ent) ent.fill(0);
+      for (let i = 0; i < Na; i++) {
+        lp[rows[i]] = lpA[i];
+        if (ent && entA) ent[rows[i]] = entA[i];
+      }
+    }
     const out: ScoreOutput = { logprobs: lp };
     if (ent) out.entropy = ent;
     if (opts.needValues) {
@@ -361,7 +393,7 @@ export class TransformerLM {
       }
       out.values = vals;
     }
-    this.last = { B, T, N, tokens: tok, targets: tgt, entropy: ent, invTemp };
+    this.last = { B, T, N, Na, rows, tokens: tok, targets: tgtA, entropy: entA, invTemp };
     return out;
   }
 
@@ -381,24 +413,46 @@ export class TransformerLM {
     if (dValues && !this.valueW) throw new UserError("backward: dValues given but the model has no value head");
     const A = this.arena;
     const K = this.kernels;
-    const logp = A.get("logits", N * V);
+    const { Na, rows } = st;
+    const full = Na === N;
+    const logp = A.get("logits", Na * V);
+    let dlpA = dLogprobs;
+    let dentA = dEntropy ?? null;
+    if (!full) {
+      if (dLogprobs) {
+        dlpA = A.get("dlpA", Na);
+        for (let i = 0; i < Na; i++) dlpA[i] = dLogprobs[rows[i]];
+      }
+      if (dEntropy) {
+        dentA = A.get("dentA", Na);
+        for (let i = 0; i < Na; i++) dentA[i] = dEntropy[rows[i]];
+      }
+    }
     let ent = st.entropy;
-    if (dEntropy && !ent) {
+    if (dentA && !ent) {
       // Entropy was not requested in score(); recompute it from the kept log-probs.
-      ent = A.get("ent", N);
-      for (let n = 0; n < N; n++) {
+      ent = A.get("entA", Na);
+      for (let n = 0; n < Na; n++) {
         let h = 0;
         for (let j = 0; j < V; j++) h -= Math.exp(logp[n * V + j]) * logp[n * V + j];
         ent[n] = h;
       }
     }
-    const dlogits = A.get("dlogits", N * V);
-    K.logSoftmaxGatherBackward(dlogits, logp, st.targets, dLogprobs, dEntropy ?? null, ent, N, V);
-    if (st.invTemp !== 1) for (let i = 0; i < N * V; i++) dlogits[i] *= st.invTemp;
+    const dlogits = A.get("dlogits", Na * V);
+    K.logSoftmaxGatherBackward(dlogits, logp, st.targets, dlpA, dentA, ent, Na, V);
+    if (st.invTemp !== 1) for (let i = 0; i < Na * V; i++) dlogits[i] *= st.invTemp;
     const hf = A.get("hf", N * d);
     const dhf = A.get("dh", N * d);
-    K.matmulDyW(dhf, dlogits, this.lmHead.data, N, V, d, false);
-    K.matmulDyTX(this.lmHead.grad, dlogits, hf, N, V, d);
+    const hfa = full ? hf : A.get("hfa", Na * d);
+    const dhfa = full ? dhf : A.get("dhfa", Na * d);
+    if (Na > 0) {
+      K.matmulDyW(dhfa, dlogits, this.lmHead.data, Na, V, d, false);
+      K.matmulDyTX(this.lmHead.grad, dlogits, hfa, Na, V, d);
+    }
+    if (!full) {
+      dhf.fill(0);
+      for (let i = 0; i < Na; i++) dhf.set(dhfa.subarray(i * d, i * d + d), rows[i] * d);
+    }
     if (dValues && this.valueW && this.valueB) {
       const w = this.valueW.data;
       const gw = this.valueW.grad;
