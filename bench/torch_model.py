@@ -224,4 +224,5 @@ def load_into(model, tensors):
     missing = set(model.state_dict()) - set(tensors)
     if missing:
         raise ValueError(f"missing tensors: {sorted(missing)}")
-    model.load_state_dict({k: tensors[k].float() for k in model.state_dict()}, strict=True)
+    dtype = next(model.parameters()).dtype
+    model.load_state_dict({k: tensors[k].to(dtype) for k in model.state_dict()}, strict=True)
