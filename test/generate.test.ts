@@ -138,6 +138,19 @@ describe("mpo generate --llm", () => {
     await expect(generate({ task: taskYaml, split: "test", out, backend: llm, temperature: 3 })).rejects.toThrow(/--temperature/);
   });
 
+  it("a task with an answer checker also gets the label under its gold field (mpo eval accuracy defaults)", async () => {
+    const verdictYaml = join(dir, "verdict.yaml");
+    writeFileSync(join(dir, "verdict.jsonl"), [{ uid: "v1", topic: "lying", gold: "WRONG" }, { uid: "v2", topic: "helping", gold: "RIGHT" }].map((r) => JSON.stringify(r)).join("\n") + "\n");
+    writeFileSync(
+      verdictYaml,
+      ["name: verdict", "description: Judge an action.", "data:", "  test: verdict.jsonl", "fields:", "  id: uid", "  vars: { topic: topic }", "  label: gold",
+        "templates:", "  user: haiku-user.md", "reward: { kind: verifier, verifier: verdict }", "evaluations: [accuracy]", "accuracy: { checker: verdict, goldField: gold_verdict }"].join("\n"),
+    );
+    const out = join(dir, "verdict.out.jsonl");
+    await generate({ task: verdictYaml, split: "test", out, backend: { kind: "llm", endpoint: { baseURL: fake.url, model: "fake-model" } } });
+    expect(readJsonl<any>(out).records.map((l) => [l.id, l.label, l.gold_verdict])).toEqual([["v1", "WRONG", "WRONG"], ["v2", "RIGHT", "RIGHT"]]);
+  });
+
   it("CLI: writes the default-named file and reports; exactly one backend is required", async () => {
     const run = promisify(execFile);
     const cwd = mkdtempSync(join(dir, "cli-"));

@@ -36,6 +36,8 @@ export interface GenerationRecord {
   finish_reason: string;
   reference?: string;
   label?: string;
+  /** The label again under the task's gold field name (tasks with an accuracy checker). */
+  [goldField: string]: unknown;
 }
 
 export type GenerateBackend =
@@ -113,7 +115,7 @@ function endWithNewline(out: string): void {
 
 interface Generator {
   /** Generates one record's response. */
-  generate(record: TaskRecord, messages: ChatMessage[]): Promise<Omit<GenerationRecord, "id" | "prompt" | "reference" | "label">>;
+  generate(record: TaskRecord, messages: ChatMessage[]): Promise<{ query: string; model_response: string; finish_reason: string }>;
   readonly parallel: number;
 }
 
@@ -290,6 +292,9 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
           finish_reason: g.finish_reason,
           ...(rec.reference !== undefined ? { reference: rec.reference } : {}),
           ...(rec.label !== undefined ? { label: rec.label } : {}),
+          // Also under the task's gold field name (e.g. `answer`, `binarized_label`), so `mpo eval accuracy
+          // --task T --pred FILE` finds the gold label without --gold-field.
+          ...(rec.label !== undefined && task.accuracy ? { [task.accuracy.goldField]: rec.label } : {}),
         };
         consecutiveFailures = 0;
       } catch (err) {
