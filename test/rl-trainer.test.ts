@@ -154,6 +154,55 @@ describe("policy from a checkpoint, shared critic, RLOO", () => {
   }, 60_000);
 });
 
+/** Keyword reward with a scripted meta step that records when it runs and what it was given. */
+class RecordingMetaReward implements RewardFunction {
+  readonly name = "recording";
+  events: string[] = [];
+  batches: number[] = [];
+  private version = 0;
+  private inner = new KeywordReward("blue");
+  async score(samples: RewardSample[], ctx: { step: number }): Promise<RewardResult[]> {
+    this.events.push(`score:${ctx.step}`);
+    return this.inner.score(samples);
+  }
+  rubricVersion(): number {
+    return this.version;
+  }
+  async metaStep(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number }) {
+    this.events.push(`meta-start:${ctx.step}`);
+    this.batches.push(rollouts.length);
+    await new Promise((r) => setImmediate(r));
+    const from = this.version++;
+    this.events.push(`meta-end:${ctx.step}`);
+    return { ok: true, fromVersion: from, toVersion: this.version, summary: `rubric v${from} → v${this.version}: 1 items (+0, −0)`, itemsBefore: 1, itemsAfter: 1, added: 0, removed: 0 };
+  }
+}
+
+describe("MPO schedule", () => {
+  it("meta step every mpoInterval steps on the rollouts since the last one; it overlaps the next step's generation and is awaited before its scoring", async () => {
+    const reward = new RecordingMetaReward();
+    const { metrics, log } = await train("schedule", { steps: 7, mpoInterval: 3, batchSize: 4 }, reward, false, (m) => reward.events.push(`committed:${m.step}`));
+    // The meta step starts when step 3 commits and is still running when the trainer moves on to step 4
+    // (whose generation runs before the meta step's first await returns); step 4 scores only after it ended.
+    expect(reward.events).toEqual([
+      "score:1", "committed:1", "score:2", "committed:2", "score:3", "meta-start:3", "committed:3", "meta-end:3", "score:4", "committed:4",
+      "score:5", "committed:5", "score:6", "meta-start:6", "committed:6", "meta-end:6", "score:7", "committed:7",
+    ]);
+    expect(reward.batches).toEqual([12, 12]);
+    expect(metrics.map((m) => m.rubricVersion)).toEqual([0, 0, 0, 1, 1, 1, 2]);
+    expect(metrics[3].meta).toMatchObject({ ok: true, fromVersion: 0, toVersion: 1 });
+    expect(metrics[6].meta).toMatchObject({ fromVersion: 1, toVersion: 2 });
+    expect(metrics.filter((m) => m.meta)).toHaveLength(2);
+    expect(log).toContain("mpo: step 4: rubric v0 → v1: 1 items (+0, −0)");
+  }, 60_000);
+
+  it("--no-mpo (mpoInterval 0) never calls the meta step", async () => {
+    const reward = new RecordingMetaReward();
+    await train("no-mpo", { steps: 4, mpoInterval: 0, batchSize: 4 }, reward);
+    expect(reward.events.filter((e) => e.startsWith("meta"))).toEqual([]);
+  }, 60_000);
+});
+
 describe("config", () => {
   it("errors name the field before anything starts", () => {
     expect(() => trainConfigSchema.parse({ algo: "grpo", groupSize: 1 })).toThrow(/groupSize/);
