@@ -226,6 +226,20 @@ describe("mpo generate --policy", () => {
     expect(readJsonl<any>(out).records[0].query).toBe(task.buildMessages(rec).map((m) => m.content).join("\n") + " <sep>");
   });
 
+  it("the files feed `mpo eval`: llm and policy outputs line up by `prompt` (their `query` renderings differ)", async () => {
+    const { loadGenerationFile } = await import("../src/eval/runs.ts");
+    const a = join(dir, "pair-llm.jsonl");
+    const b = join(dir, "pair-policy.jsonl");
+    await generate({ task: taskYaml, split: "test", out: a, limit: 3, backend: { kind: "llm", endpoint: { baseURL: fake.url, model: "fake-model" } } });
+    await generate({ task: taskYaml, split: "test", out: b, limit: 3, backend: { kind: "policy", dir: ckpt, engine: "ts" }, maxNewTokens: 4 });
+    const sa = loadGenerationFile(a, "llm", { queryField: "prompt" });
+    const sb = loadGenerationFile(b, "policy", { queryField: "prompt" });
+    expect([...sa.responses.keys()].sort()).toEqual([...sb.responses.keys()].sort());
+    expect(sa.responses.size).toBe(3);
+    const byQuery = loadGenerationFile(a, "llm");
+    expect([...byQuery.responses.keys()][0]).toMatch(/^<\|im_start\|>system/);
+  });
+
   it("a missing or broken checkpoint is a clear error", async () => {
     const out = join(dir, "none.jsonl");
     await expect(generate({ task: taskYaml, split: "test", out, backend: { kind: "policy", dir: join(dir, "nope") } })).rejects.toThrow(/--policy: .*nope does not exist/);
