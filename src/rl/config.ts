@@ -77,6 +77,8 @@ export const trainConfigSchema = z
     weightDecay: z.number().min(0).default(0),
     maxGradNorm: z.number().positive().default(1),
     warmupSteps: z.number().int().min(0).default(0),
+    /** After warmup: constant (default; keeps `--resume --steps N` extensions exact) or decay over `steps` to 0 (TRL's linear default). */
+    lrDecay: z.enum(["constant", "linear", "cosine"]).default("constant"),
     klCoef: z.number().min(0).default(0.02),
     klEstimator: z.enum(["k1", "k3"]).default("k1"),
     cliprange: z.number().positive().default(0.2),

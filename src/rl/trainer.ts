@@ -338,7 +338,7 @@ export class Trainer {
     const policyConfig: ModelConfig = { ...baseConfig, mpo_value_head: shared };
     const criticConfig: ModelConfig = { ...baseConfig, mpo_value_head: true };
     const lr = lrOf(cfg);
-    this.lrAt = lrSchedule({ lr, warmupSteps: cfg.warmupSteps, totalSteps: cfg.steps, decay: "constant" });
+    this.lrAt = lrSchedule({ lr, warmupSteps: cfg.warmupSteps, totalSteps: cfg.steps, decay: cfg.lrDecay, minLrRatio: 0 });
     const optOpts = { lr, weightDecay: cfg.weightDecay };
 
     this.reward = await makeReward(this.runDir);

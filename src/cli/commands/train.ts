@@ -39,6 +39,7 @@ const FLAG_KEYS: Record<string, string> = {
   weightDecay: "weightDecay",
   maxGradNorm: "maxGradNorm",
   warmupSteps: "warmupSteps",
+  lrDecay: "lrDecay",
   klCoef: "klCoef",
   klEstimator: "klEstimator",
   cliprange: "cliprange",
@@ -91,6 +92,7 @@ export function register(program: Command): void {
     .option("--weight-decay <x>", "AdamW weight decay", num)
     .option("--max-grad-norm <x>", "gradient clipping norm", num)
     .option("--warmup-steps <n>", "learning-rate warmup steps", int)
+    .option("--lr-decay <kind>", "constant | linear | cosine (to 0 over --steps)")
     .option("--kl-coef <x>", "KL coefficient β (PPO: in the reward; GRPO: in the loss)", num)
     .option("--kl-estimator <k>", "k1 | k3")
     .option("--cliprange <x>", "policy ratio clip ε", num)
