@@ -82,6 +82,21 @@ describe("trainer with an LLM judge over HTTP (simulated judges)", () => {
     expect(r[0].evaluation!.rubricVersion).toBe(0);
   }, 120_000);
 
+  it("math-mixed: the plan/execute path through the LLM judge, guideline meta steps on schedule", async () => {
+    const { runDir, metrics } = await run(
+      "math",
+      { kind: "math-mixed", rm: { baseURL: url, model: "mpo-sim-judge", maxTries: 2 }, answerCheckProbability: 0, minReasoningWords: 0 },
+      3,
+    );
+    expect(metrics.map((m) => m.step)).toEqual([1, 2, 3]);
+    expect(metrics[0].llm.rm?.calls).toBeGreaterThan(0);
+    expect(metrics[2].meta).toBeDefined();
+    expect(existsSync(join(runDir, "guidelines", "v0000.json"))).toBe(true);
+    const r = readJsonl<{ evaluation: { mode: string; flags: string[] } | null; score: number | null }>(join(runDir, "rollouts", "step-000001.jsonl")).records;
+    expect(r.every((x) => x.evaluation?.mode === "mixed" && x.evaluation.flags.includes("path:plan-execute"))).toBe(true);
+    expect(r.every((x) => typeof x.score === "number" && x.score >= 0 && x.score <= 5)).toBe(true);
+  }, 120_000);
+
   it("a judge that is down: samples excluded, steps skipped and logged, no crash, no NaN", async () => {
     const { metrics, log } = await run(
       "down",

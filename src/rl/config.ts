@@ -29,6 +29,23 @@ export const rewardSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("rule-rubric"), word: z.string().min(1).optional(), maxAvoid: positiveInt.default(8) }).strict(),
   /** Rule verifier: last \\boxed{} answer vs the gold answer, or the <verdict> tag vs the label. */
   z.object({ kind: z.literal("verifier"), verifier: z.enum(["boxed", "verdict"]) }).strict(),
+  /**
+   * The paper's math reward: per step a seeded coin picks the exact answer check (5/0) or the LLM
+   * plan/execute judge with grouped guidelines (0–5); the meta step rewrites the guidelines per group.
+   */
+  z
+    .object({
+      kind: z.literal("math-mixed"),
+      rm: llmEndpointSchema,
+      mrm: llmEndpointSchema.optional(),
+      /** JSON GuidelineSet {groups: {key: text}}; default: no guidelines until the first meta step. */
+      guidelines: z.string().min(1).optional(),
+      answerCheckProbability: z.number().min(0).max(1).default(0.5),
+      minReasoningWords: z.number().int().min(0).default(30),
+      casesPerGroup: positiveInt.default(4),
+      concurrency: positiveInt.default(16),
+    })
+    .strict(),
   /** The paper's setup: LLM junior judge (RM) over a rubric, LLM senior judge (MRM) for meta steps. */
   z
     .object({

@@ -19,7 +19,13 @@ import type { ChatModel, UsageByStage } from "../llm/types.ts";
 import { UsageMeter } from "../llm/usage.ts";
 import { metaStep, type MetaRollout } from "../meta/meta-step.ts";
 import { loadRubricFile } from "../rubric/format.ts";
-import { RubricStore } from "../rubric/store.ts";
+import { GuidelineStore, RubricStore } from "../rubric/store.ts";
+import { parseGuidelineSetJson } from "../rubric/guidelines.ts";
+import { MathMixedReward } from "../judge/math-reward.ts";
+import { PlanExecuteJudge } from "../judge/plan-execute.ts";
+import { metaStepGuidelines } from "../meta/meta-guidelines.ts";
+import { readFileSync } from "node:fs";
+import type { GuidelineSet } from "../rubric/types.ts";
 import type { Rubric } from "../rubric/types.ts";
 import type { TaskDefinition } from "../tasks/types.ts";
 import { UserError } from "../util/errors.ts";
@@ -147,6 +153,114 @@ export class JudgeReward implements RewardFunction {
   }
 }
 
+export interface MathRewardOptions {
+  runDir: string;
+  task: TaskDefinition;
+  rm: ChatModel;
+  mrm: ChatModel;
+  meter: UsageMeter;
+  initialGuidelines: GuidelineSet;
+  seed: number;
+  answerCheckProbability: number;
+  minReasoningWords: number;
+  casesPerGroup?: number;
+  concurrency?: number;
+}
+
+/**
+ * The paper's math reward with MPO over grouped guidelines (RUN/guidelines). The per-step coin is drawn
+ * from an Rng seeded by (seed, step), so a resumed run takes the same paths.
+ */
+export class MathJudgeReward implements RewardFunction {
+  readonly name = "math-mixed";
+  readonly store: GuidelineStore;
+  private readonly judge: PlanExecuteJudge;
+
+  constructor(private readonly o: MathRewardOptions) {
+    this.store = GuidelineStore.open(o.runDir);
+    this.store.initialize(o.initialGuidelines);
+    this.judge = new PlanExecuteJudge({ model: o.rm });
+  }
+
+  rubricVersion(): number {
+    return this.store.latest()?.version ?? 0;
+  }
+
+  private input(s: RewardSample) {
+    return {
+      taskDescription: this.o.task.description,
+      prompt: s.record.prompt,
+      response: s.response,
+      ...(s.record.reference !== undefined ? { reference: s.record.reference } : {}),
+      ...(s.record.group !== undefined ? { group: s.record.group } : {}),
+      ...(s.record.label !== undefined ? { gold: s.record.label } : {}),
+    };
+  }
+
+  async score(samples: RewardSample[], ctx: { step: number }): Promise<RewardResult[]> {
+    const version = this.store.latest();
+    if (!version) throw new Error(`no guideline version in ${this.store.dir}`);
+    const mixed = new MathMixedReward({
+      judge: this.judge,
+      rng: new Rng(`${this.o.seed}:math:${ctx.step}`),
+      answerCheckProbability: this.o.answerCheckProbability,
+      minWords: this.o.minReasoningWords,
+      concurrency: this.o.concurrency,
+    });
+    const { outcomes } = await mixed.scoreBatch(samples.map((s) => this.input(s)), version);
+    return outcomes.map((o) =>
+      o.ok
+        ? { score: o.evaluation.total, normalized: o.evaluation.normalized, evaluation: o.evaluation, flags: o.evaluation.flags }
+        : { score: null, normalized: null, evaluation: null, flags: [`judge-unavailable: ${o.error.message}`] },
+    );
+  }
+
+  async metaStep(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number }): Promise<MetaOutcome> {
+    // Only plan/execute evaluations say something about the guidelines; answer checks do not.
+    const cases: MetaRollout[] = rollouts
+      .filter((r) => r.result.evaluation && r.result.evaluation.flags.includes("path:plan-execute"))
+      .map((r, i) => ({ id: `${ctx.step}-${i}-${r.record.id}`, ...this.input(r), evaluation: r.result.evaluation! }));
+    const prev = this.store.latest()!;
+    const before = Object.keys(prev.guidelines.groups).length;
+    if (cases.length === 0)
+      return { ok: true, fromVersion: prev.version, toVersion: prev.version, summary: `guidelines v${prev.version} kept: no judged cases since the last meta step`, itemsBefore: before, itemsAfter: before, added: 0, removed: 0 };
+    const res = await metaStepGuidelines({
+      model: this.o.mrm,
+      rollouts: cases,
+      store: this.store,
+      step: ctx.step,
+      runDir: this.o.runDir,
+      rng: new Rng(`${this.o.seed}:meta:${ctx.step}`),
+      casesPerGroup: this.o.casesPerGroup ?? 4,
+    });
+    const after = res.version ? Object.keys(res.version.guidelines.groups).length : before;
+    return {
+      ok: res.ok,
+      fromVersion: res.previous.version,
+      toVersion: res.version?.version ?? res.previous.version,
+      summary: res.summary,
+      itemsBefore: before,
+      itemsAfter: after,
+      added: Math.max(0, after - before),
+      removed: 0,
+      ...(res.error ? { error: res.error } : {}),
+    };
+  }
+
+  takeUsage(): UsageByStage {
+    return this.o.meter.take();
+  }
+
+  saveState(): unknown {
+    return { guidelineVersion: this.rubricVersion() };
+  }
+
+  restoreState(state: unknown): void {
+    const v = (state as { guidelineVersion?: unknown } | null)?.guidelineVersion;
+    if (typeof v === "number") rollbackRubricStore(this.store, v);
+  }
+}
+
 /** Rule verifier reward (no LLM): boxed-answer equivalence or verdict-tag match against the record's gold. */
 export class VerifierReward implements RewardFunction {
   readonly name: string;
@@ -174,6 +288,8 @@ export function defaultRewardFor(task: TaskDefinition): RewardConfig {
   const spec = task.reward;
   if (spec.kind === "custom" && spec.name === "keyword") return { kind: "keyword" };
   if (spec.kind === "verifier") return { kind: "verifier", verifier: spec.verifier };
+  if (spec.kind === "math-mixed")
+    throw new UserError(`task ${task.name} is scored by the mixed math reward (answer check + LLM plan/execute judge): give the judge with --llm URL --model NAME (reward kind math-mixed), or use {kind: verifier, verifier: boxed}`);
   if (spec.kind === "rubric")
     throw new UserError(`task ${task.name} is scored by an LLM judge against a rubric: give the judge with --llm URL --model NAME (or reward: {kind: judge, rm: {...}} in the config)`);
   throw new UserError(`task ${task.name}: its reward recipe '${spec.kind}${spec.kind === "custom" ? `:${spec.name}` : ""}' has no trainer reward yet; set reward explicitly`);
@@ -190,6 +306,34 @@ export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: Tas
       return new LengthReward(cfg.min, cfg.max);
     case "rule-rubric":
       return new RuleRubricReward(ctx.runDir, cfg.word, { maxAvoid: cfg.maxAvoid });
+    case "math-mixed": {
+      const meter = new UsageMeter();
+      const rm = createChatModel(cfg.rm, { meter });
+      const mrm = cfg.mrm ? createChatModel(cfg.mrm, { meter }) : rm;
+      let initialGuidelines: GuidelineSet = { groups: {} };
+      if (cfg.guidelines) {
+        let raw: unknown;
+        try {
+          raw = JSON.parse(readFileSync(cfg.guidelines, "utf8"));
+        } catch (err) {
+          throw new UserError(`reward.guidelines: cannot read ${cfg.guidelines}: ${(err as Error).message}`);
+        }
+        initialGuidelines = parseGuidelineSetJson(raw, cfg.guidelines);
+      }
+      return new MathJudgeReward({
+        runDir: ctx.runDir,
+        task: ctx.task,
+        rm,
+        mrm,
+        meter,
+        initialGuidelines,
+        seed: ctx.seed,
+        answerCheckProbability: cfg.answerCheckProbability,
+        minReasoningWords: cfg.minReasoningWords,
+        casesPerGroup: cfg.casesPerGroup,
+        concurrency: cfg.concurrency,
+      });
+    }
     case "judge": {
       const meter = new UsageMeter();
       const rm = createChatModel(cfg.rm, { meter });

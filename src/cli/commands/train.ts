@@ -162,13 +162,16 @@ export function register(program: Command): void {
         runDir = "";
       }
       const over: Record<string, unknown> = {};
+      const taskName = (given("task") ? opts.task : raw.task) as string | undefined;
+      const task0 = !resume && taskName ? await resolveTask(taskName, { dataDir: (given("dataDir") ? opts.dataDir : raw.dataDir) as string | undefined }).catch(() => undefined) : undefined;
       for (const [flag, key] of Object.entries(FLAG_KEYS)) if (given(flag)) over[key] = opts[flag];
       if (given("mpo") && opts.mpo === false) over.mpoInterval = 0;
       if (!resume) {
         if (given("reward")) over["reward.kind"] = opts.reward;
         if (given("word")) over["reward.word"] = opts.word;
         if (given("llm") || given("model")) {
-          over["reward.kind"] = "judge";
+          // An LLM judge: the task's recipe decides which (rubric judge, or the mixed math reward).
+          if (!given("reward")) over["reward.kind"] = task0?.reward.kind === "math-mixed" ? "math-mixed" : "judge";
           if (given("llm")) over["reward.rm.baseURL"] = opts.llm;
           if (given("model")) over["reward.rm.model"] = opts.model;
           if (given("server")) over["reward.rm.server"] = opts.server;

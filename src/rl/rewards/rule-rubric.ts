@@ -23,8 +23,8 @@ export function initialRuleRubric(): Rubric {
   return { items: [{ name: "target", text: "Say the word the user asks for (0-1: share of the response that is that word).", min: 0, max: 1 }] };
 }
 
-/** Deletes rubric versions newer than `keep` (they were made after the checkpoint being resumed). */
-export function rollbackRubricStore(store: RubricStore, keep: number): number[] {
+/** Deletes rubric (or guideline) versions newer than `keep` (they were made after the checkpoint being resumed). */
+export function rollbackRubricStore(store: { dir: string }, keep: number): number[] {
   const removed: number[] = [];
   if (!existsSync(store.dir)) return removed;
   for (const f of readdirSync(store.dir)) {
