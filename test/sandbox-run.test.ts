@@ -30,6 +30,7 @@ describe.skipIf(!shipped)("sandbox run (reduced)", () => {
       metaSamples: 4,
       lr: 1e-4,
       klCoef: 0.02,
+      epochs: 1,
       maxNewTokens: 48,
       testPrompts: 4,
       progress: false,

@@ -47,6 +47,8 @@ export interface SandboxOptions {
   metaSamples: number;
   lr: number;
   klCoef: number;
+  /** Policy-gradient epochs per batch (TRL's GRPO default is 1). */
+  epochs: number;
   maxNewTokens: number;
   testPrompts: number;
   policy?: string;
@@ -63,8 +65,9 @@ export const SANDBOX_DEFAULTS: Omit<SandboxOptions, "out"> = {
   groupSize: 4,
   mpoInterval: 5,
   metaSamples: 12,
-  lr: 1e-3,
+  lr: 1e-4,
   klCoef: 0.02,
+  epochs: 1,
   maxNewTokens: 128,
   testPrompts: 60,
 };
@@ -143,6 +146,7 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
           groupSize: o.groupSize,
           lr: o.lr,
           klCoef: o.klCoef,
+          ppoEpochs: o.epochs,
           maxNewTokens: o.maxNewTokens,
           maxPromptTokens: 40,
           promptSeparator: "\n\n",

@@ -23,6 +23,7 @@ export function register(program: Command): void {
     .option("--meta-samples <n>", "rollouts the senior judge analyzes per meta step")
     .option("--lr <x>", "learning rate")
     .option("--kl-coef <x>", "KL coefficient")
+    .option("--epochs <n>", "policy-gradient epochs per batch")
     .option("--max-new-tokens <n>", "response length limit in tokens")
     .option("--test-prompts <n>", "held-out prompts for the oracle evaluation")
     .option("--policy <dir>", "base policy checkpoint (default: the shipped assets/sandbox-policy)")
@@ -52,6 +53,7 @@ export function register(program: Command): void {
         metaSamples: num("meta-samples", o.metaSamples, d.metaSamples),
         lr: num("lr", o.lr, d.lr, false),
         klCoef: num("kl-coef", o.klCoef, d.klCoef, false),
+        epochs: num("epochs", o.epochs, d.epochs),
         maxNewTokens: num("max-new-tokens", o.maxNewTokens, d.maxNewTokens),
         testPrompts: num("test-prompts", o.testPrompts, d.testPrompts),
         policy: o.policy,
