@@ -18,6 +18,8 @@ import { llamaConfig, TransformerLM } from "../src/engine/index.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/engine/io/checkpoint.ts";
 import { builtinTokenizer } from "../src/rl/builtin-task.ts";
 import { Rng } from "../src/util/rng.ts";
+import { BpeTokenizer } from "../src/tokenizer/index.ts";
+import type { TaskDefinition } from "../src/tasks/types.ts";
 
 const root = mkdtempSync(join(tmpdir(), "mpo-rl-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -143,6 +145,31 @@ describe("policy from a checkpoint, shared critic, RLOO", () => {
     const pol = loadCheckpoint(join(runDir, "checkpoints", "step-000003", "policy"));
     expect(Array.from(pol.tensors.get("model.embed_tokens.weight")!.data)).not.toEqual(Array.from(ref.tensors.get("model.embed_tokens.weight")!.data));
     expect(metrics[2].kl).not.toBe(0);
+  }, 60_000);
+
+  it("any task + a BPE policy checkpoint (general tokenizer path): GRPO runs on a custom task with a length reward", async () => {
+    const texts = ["write a short poem about the sea", "describe a cat in one line", "the sea is blue and the cat is grey"];
+    const bpe = BpeTokenizer.train(texts, { vocabSize: 300 });
+    const eos = bpe.specialId("<|endoftext|>")!;
+    const dir = join(root, "bpe-policy");
+    const config = llamaConfig({ vocabSize: bpe.vocabSize, hiddenSize: 16, intermediateSize: 32, numLayers: 1, numHeads: 2, maxPositions: 48, tieEmbeddings: true, eosTokenId: eos });
+    saveCheckpoint(dir, { config, tensors: TransformerLM.create(config, new Rng(2), { engine: "ts" }).namedTensors(), tokenizerJson: bpe.toJson() });
+    const task: TaskDefinition = {
+      name: "custom-poems",
+      description: "Write what the user asks for.",
+      load: async () => texts.map((prompt, i) => ({ id: `p${i}`, prompt })),
+      buildMessages: (r) => [{ role: "user", content: r.prompt }],
+      reward: { kind: "custom", name: "length" },
+      evaluations: [],
+    };
+    const cfg = trainConfigSchema.parse({ ...tiny, algo: "grpo", groupSize: 2, batchSize: 2, steps: 2, policy: dir, maxNewTokens: 8, maxPromptTokens: 32, promptSeparator: "\nAnswer:", reward: { kind: "length", min: 2, max: 6 } });
+    const runDir = join(root, "bpe-run");
+    const t = await Trainer.open({ config: cfg, runDir, task, makeReward: (d) => createReward(cfg.reward!, { runDir: d, task, seed: 0 }), hooks: { progress: false, log: () => {} } });
+    await t.run();
+    const rollouts = readJsonl<{ prompt: string; response: string; score: number }>(join(runDir, "rollouts", "step-000002.jsonl")).records;
+    expect(rollouts).toHaveLength(4);
+    expect(rollouts.every((r) => typeof r.response === "string" && Number.isFinite(r.score))).toBe(true);
+    expect(loadCheckpoint(join(runDir, "reference")).tokenizerJson).toEqual(JSON.parse(JSON.stringify(bpe.toJson())));
   }, 60_000);
 
   it("PPO with the value head on the policy (critic: shared) trains and checkpoints one model", async () => {

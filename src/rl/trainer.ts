@@ -283,13 +283,15 @@ export class Trainer {
     const cfg = this.cfg;
     const latest = this.latest();
     if (!resume && latest) throw new UserError(`run directory ${this.runDir} already holds a run (step ${latest.step}); use --resume ${this.runDir} or another --run`);
+    const refDir = join(this.runDir, "reference");
+    if (!cfg.policy && !BUILTIN_TASKS[this.task.name] && !(resume && existsSync(join(refDir, "config.json"))))
+      throw new UserError(`task ${this.task.name} needs a policy checkpoint (--policy DIR with config.json, model.safetensors, tokenizer.json); only built-in tasks (${Object.keys(BUILTIN_TASKS).join(", ")}) can start from a fresh word-level policy`);
     mkdirSync(this.runDir, { recursive: true });
     this.records = await this.task.load("train", { dataDir: cfg.dataDir, limit: cfg.limit || undefined });
     if (this.records.length === 0) throw new UserError(`task ${this.task.name}: the train split has no records`);
     const engineOpts = { engine: cfg.engine };
 
     // Reference policy (frozen initial policy) and tokenizer: RUN/reference/ once written.
-    const refDir = join(this.runDir, "reference");
     let refTensors: Map<string, NamedTensor>;
     let baseConfig: ModelConfig;
     if (resume && existsSync(join(refDir, "config.json"))) {
@@ -307,8 +309,6 @@ export class Trainer {
         throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${maxT}`);
       saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON() });
     } else {
-      if (!BUILTIN_TASKS[this.task.name])
-        throw new UserError(`task ${this.task.name} needs a policy checkpoint (--policy DIR with config.json, model.safetensors, tokenizer.json); only built-in tasks (${Object.keys(BUILTIN_TASKS).join(", ")}) can start from a fresh word-level policy`);
       const tok = builtinTokenizer();
       const { llamaConfig } = await import("../engine/index.ts");
       const i = cfg.init;
