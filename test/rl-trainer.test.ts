@@ -131,6 +131,38 @@ describe("stop and resume in process", () => {
   }, 120_000);
 });
 
+describe("second Ctrl-C", () => {
+  it("abandons the step in progress: nothing of it is written, the last checkpoint stands, resume redoes it", async () => {
+    let trainer: Trainer | undefined;
+    const inner = new KeywordReward("blue");
+    const reward: RewardFunction = {
+      name: "interrupting",
+      rubricVersion: () => 0,
+      async score(samples, ctx) {
+        if (ctx.step === 3) {
+          trainer!.requestStop();
+          trainer!.requestStop();
+        }
+        return inner.score(samples);
+      },
+    };
+    const config = trainConfigSchema.parse({ ...tiny, steps: 5 });
+    const task = await resolveTask(config.task);
+    const runDir = join(root, "abandon");
+    trainer = await Trainer.open({ config, runDir, task, makeReward: () => reward, hooks: { progress: false, log: () => {} } });
+    const r = await trainer.run();
+    expect(r).toMatchObject({ state: "stopped", step: 2 });
+    expect(readJsonl<StepMetrics>(join(runDir, "metrics.jsonl")).records.map((m) => m.step)).toEqual([1, 2]);
+    expect(existsSync(join(runDir, "rollouts", "step-000003.jsonl"))).toBe(false);
+    expect(JSON.parse(readFileSync(join(runDir, "checkpoints", "latest.json"), "utf8")).step).toBe(2);
+    const resumed = await train("abandon", { steps: 5 }, undefined, true);
+    expect(resumed.metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5]);
+    const full = await train("abandon-full", { steps: 5 });
+    const strip = (m: StepMetrics) => ({ ...m, time: 0, seconds: 0, llm: 0 });
+    expect(resumed.metrics.map(strip)).toEqual(full.metrics.map(strip));
+  }, 60_000);
+});
+
 describe("policy from a checkpoint, shared critic, RLOO", () => {
   it("--policy DIR: trains from a saved checkpoint (tokenizer from tokenizer.json), the reference stays frozen", async () => {
     const dir = join(root, "init-policy");
