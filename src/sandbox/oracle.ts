@@ -3,7 +3,7 @@
  * simulated judges ever call it; it has its own text handling so that the judges' blind spots are not
  * shared with it. Score in [0, 1], a weighted mean of:
  *   relevance      – share of sentences about the prompt's topic (topic lexicon vs other topics' lexicons)
- *   nonRepetition  – distinct sentences / sentences
+ *   nonRepetition  – 1 − 2 × (repeated sentences / sentences), floored at 0
  *   completeness   – ends with a finished sentence and has a body (≥ 3 sentences)
  *   fluency        – mean bigram log-probability under a model of clean essays, scaled between a word-salad
  *                    floor and the clean-essay level
@@ -111,7 +111,8 @@ export class EssayOracle {
     // A body is expected: fewer than four sentences cannot be fully relevant.
     const relevance = relevant / Math.max(sents.length, 4);
     const normalized = sents.map((s) => oracleWords(s).join(" "));
-    const nonRepetition = sents.length ? new Set(normalized).size / sents.length : 0;
+    // Each repeated sentence costs twice its share: a reader notices repetition more than its length.
+    const nonRepetition = sents.length ? Math.max(0, 1 - (2 * (sents.length - new Set(normalized).size)) / sents.length) : 0;
     const finished = /[.!?]["')]?\s*$/.test(response.trim());
     const completeness = finished ? (sents.length >= 3 ? 1 : 0.4) : 0;
     const lp = this.meanLogProb(response);
