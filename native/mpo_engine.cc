@@ -40,7 +40,7 @@ int openblas_get_num_threads(void);
 #endif
 
 // Bumped whenever the exported function set or semantics change; kernels.ts refuses a stale addon.
-static const int kAbiVersion = 4;
+static const int kAbiVersion = 5;
 
 static int g_threads = 1;
 
@@ -167,7 +167,8 @@ static void gemm(bool transA, bool transB, int M, int N, int K, float alpha, con
 // ------------------------------------------------------------------------------------------------------
 // Attention (causal, grouped-query). q [B*T, H*D], k/v [B*T, Hkv*D], P [B, H, T, T].
 
-MPO_CLONES static void causal_softmax_rows(float* S, int T) {
+// Softmax of the causal rows of S in place (zeros above the diagonal); lse[t] = log Σ exp(row).
+MPO_CLONES static void causal_softmax_rows(float* S, float* lse, int T) {
   for (int t = 0; t < T; t++) {
     float* row = S + (size_t)t * T;
     float mx = -INFINITY;
@@ -181,17 +182,31 @@ MPO_CLONES static void causal_softmax_rows(float* S, int T) {
     float inv = 1.f / sum;
     for (int s = 0; s <= t; s++) row[s] *= inv;
     for (int s = t + 1; s < T; s++) row[s] = 0.f;
+    lse[t] = mx + logf(sum);
   }
 }
 
-MPO_CLONES static void softmax_bwd_rows(float* dS, const float* P, int T, float scale) {
-  // dS = P ⊙ (dP − Σ_s P·dP) · scale, dS holds dP on entry.
+// P = exp(S − lse) on the causal rows (S holds the scaled scores), zeros above the diagonal.
+MPO_CLONES static void causal_probs_from_lse(float* S, const float* lse, int T) {
+  for (int t = 0; t < T; t++) {
+    float* row = S + (size_t)t * T;
+    float l = lse[t];
+    for (int s = 0; s <= t; s++) row[s] = fast_expf(row[s] - l);
+    for (int s = t + 1; s < T; s++) row[s] = 0.f;
+  }
+}
+
+// dS = P ⊙ (dP − Dt) · scale with Dt = dO_t·out_t (= Σ_s P·dP); dS holds dP on entry.
+MPO_CLONES static void softmax_bwd_rows(float* dS, const float* P, const float* dout, const float* out, int ld, int T,
+                                        int D, float scale) {
   for (int t = 0; t < T; t++) {
     float* d = dS + (size_t)t * T;
     const float* p = P + (size_t)t * T;
-    float acc = 0.f;
-    for (int s = 0; s <= t; s++) acc += p[s] * d[s];
-    for (int s = 0; s <= t; s++) d[s] = p[s] * (d[s] - acc) * scale;
+    const float* dor = dout + (size_t)t * ld;
+    const float* orow = out + (size_t)t * ld;
+    float Dt = 0.f;
+    for (int i = 0; i < D; i++) Dt += dor[i] * orow[i];
+    for (int s = 0; s <= t; s++) d[s] = p[s] * (d[s] - Dt) * scale;
     for (int s = t + 1; s < T; s++) d[s] = 0.f;
   }
 }
@@ -205,35 +220,37 @@ struct BlasSingleThread {
 #endif
 };
 
-static void attention_forward(float* out, float* P, const float* q, const float* k, const float* v, int B, int T, int H,
-                              int Hkv, int D) {
+// Per (batch, head): S = scale·Q·Kᵀ (sgemm on strided views), causal softmax (+ lse), out = P·V.
+// Only lse [B, H, T] is kept; the T×T matrix lives in a per-thread scratch.
+static void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T,
+                              int H, int Hkv, int D) {
   const float scale = 1.f / std::sqrt((float)D);
   const int group = H / Hkv;
   const int qRow = H * D, kvRow = Hkv * D;
   BlasSingleThread guard;
   parallel_for(B * H, threads_for((double)B * H * T * T * D), [&](int b0, int b1) {
+    std::vector<float> S((size_t)T * T);
     for (int bh = b0; bh < b1; bh++) {
       int b = bh / H, h = bh % H, kh = h / group;
-      float* S = P + (size_t)bh * T * T;
       const float* qb = q + (size_t)b * T * qRow + h * D;
       const float* kb = k + (size_t)b * T * kvRow + kh * D;
       const float* vb = v + (size_t)b * T * kvRow + kh * D;
-      gemm(false, true, T, T, D, scale, qb, qRow, kb, kvRow, 0.f, S, T, 1);
-      causal_softmax_rows(S, T);
-      gemm(false, false, T, D, T, 1.f, S, T, vb, kvRow, 0.f, out + (size_t)b * T * qRow + h * D, qRow, 1);
+      gemm(false, true, T, T, D, scale, qb, qRow, kb, kvRow, 0.f, S.data(), T, 1);
+      causal_softmax_rows(S.data(), lse + (size_t)bh * T, T);
+      gemm(false, false, T, D, T, 1.f, S.data(), T, vb, kvRow, 0.f, out + (size_t)b * T * qRow + h * D, qRow, 1);
     }
   });
 }
 
-static void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* P, const float* q,
-                               const float* k, const float* v, int B, int T, int H, int Hkv, int D) {
+static void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse,
+                               const float* q, const float* k, const float* v, int B, int T, int H, int Hkv, int D) {
   const float scale = 1.f / std::sqrt((float)D);
   const int group = H / Hkv;
   const int qRow = H * D, kvRow = Hkv * D;
   BlasSingleThread guard;
   // One task per (batch, kv head): the query heads sharing a kv head accumulate into the same dk/dv rows.
   parallel_for(B * Hkv, threads_for((double)B * H * T * T * D), [&](int g0, int g1) {
-    std::vector<float> dS((size_t)T * T);
+    std::vector<float> P((size_t)T * T), dS((size_t)T * T);
     for (int g = g0; g < g1; g++) {
       int b = g / Hkv, kh = g % Hkv;
       const float* kb = k + (size_t)b * T * kvRow + kh * D;
@@ -241,15 +258,17 @@ static void attention_backward(float* dq, float* dk, float* dv, const float* dou
       float* dkb = dk + (size_t)b * T * kvRow + kh * D;
       float* dvb = dv + (size_t)b * T * kvRow + kh * D;
       for (int h = kh * group; h < (kh + 1) * group; h++) {
-        const float* Pb = P + ((size_t)b * H + h) * T * T;
         const float* qb = q + (size_t)b * T * qRow + h * D;
         const float* dob = dout + (size_t)b * T * qRow + h * D;
+        const float* ob = out + (size_t)b * T * qRow + h * D;
         float* dqb = dq + (size_t)b * T * qRow + h * D;
-        gemm(false, true, T, T, D, 1.f, dob, qRow, vb, kvRow, 0.f, dS.data(), T, 1);   // dP = dO·Vᵀ
-        gemm(true, false, T, D, T, 1.f, Pb, T, dob, qRow, 1.f, dvb, kvRow, 1);         // dV += Pᵀ·dO
-        softmax_bwd_rows(dS.data(), Pb, T, scale);
-        gemm(false, false, T, D, T, 1.f, dS.data(), T, kb, kvRow, 1.f, dqb, qRow, 1);  // dQ += dS·K
-        gemm(true, false, T, D, T, 1.f, dS.data(), T, qb, qRow, 1.f, dkb, kvRow, 1);   // dK += dSᵀ·Q
+        gemm(false, true, T, T, D, scale, qb, qRow, kb, kvRow, 0.f, P.data(), T, 1);      // S = scale·Q·Kᵀ
+        causal_probs_from_lse(P.data(), lse + ((size_t)b * H + h) * T, T);                  // P
+        gemm(false, true, T, T, D, 1.f, dob, qRow, vb, kvRow, 0.f, dS.data(), T, 1);     // dP = dO·Vᵀ
+        gemm(true, false, T, D, T, 1.f, P.data(), T, dob, qRow, 1.f, dvb, kvRow, 1);     // dV += Pᵀ·dO
+        softmax_bwd_rows(dS.data(), P.data(), dob, ob, qRow, T, D, scale);
+        gemm(false, false, T, D, T, 1.f, dS.data(), T, kb, kvRow, 1.f, dqb, qRow, 1);    // dQ += dS·K
+        gemm(true, false, T, D, T, 1.f, dS.data(), T, qb, qRow, 1.f, dkb, kvRow, 1);     // dK += dSᵀ·Q
       }
     }
   });
@@ -684,7 +703,7 @@ static napi_value MatmulDyTX(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// attentionForward(out, P, q, k, v, B, T, H, Hkv, D)
+// attentionForward(out, lse, q, k, v, B, T, H, Hkv, D, scratch)
 static napi_value AttentionForward(napi_env env, napi_callback_info info) {
   Args a;
   if (!get_args(env, info, a, 10)) return nullptr;
@@ -695,20 +714,20 @@ static napi_value AttentionForward(napi_env env, napi_callback_info info) {
   }
   size_t N = (size_t)B * T;
   float* out = f32(a, 0, N * H * D);
-  float* P = f32(a, 1, (size_t)B * H * T * T);
+  float* lse = f32(a, 1, (size_t)B * H * T);
   float* q = f32(a, 2, N * H * D);
   float* k = f32(a, 3, N * Hkv * D);
   float* v = f32(a, 4, N * Hkv * D);
   if (!a.ok) return nullptr;
-  attention_forward(out, P, q, k, v, B, T, H, Hkv, D);
+  attention_forward(out, lse, q, k, v, B, T, H, Hkv, D);
   return nullptr;
 }
 
-// attentionBackward(dq, dk, dv, dout, P, q, k, v, B, T, H, Hkv, D, scratch)
+// attentionBackward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, Hkv, D, scratch)
 static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   Args a;
-  if (!get_args(env, info, a, 13)) return nullptr;
-  int B = num(a, 8), T = num(a, 9), H = num(a, 10), Hkv = num(a, 11), D = num(a, 12);
+  if (!get_args(env, info, a, 14)) return nullptr;
+  int B = num(a, 9), T = num(a, 10), H = num(a, 11), Hkv = num(a, 12), D = num(a, 13);
   if (a.ok && (Hkv <= 0 || H % Hkv != 0)) {
     napi_throw_range_error(env, nullptr, "mpo_engine: H must be a multiple of Hkv");
     return nullptr;
@@ -718,12 +737,13 @@ static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   float* dk = f32(a, 1, N * Hkv * D);
   float* dv = f32(a, 2, N * Hkv * D);
   float* dout = f32(a, 3, N * H * D);
-  float* P = f32(a, 4, (size_t)B * H * T * T);
-  float* q = f32(a, 5, N * H * D);
-  float* k = f32(a, 6, N * Hkv * D);
-  float* v = f32(a, 7, N * Hkv * D);
+  float* out = f32(a, 4, N * H * D);
+  float* lse = f32(a, 5, (size_t)B * H * T);
+  float* q = f32(a, 6, N * H * D);
+  float* k = f32(a, 7, N * Hkv * D);
+  float* v = f32(a, 8, N * Hkv * D);
   if (!a.ok) return nullptr;
-  attention_backward(dq, dk, dv, dout, P, q, k, v, B, T, H, Hkv, D);
+  attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, Hkv, D);
   return nullptr;
 }
 

@@ -49,15 +49,16 @@ d("native kernels vs TypeScript", () => {
     const B = 3, Tn = 7, H = 4, Hkv = 2, D = 6;
     const q = rand(rng, B * Tn * H * D), k = rand(rng, B * Tn * Hkv * D), v = rand(rng, B * Tn * Hkv * D);
     const o1 = new Float32Array(q.length), o2 = new Float32Array(q.length);
-    const P1 = new Float32Array(B * H * Tn * Tn), P2 = new Float32Array(B * H * Tn * Tn);
-    N.attentionForward(o1, P1, q, k, v, B, Tn, H, Hkv, D);
-    T.attentionForward(o2, P2, q, k, v, B, Tn, H, Hkv, D);
+    const P1 = new Float32Array(B * H * Tn), P2 = new Float32Array(B * H * Tn);
+    N.attentionForward(o1, P1, q, k, v, B, Tn, H, Hkv, D, new Float32Array(Tn));
+    T.attentionForward(o2, P2, q, k, v, B, Tn, H, Hkv, D, new Float32Array(Tn));
     expectClose(o1, o2, 1e-5, "attention out");
+    expectClose(P1, P2, 1e-5, "attention lse");
     const dout = rand(rng, q.length);
     const g1 = [q, k, v].map((a) => new Float32Array(a.length));
     const g2 = [q, k, v].map((a) => new Float32Array(a.length));
-    N.attentionBackward(g1[0], g1[1], g1[2], dout, P1, q, k, v, B, Tn, H, Hkv, D, new Float32Array(Tn));
-    T.attentionBackward(g2[0], g2[1], g2[2], dout, P2, q, k, v, B, Tn, H, Hkv, D, new Float32Array(Tn));
+    N.attentionBackward(g1[0], g1[1], g1[2], dout, o1, P1, q, k, v, B, Tn, H, Hkv, D, new Float32Array(Tn));
+    T.attentionBackward(g2[0], g2[1], g2[2], dout, o2, P2, q, k, v, B, Tn, H, Hkv, D, new Float32Array(Tn));
     ["dq", "dk", "dv"].forEach((nm, i) => expectClose(g1[i], g2[i], 1e-5, nm));
 
     const n = 5, V = 33;

@@ -174,11 +174,11 @@ describe("engine ops: backward vs finite differences (float64)", () => {
     const B = 2, T = 4, H = 4, Hkv = 2, D = 3;
     const q = randn(rng, B * T * H * D), k = randn(rng, B * T * Hkv * D), v = randn(rng, B * T * Hkv * D);
     const R = randn(rng, B * T * H * D);
-    const out = f64(B * T * H * D), P = f64(B * H * T * T);
-    ops.attentionForward(out, P, q, k, v, B, T, H, Hkv, D);
+    const out = f64(B * T * H * D), lse = f64(B * H * T);
+    ops.attentionForward(out, lse, q, k, v, B, T, H, Hkv, D, f64(T));
     const dq = f64(q.length), dk = f64(k.length), dv = f64(v.length);
-    ops.attentionBackward(dq, dk, dv, R, P, q, k, v, B, T, H, Hkv, D, f64(T));
-    gradCheck({ q, k, v }, () => (ops.attentionForward(out, P, q, k, v, B, T, H, Hkv, D), out), R, { q: dq, k: dk, v: dv });
+    ops.attentionBackward(dq, dk, dv, R, out, lse, q, k, v, B, T, H, Hkv, D, f64(T));
+    gradCheck({ q, k, v }, () => (ops.attentionForward(out, lse, q, k, v, B, T, H, Hkv, D, f64(T)), out), R, { q: dq, k: dk, v: dv });
     // Causality: the first position attends only to itself.
     for (let i = 0; i < D; i++) expect(out[i]).toBeCloseTo(v[i], 12);
   });

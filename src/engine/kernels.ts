@@ -25,10 +25,12 @@ export interface Kernels {
   matmulDyW(dx: F, dy: F, w: F, N: number, O: number, I: number, accumulate: boolean): void;
   /** dW[O,I] += dyᵀ·x. */
   matmulDyTX(dw: F, dy: F, x: F, N: number, O: number, I: number): void;
-  attentionForward(out: F, P: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number, D: number): void;
+  /** Causal GQA attention; keeps only the row log-sum-exp lse [B,H,T]; scratch ≥ T floats. */
+  attentionForward(out: F, lse: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number, D: number, scratch: F): void;
+  /** Backward recomputing the probabilities from q, k and lse (needs the forward's out). */
   attentionBackward(
-    dq: F, dk: F, dv: F, dout: F, P: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number, D: number,
-    scratch: F,
+    dq: F, dk: F, dv: F, dout: F, out: F, lse: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number,
+    D: number, scratch: F,
   ): void;
   /** In place log-softmax over rows + gather of target log-probs (+ entropy). */
   logSoftmaxGather(logits: F, targets: Int32Array, lp: F, ent: F | null, N: number, V: number): void;
@@ -81,7 +83,7 @@ export const tsKernels: Kernels = {
 };
 
 /** Must equal kAbiVersion in native/mpo_engine.cc; a stale build is ignored (rebuild with npm run build:native). */
-const NATIVE_ABI = 4;
+const NATIVE_ABI = 5;
 
 /** What the addon exports (see native/mpo_engine.cc). */
 interface NativeAddon extends Omit<Kernels, "name" | "detail"> {

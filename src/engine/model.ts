@@ -316,8 +316,8 @@ export class TransformerLM {
       K.ropeApply(q, pos, N, H, D, this.rope.cos, this.rope.sin, 1);
       K.ropeApply(k, pos, N, Hkv, D, this.rope.cos, this.rope.sin, 1);
       const att = A.get(`att.${l}`, N * H * D);
-      const P = A.get(`P.${l}`, B * H * T * T);
-      K.attentionForward(att, P, q, k, v, B, T, H, Hkv, D);
+      const lse = A.get(`lse.${l}`, B * H * T);
+      K.attentionForward(att, lse, q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
       const x2 = A.get(`x2.${l}`, N * d);
       x2.set(x);
       K.matmulXWt(x2, att, ly.wo.data, N, H * D, d, true);
@@ -472,7 +472,6 @@ export class TransformerLM {
     const dx = A.get("dres", N * d);
     dx.fill(0);
     this.normBwd(dx, dhf, A.get(`res${L}`, N * d), this.normF, this.normFb, A.get("meanf", N), A.get("rstdf", N), N);
-    const dP = A.get("dPscratch", Math.max(T, 1) * 4);
     for (let l = L - 1; l >= 0; l--) {
       const ly = this.layers[l];
       // MLP: res[l+1] = x2 + m·Wdᵀ
@@ -513,7 +512,7 @@ export class TransformerLM {
       dq.fill(0);
       dk.fill(0);
       dv.fill(0);
-      K.attentionBackward(dq, dk, dv, datt, A.get(`P.${l}`, B * H * T * T), q, k, v, B, T, H, Hkv, D, dP);
+      K.attentionBackward(dq, dk, dv, datt, att, A.get(`lse.${l}`, B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
       const pos = A.int("pos", N);
       K.ropeApply(dq, pos, N, H, D, this.rope.cos, this.rope.sin, -1);
       K.ropeApply(dk, pos, N, Hkv, D, this.rope.cos, this.rope.sin, -1);

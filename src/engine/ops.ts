@@ -246,41 +246,43 @@ export function ropeApply(x: F, pos: Int32Array, N: number, nHeads: number, D: n
 
 // ---------------------------------------------------------------------------------------------------------
 // Causal (grouped-query) attention over full sequences, for teacher-forced scoring/training.
-// q [B*T, H*D], k/v [B*T, Hkv*D] (RoPE already applied), out [B*T, H*D], probs P [B, H, T, T] (saved).
+// q [B*T, H*D], k/v [B*T, Hkv*D] (RoPE already applied), out [B*T, H*D].
+// Memory-lean (flash-attention style): the forward keeps only the log-sum-exp of each score row,
+// lse [B, H, T]; the backward recomputes the probabilities, so no [B, H, T, T] tensor is stored per layer.
 
 export function attentionForward(
-  out: F, P: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number, D: number,
+  out: F, lse: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number, D: number, scratch: F,
 ): void {
   const scale = 1 / Math.sqrt(D);
   const group = H / Hkv;
   const qRow = H * D;
   const kvRow = Hkv * D;
+  const S = scratch;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const kh = (h / group) | 0;
       for (let t = 0; t < T; t++) {
         const qo = (b * T + t) * qRow + h * D;
-        const po = ((b * H + h) * T + t) * T;
         let max = -Infinity;
         for (let s = 0; s <= t; s++) {
           const ko = (b * T + s) * kvRow + kh * D;
           let dot = 0;
           for (let i = 0; i < D; i++) dot += q[qo + i] * k[ko + i];
           dot *= scale;
-          P[po + s] = dot;
+          S[s] = dot;
           if (dot > max) max = dot;
         }
         let sum = 0;
         for (let s = 0; s <= t; s++) {
-          const e = Math.exp(P[po + s] - max);
-          P[po + s] = e;
+          const e = Math.exp(S[s] - max);
+          S[s] = e;
           sum += e;
         }
         const inv = 1 / sum;
+        lse[(b * H + h) * T + t] = max + Math.log(sum);
         for (let i = 0; i < D; i++) out[qo + i] = 0;
         for (let s = 0; s <= t; s++) {
-          const p = P[po + s] * inv;
-          P[po + s] = p;
+          const p = S[s] * inv;
           const vo = (b * T + s) * kvRow + kh * D;
           for (let i = 0; i < D; i++) out[qo + i] += p * v[vo + i];
         }
@@ -290,12 +292,13 @@ export function attentionForward(
 }
 
 /**
- * Backward of attentionForward. dP = dO·vᵀ; dS = P ⊙ (dP − Σ P·dP); dq += scale·dS·k; dk += scale·dSᵀ·q;
- * dv += Pᵀ·dO. dq/dk/dv accumulate.
+ * Backward of attentionForward, recomputing P[t,s] = exp(scale·q_t·k_s − lse_t). With dP = dO·vᵀ and
+ * Σ_s P·dP = dO_t·out_t:  dS = P ⊙ (dP − dO_t·out_t);  dq += scale·dS·k;  dk += scale·dSᵀ·q;  dv += Pᵀ·dO.
+ * dq/dk/dv accumulate.
  */
 export function attentionBackward(
-  dq: F, dk: F, dv: F, dout: F, P: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number, D: number,
-  dPbuf: F,
+  dq: F, dk: F, dv: F, dout: F, out: F, lse: F, q: F, k: F, v: F, B: number, T: number, H: number, Hkv: number,
+  D: number, _scratch: F,
 ): void {
   const scale = 1 / Math.sqrt(D);
   const group = H / Hkv;
@@ -306,22 +309,21 @@ export function attentionBackward(
       const kh = (h / group) | 0;
       for (let t = 0; t < T; t++) {
         const qo = (b * T + t) * qRow + h * D;
-        const po = ((b * H + h) * T + t) * T;
-        let pdp = 0;
+        const l = lse[(b * H + h) * T + t];
+        let Dt = 0;
+        for (let i = 0; i < D; i++) Dt += dout[qo + i] * out[qo + i];
         for (let s = 0; s <= t; s++) {
-          const vo = (b * T + s) * kvRow + kh * D;
-          let dp = 0;
-          for (let i = 0; i < D; i++) dp += dout[qo + i] * v[vo + i];
-          dPbuf[s] = dp;
-          const p = P[po + s];
-          pdp += p * dp;
-          for (let i = 0; i < D; i++) dv[vo + i] += p * dout[qo + i];
-        }
-        for (let s = 0; s <= t; s++) {
-          const ds = P[po + s] * (dPbuf[s] - pdp) * scale;
-          if (ds === 0) continue;
           const ko = (b * T + s) * kvRow + kh * D;
+          let dot = 0;
+          let dp = 0;
           for (let i = 0; i < D; i++) {
+            dot += q[qo + i] * k[ko + i];
+            dp += dout[qo + i] * v[ko + i];
+          }
+          const p = Math.exp(dot * scale - l);
+          const ds = p * (dp - Dt) * scale;
+          for (let i = 0; i < D; i++) {
+            dv[ko + i] += p * dout[qo + i];
             dq[qo + i] += ds * k[ko + i];
             dk[ko + i] += ds * q[qo + i];
           }
