@@ -29,7 +29,7 @@ import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../
 import type { ModelConfig, NamedTensor } from "../engine/index.ts";
 import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
 import type { Evaluation } from "../judge/types.ts";
-import type { Stage, StageUsage, UsageByStage } from "../llm/types.ts";
+import type { UsageByStage } from "../llm/types.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
 import { appendJsonl, readJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { UserError } from "../util/errors.ts";
@@ -37,6 +37,7 @@ import { Rng } from "../util/rng.ts";
 import { gae, grpoAdvantages, klPerToken, maskedMean, ppoTokenRewards, rlooAdvantages, summarize, whiten } from "./advantages.ts";
 import { BUILTIN_TASKS, builtinTokenizer } from "./builtin-task.ts";
 import { groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
+import { UsageMeter } from "../llm/usage.ts";
 import { clippedValueLoss, grpoLoss, ppoPolicyLoss } from "./losses.ts";
 import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
 import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
@@ -137,21 +138,6 @@ function withValueHead(t: Map<string, NamedTensor>, d: number): Map<string, Name
   return out;
 }
 
-function addUsage(a: UsageByStage, b: UsageByStage | undefined): UsageByStage {
-  if (!b) return a;
-  const out: UsageByStage = structuredClone(a);
-  for (const [stage, u] of Object.entries(b) as [Stage, StageUsage | undefined][]) {
-    if (!u) continue;
-    const s = (out[stage] ??= { calls: 0, failures: 0, promptTokens: 0, completionTokens: 0, cachedCalls: 0, seconds: 0 });
-    s.calls += u.calls;
-    s.failures += u.failures;
-    s.promptTokens += u.promptTokens;
-    s.completionTokens += u.completionTokens;
-    s.cachedCalls += u.cachedCalls;
-    s.seconds += u.seconds;
-  }
-  return out;
-}
 
 /** One sampled response ready for the update: its prompt and response token ids and per-sample numbers. */
 interface Sample {
@@ -659,7 +645,7 @@ export class Trainer {
 
     const sc = summarize(rawScores.filter((_, i) => valid[i]));
     const norm = results.filter((r) => r.normalized !== null && Number.isFinite(r.normalized)).map((r) => r.normalized as number);
-    const usage = addUsage({}, this.reward.takeUsage?.());
+    const usage = UsageMeter.add({}, this.reward.takeUsage?.() ?? {});
     secs.total = now() - t0;
     const m: StepMetrics = {
       step,
