@@ -60,10 +60,10 @@ th{background:#f4f4f4}td:first-child{text-align:left}pre{background:#f7f7f7;padd
 .arm-fixed{color:${COLORS.fixed}}.arm-mpo{color:${COLORS.mpo}}.arm-expert{color:${COLORS.expert}}details{margin:6px 0}</style></head><body>`,
     `<h1>mpo sandbox: reward hacking and MPO</h1>`,
     `<p>Base policy oracle score on held-out test prompts: <b>${base.mean.toFixed(3)}</b>. Arms trained from the same base policy; the judges are simulated LLMs, the oracle is never seen by the judges or the reward.</p>`,
-    `<h2>Results</h2><table><tr><th>seed</th><th>arm</th><th>RM score step 1 → last</th><th>oracle (test) before → after</th><th>KL</th><th>mean words</th><th>rubric versions</th><th>seconds</th></tr>`,
+    `<h2>Results</h2><table><tr><th>seed</th><th>arm</th><th>RM score step 1 → last</th><th>oracle, training rollouts (first 5 → last 5 steps)</th><th>oracle (test) before → after</th><th>KL</th><th>mean words</th><th>rubric versions</th><th>seconds</th></tr>`,
     ...results.map(
       (r) =>
-        `<tr><td>${r.seed}</td><td class="arm-${r.arm}">${r.arm}</td><td>${r.rmScoreFirst.toFixed(3)} → ${r.rmScore.toFixed(3)}</td><td>${r.oracleBefore.toFixed(3)} → <b>${r.oracleAfter.toFixed(3)}</b></td><td>${r.kl.toFixed(3)}</td><td>${r.lengthWords.toFixed(1)}</td><td>${r.rubricVersions}</td><td>${r.seconds.toFixed(0)}</td></tr>`,
+        `<tr><td>${r.seed}</td><td class="arm-${r.arm}">${r.arm}</td><td>${r.rmScoreFirst.toFixed(3)} → ${r.rmScore.toFixed(3)}</td><td>${r.oracleTrainFirst.toFixed(3)} → ${r.oracleTrainLast.toFixed(3)}</td><td>${r.oracleBefore.toFixed(3)} → <b>${r.oracleAfter.toFixed(3)}</b></td><td>${r.kl.toFixed(3)}</td><td>${r.lengthWords.toFixed(1)}</td><td>${r.rubricVersions}</td><td>${r.seconds.toFixed(0)}</td></tr>`,
     ),
     `</table>`,
   ];

@@ -79,6 +79,9 @@ export interface ArmResult {
   /** Mean normalized RM score of the last step's rollouts (under the arm's own rubric at that step). */
   rmScore: number;
   rmScoreFirst: number;
+  /** Oracle on the training rollouts: mean over the first and the last (up to) 5 steps. */
+  oracleTrainFirst: number;
+  oracleTrainLast: number;
   /** Oracle on test prompts before (base policy) and after training. */
   oracleBefore: number;
   oracleAfter: number;
@@ -90,6 +93,7 @@ export interface ArmResult {
 }
 
 const words = (s: string) => (s.match(/\S+/g) ?? []).length;
+const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
 const topicOf = (recordId: string) => recordId.split(".")[0];
 
 /** Generates one response per test prompt with a checkpoint and returns the oracle mean and the texts. */
@@ -102,8 +106,10 @@ function evaluatePolicy(dir: string, oracle: EssayOracle, prompts: { id: string;
   const model = TransformerLM.fromParams({ ...(ck.config as object), mpo_value_head: false } as never, tensors);
   const out: Array<{ id: string; prompt: string; response: string; oracle: number }> = [];
   const rng = new Rng(`sandbox-eval-${seed}`);
-  for (let i = 0; i < prompts.length; i += 16) {
-    const chunk = prompts.slice(i, i + 16);
+  // Two samples per prompt: the policy samples at temperature 1, so one draw per prompt is noisy.
+  const draws = [...prompts, ...prompts];
+  for (let i = 0; i < draws.length; i += 16) {
+    const chunk = draws.slice(i, i + 16);
     const gen = model.generate(
       chunk.map((p) => tok.encode(`${p.prompt}\n\n`)),
       { maxNewTokens, temperature: 1, stopTokens: [tok.eosId], rng },
@@ -127,7 +133,7 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
   const results: ArmResult[] = [];
   try {
     const base = evaluatePolicy(policy, oracle, testPrompts, 0, o.maxNewTokens);
-    log(`mpo sandbox: base policy oracle score on ${base.samples.length} test prompts: ${base.mean.toFixed(3)}`);
+    log(`mpo sandbox: base policy oracle score on ${testPrompts.length} test prompts (2 samples each): ${base.mean.toFixed(3)}`);
     writeJsonAtomic(join(o.out, "base-eval.json"), { oracle: base.mean, samples: base.samples });
     for (const seed of o.seeds) {
       for (const arm of o.arms) {
@@ -187,6 +193,8 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
           runDir,
           rmScore: last?.rm ?? NaN,
           rmScoreFirst: perStep[0]?.rm ?? NaN,
+          oracleTrainFirst: meanOf(perStep.slice(0, 5).map((p) => p.oracle)),
+          oracleTrainLast: meanOf(perStep.slice(-5).map((p) => p.oracle)),
           oracleBefore: base.mean,
           oracleAfter: after.mean,
           kl: last?.kl ?? 0,
@@ -217,7 +225,8 @@ export function summaryTable(results: ArmResult[]): string {
     const rs = results.filter((r) => r.arm === a);
     return [
       a,
-      mean(rs.map((r) => r.rmScore)).toFixed(3),
+      `${mean(rs.map((r) => r.rmScoreFirst)).toFixed(3)} → ${mean(rs.map((r) => r.rmScore)).toFixed(3)}`,
+      `${mean(rs.map((r) => r.oracleTrainFirst)).toFixed(3)} → ${mean(rs.map((r) => r.oracleTrainLast)).toFixed(3)}`,
       mean(rs.map((r) => r.oracleBefore)).toFixed(3),
       mean(rs.map((r) => r.oracleAfter)).toFixed(3),
       (mean(rs.map((r) => r.oracleAfter - r.oracleBefore)) >= 0 ? "+" : "") + mean(rs.map((r) => r.oracleAfter - r.oracleBefore)).toFixed(3),
@@ -227,7 +236,7 @@ export function summaryTable(results: ArmResult[]): string {
       String(rs.length),
     ];
   });
-  const head = ["arm", "RM score (last step)", "oracle before", "oracle after (test)", "Δ oracle", "KL", "mean words", "rubric versions", "seeds"];
+  const head = ["arm", "RM score (step 1 → last)", "oracle, train (first 5 → last 5 steps)", "oracle test: base", "after", "Δ test", "KL", "mean words", "rubric versions", "seeds"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ");
   return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
