@@ -8,8 +8,8 @@ import type { ChatModel, ChatRequest } from "../src/llm/types.ts";
 import type { MetaStepResult } from "../src/meta/meta-step.ts";
 import { SimulatedJudgeModel } from "../src/sandbox/sim/sim-model.ts";
 import { serveConfigSchema, type ServeConfig } from "../src/serve/config.ts";
-import { ServiceMetrics } from "../src/serve/metrics.ts";
-import { startServer, type ServerHandle } from "../src/serve/server.ts";
+import { startRewardService } from "../src/serve/index.ts";
+import type { ServerHandle } from "../src/serve/server.ts";
 import { RewardService } from "../src/serve/service.ts";
 import { splitQuery } from "../src/serve/split.ts";
 import { startFakeOpenAI } from "./helpers/fake-openai-server.ts";
@@ -42,21 +42,7 @@ async function start(over: Partial<ServeConfig> & Record<string, unknown> = {}, 
   const cfg = serveConfigSchema.parse({ runDir, rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, ...over });
   let metaDone: (r: MetaStepResult) => void = () => {};
   const metaFinished = new Promise<MetaStepResult>((res) => (metaDone = res));
-  const service = new RewardService({
-    runDir: cfg.runDir,
-    rubricFile: cfg.rubric,
-    taskDescription: cfg.taskDescription,
-    judge,
-    metaJudge,
-    mode: cfg.mode,
-    metaEvery: cfg.metaEvery,
-    metaSamples: cfg.metaSamples,
-    prescreen: cfg.prescreen,
-    seed: 0,
-    concurrency: 8,
-    onMeta: (r) => metaDone(r),
-  });
-  const h = await startServer(cfg, service, new ServiceMetrics());
+  const h = await startRewardService(cfg, { judge, metaJudge, onMeta: (r) => metaDone(r) });
   handles.push(h);
   return { h, cfg, metaFinished };
 }
