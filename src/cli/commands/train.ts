@@ -129,7 +129,7 @@ export function register(program: Command): void {
     .option("--mrm-model <name>", "judge: senior judge model (default: --model)")
     .option("--rubric <file>", "judge: initial rubric file or built-in task name (e.g. essay)")
     .option("--judge-mode <mode>", "judge: per-item | single-call")
-    .option("--meta-samples <n>", "judge: rollouts analyzed per meta step", int)
+    .option("--meta-samples <n>", "judge: rollouts analyzed per meta step (math-mixed: cases per guideline group)", int)
     .option("--progress", "force the progress bar")
     .option("--no-progress", "no progress bar")
     .action(async (opts: Record<string, unknown>, cmd: Command) => {
@@ -183,7 +183,11 @@ export function register(program: Command): void {
         }
         if (given("rubric")) over["reward.rubric"] = opts.rubric;
         if (given("judgeMode")) over["reward.mode"] = opts.judgeMode;
-        if (given("metaSamples")) over["reward.metaSamples"] = opts.metaSamples;
+        if (given("metaSamples")) {
+          // The mixed math reward's meta step analyzes cases per guideline group rather than single rollouts.
+          const kind = over["reward.kind"] ?? (raw.reward as { kind?: string } | undefined)?.kind;
+          over[kind === "math-mixed" ? "reward.casesPerGroup" : "reward.metaSamples"] = opts.metaSamples;
+        }
         if (given("run")) over.run = opts.run;
       }
       const merged = deepMerge(raw, over);
