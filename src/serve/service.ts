@@ -173,14 +173,18 @@ export class RewardService {
     this.unflushed.set(this.state.window, pending);
     this.buffer.push(...rollouts);
     this.state.scored += items.length;
-    if (this.o.metaEvery > 0 && this.buffer.length >= this.o.metaEvery && !this.metaRun) {
-      const batch = this.buffer;
-      this.state.pendingMeta = this.state.window;
-      this.state.window += 1;
-      this.buffer = [];
-      this.flush();
-      this.startMeta(batch);
-    } else this.flush(this.o.flushMs ?? 50);
+    if (this.o.metaEvery > 0 && this.buffer.length >= this.o.metaEvery && !this.metaRun) this.closeWindow();
+    else this.flush(this.o.flushMs ?? 50);
+  }
+
+  /** Ends the open meta window: its rollouts and the pending-meta mark are on disk before the meta step starts. */
+  private closeWindow(): void {
+    const batch = this.buffer;
+    this.state.pendingMeta = this.state.window;
+    this.state.window += 1;
+    this.buffer = [];
+    this.flush();
+    this.startMeta(batch);
   }
 
   /**
@@ -207,12 +211,7 @@ export class RewardService {
       return this.lastMeta;
     }
     if (this.buffer.length === 0) return null;
-    const batch = this.buffer;
-    this.state.pendingMeta = this.state.window;
-    this.state.window += 1;
-    this.buffer = [];
-    this.saveState();
-    this.startMeta(batch);
+    this.closeWindow();
     await this.metaRun;
     return this.lastMeta;
   }
