@@ -205,3 +205,36 @@ describe("graceful shutdown", () => {
     handles.splice(handles.indexOf(h), 1);
   });
 });
+
+describe("restart during a meta step", () => {
+  it("re-runs the interrupted meta step on the same window after a restart", async () => {
+    const { runDir, rubric } = tmpRun();
+    let entered: () => void = () => {};
+    const inMeta = new Promise<void>((r) => (entered = r));
+    // A senior judge that hangs until the request is aborted (the service is stopped mid meta step).
+    const hanging: ChatModel = {
+      id: "hanging",
+      chat: (req) =>
+        new Promise((_res, rej) => {
+          entered();
+          req.signal?.addEventListener("abort", () => rej(new Error("aborted")));
+        }),
+    };
+    const base = { runDir, rubricFile: rubric, taskDescription: "t", mode: "per-item" as const, metaEvery: 2, metaSamples: 2, prescreen: false, seed: 0, concurrency: 2 };
+    const first = new RewardService({ ...base, judge: scriptedJudge(), metaJudge: hanging });
+    await first.score([{ prompt: "p", response: "a good one" }, { prompt: "p", response: "bad" }]);
+    await inMeta;
+    expect(first.metaRunning).toBe(true);
+    await first.close();
+
+    const sim = new SimulatedJudgeModel();
+    let done: (r: MetaStepResult) => void = () => {};
+    const finished = new Promise<MetaStepResult>((r) => (done = r));
+    const second = new RewardService({ ...base, judge: scriptedJudge(), metaJudge: sim, onMeta: (r) => done(r) });
+    const r = await finished;
+    expect(r.ok).toBe(true);
+    expect(second.rubric.version).toBe(1);
+    expect(second.stats).toMatchObject({ scored: 2, window: 1, metaSteps: 1 });
+    await second.close();
+  });
+});
