@@ -240,8 +240,11 @@ export async function readMetrics(root: string, runDir: string): Promise<Metrics
     const m = r.meta as Record<string, unknown> | undefined;
     if (m && typeof m === "object") {
       const toVersion = num(m.toVersion);
-      metaByStep.set(r.step as number, {
-        step: r.step as number,
+      // The trainer reports a meta step with the next step's metrics; `meta.step` names the step it ran after
+      // (the one its log file is named for), so the marker and the log line up.
+      const at = num(m.step) ?? (r.step as number);
+      metaByStep.set(at, {
+        step: at,
         toVersion,
         ok: typeof m.ok === "boolean" ? m.ok : null,
         added: Array.isArray(m.added) ? m.added.length : num(m.added),

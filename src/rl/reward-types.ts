@@ -24,6 +24,8 @@ export interface RewardResult {
 
 export interface MetaOutcome {
   ok: boolean;
+  /** The training step the meta step ran after (its log is meta/step-N.json); reported with a later step's metrics. */
+  step?: number;
   fromVersion: number;
   toVersion: number;
   summary: string;

@@ -542,9 +542,10 @@ export class Trainer {
     const reward = this.reward;
     if (!reward.metaStep) return;
     const fromVersion = reward.rubricVersion();
-    this.metaPromise = reward.metaStep(p.rollouts, { step: p.step }).catch(
+    this.metaPromise = reward.metaStep(p.rollouts, { step: p.step }).then((o): MetaOutcome => ({ ...o, step: p.step })).catch(
       (err): MetaOutcome => ({
         ok: false,
+        step: p.step,
         fromVersion,
         toVersion: fromVersion,
         summary: `rubric v${fromVersion} kept: meta step error`,
@@ -674,6 +675,7 @@ export class Trainer {
         ? {
             meta: {
               ok: metaOutcome.ok,
+              ...(metaOutcome.step !== undefined ? { step: metaOutcome.step } : {}),
               fromVersion: metaOutcome.fromVersion,
               toVersion: metaOutcome.toVersion,
               itemsBefore: metaOutcome.itemsBefore,
