@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -236,5 +236,21 @@ describe("restart during a meta step", () => {
     expect(second.rubric.version).toBe(1);
     expect(second.stats).toMatchObject({ scored: 2, window: 1, metaSteps: 1 });
     await second.close();
+  });
+});
+
+describe("usage accounting", () => {
+  it("counts a requested meta step's judge calls once in /metrics", async () => {
+    const sim = new SimulatedJudgeModel();
+    const { h } = await start({ metaEvery: 0, metaSamples: 2 }, sim, sim);
+    await post(h, "/v1/score", { items: [{ prompt: "Write about libraries.", response: "The Case for Public Libraries" }, { prompt: "Write about libraries.", response: "Libraries lend books." }] });
+    const meta = await post(h, "/v1/meta-step", {});
+    expect(meta.status).toBe(200);
+    const log = JSON.parse(readFileSync(join(h.service.store.dir, "..", meta.body.log), "utf8"));
+    await post(h, "/v1/score", { items: [{ prompt: "Write about libraries.", response: "Libraries lend books." }] });
+    const text = await (await fetch(h.url + "/metrics")).text();
+    const calls = Number(/mpo_judge_calls_total\{stage="mrm-analyze"\} (\d+)/.exec(text)?.[1]);
+    expect(calls).toBe(log.usage["mrm-analyze"].calls);
+    expect(calls).toBeGreaterThan(0);
   });
 });

@@ -149,12 +149,14 @@ export async function startServer(cfg: ServeConfig, service: RewardService, metr
     const r = await service.metaStepNow();
     if (!r) return reply.code(409).send({ error: { message: "no scored rollouts since the last meta step", type: "nothing_to_do" } });
     metrics.metaSteps.inc({ result: r.ok ? "ok" : "failed" });
-    metrics.addUsage(r.usage);
+    // The meta step's calls went through the service's meter like every judge call: take them from there (once).
+    metrics.addUsage(service.takeUsage());
     metrics.rubricVersion.set(service.rubric.version);
     return { ok: r.ok, summary: r.summary, version: service.rubric.version, log: r.logPath, error: r.error };
   });
   app.get("/healthz", async () => ({ ok: true, rubricVersion: service.rubric.version, metaRunning: service.metaRunning, ...service.stats }));
   app.get("/metrics", async (_req, reply) => {
+    metrics.addUsage(service.takeUsage()); // e.g. a background meta step's calls since the last request
     metrics.rubricVersion.set(service.rubric.version);
     reply.header("content-type", metrics.registry.contentType);
     return metrics.registry.metrics();
