@@ -8,8 +8,9 @@
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join, relative } from "node:path";
 import { z } from "zod";
-import { formatZodIssues } from "../config/load.ts";
+import { formatZodIssues } from "../util/errors.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
+import { VERSION_FILE_RE, versionFileName } from "../util/run-layout.ts";
 import { UserError } from "../util/errors.ts";
 import { parseRubricJson, RubricError, rubricToText } from "./format.ts";
 import { guidelinesToText, parseGuidelineSetJson } from "./guidelines.ts";
@@ -64,8 +65,8 @@ const metaSchema = z.object({
   analyses: z.array(z.string()),
 });
 
-const FILE_RE = /^v(\d{4,})\.json$/;
-export const versionFileName = (version: number, ext: "json" | "txt" = "json") => `v${String(version).padStart(4, "0")}.${ext}`;
+const FILE_RE = VERSION_FILE_RE;
+export { versionFileName };
 
 let tmpCounter = 0;
 
