@@ -41,12 +41,12 @@ function topP(v: unknown): number {
   return p ?? 1;
 }
 
-/** The checkpoint dir: DIR itself when it has config.json, else DIR/model (pretrain output layout). */
+/** The checkpoint dir: DIR itself when it has config.json, else DIR/model (pretrain output layout); a Hub id resolves through the HF cache. */
 export async function resolveModelDir(dir: string): Promise<string> {
+  const { join } = await import("node:path");
   const { existsSync } = await import("node:fs");
-  const { join, resolve } = await import("node:path");
-  const d = resolve(dir);
-  if (!existsSync(d)) throw new UserError(`--model: ${d} does not exist`);
+  const { resolveModelSource } = await import("../../engine/io/hub.ts");
+  const d = await resolveModelSource(dir, "--model");
   if (existsSync(join(d, "config.json"))) return d;
   if (existsSync(join(d, "model", "config.json"))) return join(d, "model");
   throw new UserError(`--model: ${d} is not a checkpoint (no config.json in it or in ${join(d, "model")})`);
