@@ -8,7 +8,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { anyOf, everySamples, everySteps, MetaScheduler, never } from "../src/meta/scheduler.ts";
+import { anyOf, decisionTrigger, everySamples, everySteps, MetaScheduler, never } from "../src/meta/scheduler.ts";
+import { decideFixed } from "../src/meta/triggers.ts";
 import { metaCommitFile, runPath } from "../src/util/run-layout.ts";
 
 const repo = resolve(import.meta.dirname, "..");
@@ -25,6 +26,18 @@ describe("triggers", () => {
     expect(everySamples(0).due({ step: 0, windowSamples: 100 })).toBe(false);
     expect(never.due({ step: 1, windowSamples: 1 })).toBe(false);
     expect(anyOf(everySteps(4), everySamples(2)).due({ step: 1, windowSamples: 2 })).toBe(true);
+  });
+
+  it("a decision function (the adaptive schedule's shape) plugs in; its reason travels with the answer", () => {
+    const s = new MetaScheduler<null, null>({
+      runDir: root,
+      trigger: decisionTrigger("fixed 3", (c) => decideFixed(c.sinceLast ?? 0, 3)),
+      run: async () => null,
+      onError: () => null,
+    });
+    expect(s.decide({ step: 2, windowSamples: 0, sinceLast: 2 })).toEqual({ due: false, decision: { due: false, reason: "quiet", sinceLast: 2, triggers: [] } });
+    expect(s.decide({ step: 3, windowSamples: 0, sinceLast: 3 })).toMatchObject({ due: true, decision: { reason: "interval" } });
+    expect(s.isDue({ step: 3, windowSamples: 0, sinceLast: 3 })).toBe(true);
   });
 });
 

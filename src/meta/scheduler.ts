@@ -25,6 +25,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync } from "node:fs";
 import { z } from "zod";
 import { readJsonFileWith } from "../util/state-file.ts";
+import type { MetaDecision, WindowPoint } from "./triggers.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { META_COMMITS_DIR, META_DIR, META_LOG_RE, metaCommitFile, movedAsideDir, runPath, stepName } from "../util/run-layout.ts";
 
@@ -36,13 +37,22 @@ export interface MetaClock {
   step: number;
   /** Samples gathered since the last meta step started (the open window). */
   windowSamples: number;
+  /** Steps (trainer) or window points (service) since the last meta step; for decision-style triggers. */
+  sinceLast?: number;
+  /** Per-step summaries of the window since the last meta step (./triggers.ts), for adaptive triggers. */
+  points?: readonly WindowPoint[];
 }
 
-/** A pluggable due-ness policy. */
+/** A pluggable due-ness policy: a plain yes/no, or a decision with its reason and evidence (./triggers.ts). */
 export interface MetaTrigger {
   /** For logs and docs, e.g. "every 10 steps". */
   readonly name: string;
-  due(clock: MetaClock): boolean;
+  due(clock: MetaClock): boolean | MetaDecision;
+}
+
+/** A trigger from a decision function such as decideAdaptive (the decision travels with the job). */
+export function decisionTrigger(name: string, decide: (clock: MetaClock) => MetaDecision): MetaTrigger {
+  return { name, due: decide };
 }
 
 /** Trainer schedule: after every k-th step, but not after the last one (no step would use its rubric). */
@@ -62,7 +72,8 @@ export const never: MetaTrigger = { name: "never", due: () => false };
 
 /** Due when any of the triggers is. */
 export function anyOf(...triggers: MetaTrigger[]): MetaTrigger {
-  return { name: triggers.map((t) => t.name).join(" or ") || "never", due: (c) => triggers.some((t) => t.due(c)) };
+  const yes = (d: boolean | MetaDecision) => (typeof d === "boolean" ? d : d.due);
+  return { name: triggers.map((t) => t.name).join(" or ") || "never", due: (c) => triggers.some((t) => yes(t.due(c))) };
 }
 
 // ---------------------------------------------------------------- the scheduler
@@ -71,6 +82,8 @@ export function anyOf(...triggers: MetaTrigger[]): MetaTrigger {
 export interface MetaJob<I> {
   key: number;
   input: I;
+  /** Why it is due, when the trigger gave a decision (recorded by the caller in its logs/metrics). */
+  decision?: MetaDecision;
 }
 
 /** The commit marker's content. */
@@ -135,7 +148,14 @@ export class MetaScheduler<I, O> {
 
   /** True when the trigger says so and no meta step is running. */
   isDue(clock: MetaClock): boolean {
-    return !this.inFlight && this.o.trigger.due(clock);
+    return this.decide(clock).due;
+  }
+
+  /** The trigger's answer with its reason (plain triggers: reason "interval"/"quiet"); never due while one runs. */
+  decide(clock: MetaClock): { due: boolean; decision?: MetaDecision } {
+    if (this.inFlight) return { due: false };
+    const d = this.o.trigger.due(clock);
+    return typeof d === "boolean" ? { due: d } : { due: d.due, decision: d };
   }
 
   /**
