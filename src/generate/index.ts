@@ -193,7 +193,8 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   const { TransformerLM } = await import("../engine/index.ts");
   const { tokenizerFromJson } = await import("../rl/tokenizer.ts");
   const { Rng } = await import("../util/rng.ts");
-  const dir = resolvePolicyDir(backend.dir);
+  const { resolveModelSource } = await import("../engine/io/hub.ts");
+  const dir = resolvePolicyDir(await resolveModelSource(backend.dir, "--policy"));
   const ck = loadCheckpoint(dir);
   const eosCfg = ck.config.eos_token_id;
   const eos = typeof eosCfg === "number" ? eosCfg : Array.isArray(eosCfg) ? eosCfg[0] : undefined;
