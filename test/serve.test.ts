@@ -151,7 +151,7 @@ describe("POST /v1/score (native API)", () => {
     const fake = await startFakeOpenAI({ reply: () => ({ status: 500, body: { error: { message: "overloaded" } } }) });
     try {
       const judge = createChatModel({ baseURL: fake.url, model: "m", maxTries: 2, backoffBaseMs: 1, backoffMaxMs: 2 });
-      const { h } = await start({ outage: { deadlineMs: 2000, backoffBaseMs: 5, backoffMaxMs: 20, queueMax: 100 } }, judge);
+      const { h } = await start({ outage: { deadlineMs: 3000, backoffBaseMs: 5, backoffMaxMs: 20, queueMax: 100 } }, judge);
       const r = await post(h, "/v1/score", { items: [{ prompt: "p", response: "r" }] });
       expect(r.status).toBe(503);
       expect(r.body.error.type).toBe("judge_unavailable");
