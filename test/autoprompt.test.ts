@@ -233,8 +233,9 @@ describe("mpo autoprompt resumes after kill -9", () => {
       expect(round2Annotations).toBeGreaterThan(0);
       // Kill between round 2's last annotation and its analysis: during its junior scoring.
       const bodies = fake.requests.map((b) => JSON.stringify(b));
-      const lastLabel = bodies.findLastIndex((b) => b.includes("## Response to label"));
-      const lastAnalysis = bodies.findLastIndex((b) => b.includes("## Disagreements"));
+      const lastIndex = (text: string) => bodies.map((b, i) => (b.includes(text) ? i : -1)).reduce((a, b) => Math.max(a, b), -1);
+      const lastLabel = lastIndex("## Response to label");
+      const lastAnalysis = lastIndex("## Disagreements");
       expect(lastAnalysis - lastLabel).toBeGreaterThan(10);
       killAt = Math.floor((lastLabel + lastAnalysis) / 2);
 
