@@ -168,7 +168,15 @@ export function register(program: Command): void {
       if (given("mpo") && opts.mpo === false) over.mpoInterval = 0;
       if (!resume) {
         if (given("reward")) over["reward.kind"] = opts.reward;
-        if (given("word")) over["reward.word"] = opts.word;
+        if (given("word")) {
+          over["reward.word"] = opts.word;
+          // `--word` alone means "the task's own reward, with this word" (keyword for say-word), not a kind-less reward.
+          const fileKind = (raw.reward as { kind?: string } | undefined)?.kind;
+          if (!given("reward") && !fileKind) {
+            const t = task0 ?? (await resolveTask((taskName ?? "say-word") as string, {}).catch(() => undefined));
+            over["reward.kind"] = t ? defaultRewardFor(t).kind : "keyword";
+          }
+        }
         if (given("llm") || given("model")) {
           // An LLM judge: the task's recipe decides which (rubric judge, or the mixed math reward).
           if (!given("reward")) over["reward.kind"] = task0?.reward.kind === "math-mixed" ? "math-mixed" : "judge";
