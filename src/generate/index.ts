@@ -201,10 +201,17 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   if (tok.vocabSize > ck.config.vocab_size) throw new UserError(`checkpoint ${dir}: tokenizer has ${tok.vocabSize} tokens but config.json vocab_size is ${ck.config.vocab_size}`);
   const model = TransformerLM.fromParams(ck.config, ck.tensors, { engine: backend.engine });
   const maxPos = ck.config.max_position_embeddings;
-  const fromRun = runSeparator(dir);
-  // A policy trained by `mpo train` saw all message contents joined by "\n" plus the run's separator; any
-  // other checkpoint gets the plain-text form: the last user message followed by a blank line.
+  const { loadGenerationSettings } = await import("../engine/generation-settings.ts");
+  const settings = loadGenerationSettings(dir);
+  const declared = settings.prompt?.kind === "separator" ? settings.prompt.separator : undefined;
+  if (settings.prompt?.kind === "chat-template" && backend.separator === undefined)
+    throw new UserError(`${settings.sources.prompt}: this policy is prompted through a chat template, which \`generate --policy\` does not render yet; pass --separator TEXT to use a plain-text prompt`);
+  const fromRun = declared ?? runSeparator(dir);
+  // A policy trained by `mpo train` saw all message contents joined by "\n" plus the run's separator (its
+  // checkpoint declares it in mpo-generation.json); any other checkpoint gets the plain-text form: the last
+  // user message followed by a blank line.
   const separator = backend.separator ?? fromRun ?? "\n\n";
+  const stopTokens = settings.eosTokenIds ?? [tok.eosId];
   const render = (messages: ChatMessage[]) =>
     fromRun !== undefined
       ? messages.map((m) => m.content).join("\n") + separator
@@ -216,13 +223,13 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
       const query = render(messages);
       let ids = tok.encode(query);
       if (tok.bosId !== null) ids = [tok.bosId, ...ids];
-      const maxNew = Math.min(o.maxNewTokens ?? 1000, maxPos - 1);
+      const maxNew = Math.min(o.maxNewTokens ?? settings.maxNewTokens ?? 1000, maxPos - 1);
       // Keep the end of the prompt: the model never saw positions beyond max_position_embeddings.
       if (ids.length + maxNew > maxPos) ids = ids.slice(ids.length + maxNew - maxPos);
       if (ids.length === 0) ids = [tok.eosId];
       // One RNG per record (seed + id): the same record gets the same sample however the run is resumed.
-      const out = model.generate([ids], { maxNewTokens: maxNew, temperature: o.temperature ?? 0.7, stopTokens: [tok.eosId], rng: new Rng(`generate-${seed}-${record.id}`) });
-      const text = tok.decode(out.tokens[0].filter((t) => t !== tok.eosId));
+      const out = model.generate([ids], { maxNewTokens: maxNew, temperature: o.temperature ?? settings.temperature ?? 0.7, stopTokens, rng: new Rng(`generate-${seed}-${record.id}`) });
+      const text = tok.decode(out.tokens[0].filter((t) => !stopTokens.includes(t)));
       // Yield to the event loop between records so signals and progress output get through.
       await new Promise((r) => setImmediate(r));
       return { query, model_response: text, finish_reason: out.finished[0] ? "stop" : "length" };

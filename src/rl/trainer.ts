@@ -28,6 +28,7 @@ import { join, resolve } from "node:path";
 import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../engine/index.ts";
 import type { ModelConfig, NamedTensor } from "../engine/index.ts";
 import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
+import { writeGenerationSettings } from "../engine/generation-settings.ts";
 import type { Evaluation } from "../judge/types.ts";
 import type { UsageByStage } from "../llm/types.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
@@ -901,6 +902,14 @@ export class Trainer {
       tokenizerJson: this.tokenizer.toJSON(),
       optimizer: { step: pol.step, tensors: pol.tensors },
       trainerState: this.st,
+    });
+    // The checkpoint carries the settings it was trained with, so generate/sample/train --policy use them.
+    writeGenerationSettings(join(dir, "policy"), {
+      separator: this.cfg.promptSeparator,
+      maxPromptTokens: this.cfg.maxPromptTokens,
+      maxNewTokens: this.cfg.maxNewTokens,
+      eosTokenIds: [this.tokenizer.eosId],
+      temperature: this.cfg.temperature,
     });
     if (this.critic && this.criticOpt) {
       const c = this.criticOpt.stateDict();

@@ -17,6 +17,8 @@ export interface SampleOptions {
   seed?: number;
   n?: number;
   engine?: "ts" | "native" | "auto";
+  /** Continue the prompt exactly as given, without the policy's separator. */
+  raw?: boolean;
 }
 
 export interface SampleResult {
@@ -66,10 +68,14 @@ export async function runSample(o: SampleOptions): Promise<SampleResult> {
     throw new UserError(`checkpoint ${dir}: tokenizer has ${tok.vocabSize} tokens but config.json vocab_size is ${ck.config.vocab_size}`);
   const model = TransformerLM.fromParams(ck.config, ck.tensors, { engine: o.engine });
 
+  const { loadGenerationSettings } = await import("../../engine/generation-settings.ts");
+  const settings = loadGenerationSettings(dir);
   const maxPos = ck.config.max_position_embeddings;
-  const maxNew = num("max-new-tokens", o.maxNewTokens, 1, maxPos - 1, true) ?? Math.min(64, maxPos - 1);
+  const maxNew = num("max-new-tokens", o.maxNewTokens, 1, maxPos - 1, true) ?? Math.min(settings.maxNewTokens ?? 64, maxPos - 1);
   const n = num("n", o.n, 1, 256, true) ?? 1;
-  let ids = tok.encode(o.prompt);
+  // A policy trained with a separator after its prompt (mpo-generation.json) continues from prompt + separator.
+  const sep = settings.prompt?.kind === "separator" && o.prompt !== "" && !o.raw ? settings.prompt.separator : "";
+  let ids = tok.encode(o.prompt + sep);
   // An empty prompt starts a fresh document (the end-of-text token separates documents in pretraining).
   const start = tok.specialId("<|endoftext|>") ?? (typeof ck.config.bos_token_id === "number" ? ck.config.bos_token_id : undefined);
   if (ids.length === 0) {
@@ -83,12 +89,12 @@ export async function runSample(o: SampleOptions): Promise<SampleResult> {
     process.stderr.write(`note: prompt truncated to its last ${ids.length} tokens (context ${maxPos}, ${maxNew} new)\n`);
   }
   const eos = ck.config.eos_token_id;
-  const stopTokens = eos === undefined ? [] : Array.isArray(eos) ? eos : [eos];
+  const stopTokens = settings.eosTokenIds ?? (eos === undefined ? [] : Array.isArray(eos) ? eos : [eos]);
   const out = model.generate(
     Array.from({ length: n }, () => ids),
     {
       maxNewTokens: maxNew,
-      temperature: num("temperature", o.temperature, 0, 100, false) ?? 1,
+      temperature: num("temperature", o.temperature, 0, 100, false) ?? settings.temperature ?? 1,
       topK: num("top-k", o.topK, 0, ck.config.vocab_size, true) ?? 0,
       topP: topP(o.topP),
       stopTokens,
@@ -96,7 +102,7 @@ export async function runSample(o: SampleOptions): Promise<SampleResult> {
     },
   );
   return {
-    prompt: o.prompt,
+    prompt: o.prompt + sep,
     promptTokens,
     samples: out.tokens.map((t, i) => ({
       text: tok.decode(t.filter((x) => !stopTokens.includes(x)), { skipSpecial: true }),
@@ -113,8 +119,9 @@ export function register(program: Command): void {
     .description("generate continuations of a prompt from a checkpoint (KV-cached sampling)")
     .requiredOption("--model <dir>", "checkpoint dir (config.json, model.safetensors, tokenizer.json) or a `mpo pretrain` --out dir")
     .option("--prompt <text>", "prompt text (special tokens like <|im_start|> are recognized)", "")
-    .option("--max-new-tokens <n>", "tokens to generate (default 64)")
-    .option("--temperature <x>", "sampling temperature; 0 = greedy (default 1)")
+    .option("--max-new-tokens <n>", "tokens to generate (default: the checkpoint's mpo-generation.json / generation_config.json, else 64)")
+    .option("--temperature <x>", "sampling temperature; 0 = greedy (default: the checkpoint's, else 1)")
+    .option("--raw", "continue the prompt as typed, without the separator the checkpoint declares (mpo-generation.json)")
     .option("--top-k <n>", "keep the k most likely tokens (0 = off)")
     .option("--top-p <x>", "nucleus sampling mass (1 = off)")
     .option("--seed <n>", "random seed (default 0)")
@@ -133,6 +140,7 @@ export function register(program: Command): void {
         seed: flags.seed,
         n: flags.n,
         engine: flags.engine,
+        raw: flags.raw === true,
       });
       if (flags.json) {
         process.stdout.write(JSON.stringify(r) + "\n");
