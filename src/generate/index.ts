@@ -193,7 +193,8 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   const { TransformerLM } = await import("../engine/index.ts");
   const { tokenizerFromJson } = await import("../rl/tokenizer.ts");
   const { Rng } = await import("../util/rng.ts");
-  const dir = resolvePolicyDir(backend.dir);
+  const { resolveModelSource } = await import("../engine/io/hub.ts");
+  const dir = resolvePolicyDir(await resolveModelSource(backend.dir, "--policy"));
   const ck = loadCheckpoint(dir);
   const eosCfg = ck.config.eos_token_id;
   const eos = typeof eosCfg === "number" ? eosCfg : Array.isArray(eosCfg) ? eosCfg[0] : undefined;
@@ -204,8 +205,10 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   const { loadGenerationSettings } = await import("../engine/generation-settings.ts");
   const settings = loadGenerationSettings(dir);
   const declared = settings.prompt?.kind === "separator" ? settings.prompt.separator : undefined;
-  if (settings.prompt?.kind === "chat-template" && backend.separator === undefined)
-    throw new UserError(`${settings.sources.prompt}: this policy is prompted through a chat template, which \`generate --policy\` does not render yet; pass --separator TEXT to use a plain-text prompt`);
+  // A chat policy (tokenizer_config.json chat_template) gets its conversation rendered by its own template,
+  // unless --separator asks for the plain-text form.
+  const { ChatTemplate } = await import("../tokenizer/chat.ts");
+  const chat = settings.prompt?.kind === "chat-template" && backend.separator === undefined ? ChatTemplate.fromTokenizerConfig(ck.tokenizerConfig, join(dir, "tokenizer_config.json")) : undefined;
   const fromRun = declared ?? runSeparator(dir);
   // A policy trained by `mpo train` saw all message contents joined by "\n" plus the run's separator (its
   // checkpoint declares it in mpo-generation.json); any other checkpoint gets the plain-text form: the last
@@ -213,7 +216,9 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   const separator = backend.separator ?? fromRun ?? "\n\n";
   const stopTokens = settings.eosTokenIds ?? [tok.eosId];
   const render = (messages: ChatMessage[]) =>
-    fromRun !== undefined
+    chat
+      ? chat.render(messages, true)
+      : fromRun !== undefined
       ? messages.map((m) => m.content).join("\n") + separator
       : ([...messages].reverse().find((m) => m.role === "user")?.content ?? messages.map((m) => m.content).join("\n")) + separator;
   const seed = o.seed ?? 0;
@@ -222,7 +227,7 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
     async generate(record, messages) {
       const query = render(messages);
       let ids = tok.encode(query);
-      if (tok.bosId !== null) ids = [tok.bosId, ...ids];
+      if (tok.bosId !== null && !chat) ids = [tok.bosId, ...ids];
       const maxNew = Math.min(o.maxNewTokens ?? settings.maxNewTokens ?? 1000, maxPos - 1);
       // Keep the end of the prompt: the model never saw positions beyond max_position_embeddings.
       if (ids.length + maxNew > maxPos) ids = ids.slice(ids.length + maxNew - maxPos);

@@ -29,6 +29,7 @@ import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../
 import type { ModelConfig, NamedTensor } from "../engine/index.ts";
 import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
 import { writeGenerationSettings } from "../engine/generation-settings.ts";
+import { resolveModelSource } from "../engine/io/hub.ts";
 import type { Evaluation } from "../judge/types.ts";
 import type { UsageByStage } from "../llm/types.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
@@ -287,7 +288,7 @@ export class Trainer {
       refTensors = ck.tensors;
       this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(refDir, "tokenizer.json"), firstEos(baseConfig));
     } else if (cfg.policy) {
-      const ck = loadCheckpoint(cfg.policy);
+      const ck = loadCheckpoint(await resolveModelSource(cfg.policy)); // a directory, or a Hub id via the HF cache
       baseConfig = { ...(ck.config as ModelConfig), mpo_value_head: false };
       refTensors = stripValueHead(ck.tensors);
       this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(cfg.policy, "tokenizer.json"), firstEos(baseConfig));
