@@ -14,6 +14,8 @@ import { runSample } from "../src/cli/commands/sample.ts";
 import { loadCheckpoint } from "../src/engine/io/checkpoint.ts";
 import { TransformerLM } from "../src/engine/index.ts";
 import { CHAT_TEMPLATES, makeHfChatPolicy } from "./helpers/hf-policy.ts";
+import { policyFormat } from "../src/rl/policy-format.ts";
+import { tokenizerFromJson } from "../src/rl/tokenizer.ts";
 
 const tpl = (file: string, specials: Partial<ChatTemplate["specials"]> = {}) =>
   new ChatTemplate(readFileSync(join(CHAT_TEMPLATES, file), "utf8"), { bos_token: null, eos_token: null, pad_token: null, unk_token: null, ...specials });
@@ -116,5 +118,28 @@ describe("mpo sample --chat on a Hugging Face chat policy", () => {
     rmSync(join(dir, "tokenizer_config.json"));
     await expect(runSample({ model: dir, prompt: "", chat: "hi" })).rejects.toThrow(/no chat_template in tokenizer_config\.json; use --prompt/);
     await expect(runSample({ model: dir, prompt: "hi", system: "x" })).rejects.toThrow(/--system needs --chat/);
+  });
+});
+
+describe("trainer prompt format", () => {
+  it("a chat policy's prompts come from its template and stop at all end ids; other policies keep the separator", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mpo-chat-"));
+    try {
+      const { tokenizer } = makeHfChatPolicy(dir);
+      const ck = loadCheckpoint(dir);
+      const tok = tokenizerFromJson(ck.tokenizerJson, "tokenizer.json", 2);
+      const f = policyFormat(ck, tok, " <sep>");
+      expect(f.kind).toBe("chat-template");
+      expect(f.prompt(SYS_USER)).toBe(
+        "<|im_start|>system\nYou are a careful essay grader.<|im_end|>\n<|im_start|>user\nWrite two sentences about trees.<|im_end|>\n<|im_start|>assistant\n",
+      );
+      expect(f.stopIds).toEqual([tokenizer.specialId("<|im_end|>"), tokenizer.specialId("<|endoftext|>")]);
+      const plain = policyFormat({ config: ck.config }, tok, " <sep>");
+      expect(plain.kind).toBe("separator");
+      expect(plain.prompt(SYS_USER)).toBe("You are a careful essay grader.\nWrite two sentences about trees. <sep>");
+      expect(plain.stopIds).toEqual([2]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

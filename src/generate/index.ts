@@ -205,19 +205,21 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   const { loadGenerationSettings } = await import("../engine/generation-settings.ts");
   const settings = loadGenerationSettings(dir);
   const declared = settings.prompt?.kind === "separator" ? settings.prompt.separator : undefined;
-  // A chat policy (tokenizer_config.json chat_template) gets its conversation rendered by its own template,
-  // unless --separator asks for the plain-text form.
-  const { ChatTemplate } = await import("../tokenizer/chat.ts");
-  const chat = settings.prompt?.kind === "chat-template" && backend.separator === undefined ? ChatTemplate.fromTokenizerConfig(ck.tokenizerConfig, join(dir, "tokenizer_config.json")) : undefined;
   const fromRun = declared ?? runSeparator(dir);
   // A policy trained by `mpo train` saw all message contents joined by "\n" plus the run's separator (its
   // checkpoint declares it in mpo-generation.json); any other checkpoint gets the plain-text form: the last
   // user message followed by a blank line.
   const separator = backend.separator ?? fromRun ?? "\n\n";
-  const stopTokens = settings.eosTokenIds ?? [tok.eosId];
+  // A Hugging Face chat policy: its own chat template builds the prompt and every end-of-turn id stops it
+  // (unless --separator asks for the plain-text form).
+  const { policyFormat } = await import("../rl/policy-format.ts");
+  const fmt = policyFormat(ck, tok, separator, join(dir, "tokenizer_config.json"));
+  const chat = fmt.kind === "chat-template" && backend.separator === undefined;
+  // Stop ids: the chat template's end-of-turn ids, else what the checkpoint declares (mpo-generation.json), else eos.
+  const stopIds = chat ? fmt.stopIds : (settings.eosTokenIds ?? [tok.eosId]);
   const render = (messages: ChatMessage[]) =>
     chat
-      ? chat.render(messages, true)
+      ? fmt.prompt(messages)
       : fromRun !== undefined
       ? messages.map((m) => m.content).join("\n") + separator
       : ([...messages].reverse().find((m) => m.role === "user")?.content ?? messages.map((m) => m.content).join("\n")) + separator;
@@ -233,8 +235,8 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
       if (ids.length + maxNew > maxPos) ids = ids.slice(ids.length + maxNew - maxPos);
       if (ids.length === 0) ids = [tok.eosId];
       // One RNG per record (seed + id): the same record gets the same sample however the run is resumed.
-      const out = model.generate([ids], { maxNewTokens: maxNew, temperature: o.temperature ?? settings.temperature ?? 0.7, stopTokens, rng: new Rng(`generate-${seed}-${record.id}`) });
-      const text = tok.decode(out.tokens[0].filter((t) => !stopTokens.includes(t)));
+      const out = model.generate([ids], { maxNewTokens: maxNew, temperature: o.temperature ?? settings.temperature ?? 0.7, stopTokens: stopIds, rng: new Rng(`generate-${seed}-${record.id}`) });
+      const text = tok.decode(out.tokens[0].filter((t) => !stopIds.includes(t)));
       // Yield to the event loop between records so signals and progress output get through.
       await new Promise((r) => setImmediate(r));
       return { query, model_response: text, finish_reason: out.finished[0] ? "stop" : "length" };
