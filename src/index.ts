@@ -40,6 +40,7 @@ export { metaStep, metaLogPath, dedupeItems, joinRefinements, parseVerdict as pa
 export { metaStepGuidelines, type MetaStepGuidelinesOptions, type MetaStepGuidelinesResult } from "./meta/meta-guidelines.ts";
 export { formatEvaluation, truncateWords, extractTagged, type MetaRollout } from "./meta/format.ts";
 export { MeteredModel } from "./meta/metered.ts";
+export { MetaScheduler, everySteps, everySamples, never as neverMeta, anyOf as anyMetaTrigger, decisionTrigger, type MetaClock, type MetaTrigger, type MetaJob, type MetaCommit, type MetaSettled, type MetaSchedulerOptions } from "./meta/scheduler.ts";
 export * as engine from "./engine/index.ts";
 export { TransformerLM, AdamW, clipGradNorm, lrSchedule, sftTrain, llamaConfig } from "./engine/index.ts";
 export type { ModelConfig as EngineModelConfig, ParamTensor, NamedTensor } from "./engine/index.ts";
