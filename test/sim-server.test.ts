@@ -146,7 +146,7 @@ describe("sim-server: recognition", () => {
     const s = await startSimServer({ port: 0 });
     try {
       const { SimulatedJudgeModel } = await import("../src/sandbox/sim/sim-model.ts");
-      const m = new SimulatedJudgeModel("both", 0, t);
+      const m = new SimulatedJudgeModel("both", 0, undefined, t);
       expect(() => m.reply([{ role: "user", content: t.render("rm/brand-new-stage.md", { haiku: "old pond" }) }])).toThrow(/rm\/brand-new-stage\.md/);
     } finally {
       await s.app.close();

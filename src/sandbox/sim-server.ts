@@ -5,6 +5,7 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { z } from "zod";
 import { loadTemplates } from "../judge/templates.ts";
+import { DEFAULT_ELO_JUDGE, type EloJudgeSettings } from "./sim/elo-judge.ts";
 import { SimulatedJudgeModel, SimUnrecognisedError } from "./sim/sim-model.ts";
 
 const chatBody = z.object({
@@ -16,9 +17,16 @@ const chatBody = z.object({
 });
 
 export async function startSimServer(
-  opts: { host?: string; port?: number; seed?: number; /** Template overlay the clients use (`--templates DIR`), so their prompts are recognised. */ templatesDir?: string } = {},
+  opts: {
+    host?: string;
+    port?: number;
+    seed?: number;
+    elo?: Partial<EloJudgeSettings>;
+    /** Template overlay the clients use (`--templates DIR`), so their prompts are recognised. */
+    templatesDir?: string;
+  } = {},
 ): Promise<{ app: FastifyInstance; url: string }> {
-  const model = new SimulatedJudgeModel("both", opts.seed ?? 0, opts.templatesDir ? loadTemplates(opts.templatesDir) : undefined);
+  const model = new SimulatedJudgeModel("both", opts.seed ?? 0, { ...DEFAULT_ELO_JUDGE, ...opts.elo }, opts.templatesDir ? loadTemplates(opts.templatesDir) : undefined);
   const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
   let counter = 0;
   app.get("/v1/models", async () => ({ object: "list", data: [{ id: "mpo-sim-judge", object: "model", created: 0, owned_by: "mpo" }] }));

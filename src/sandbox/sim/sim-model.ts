@@ -17,6 +17,8 @@ import { lastBoxed } from "../../verify/boxed.ts";
 import { Rng, hashString } from "../../util/rng.ts";
 import { writeEssay } from "../essay-writer.ts";
 import { INSTRUCTIONS, TOPICS, type SandboxPrompt } from "../world.ts";
+import { simAnalyze, simAnnotate, simGenerate, simRevise } from "./autoprompt.ts";
+import { DEFAULT_ELO_JUDGE, SimEloJudge, type EloJudgeSettings } from "./elo-judge.ts";
 import { juniorJudgeItem } from "./junior.ts";
 import { guessTopic, perceive, words } from "./perception.ts";
 import { Recognizer, describeRequest, type TemplateMatch } from "./recognize.ts";
@@ -38,7 +40,10 @@ interface Turn {
   users: (TemplateMatch | null)[];
   /** Assistant replies, oldest first. */
   assistant: string[];
+  /** The last user message as sent. */
+  lastText: string;
   seed: number;
+  elo: SimEloJudge;
 }
 
 /** The most recent earlier user message rendered from `name`. */
@@ -159,6 +164,13 @@ const HANDLERS: Record<string, (t: Turn) => string> = {
     const lines = [...new Set([...before, ...f.rules])];
     return `<guidelines>\n${lines.join("\n")}\n</guidelines>`;
   },
+  // ---- the pairwise evaluation judge (`mpo eval elo`): follows the oracle with noise and position bias (./elo-judge.ts)
+  "eval/elo-judge.md": (t) => t.elo.reply(t.lastText),
+  // ---- `mpo autoprompt` calibration: boundary cases, annotation, disagreement analysis, revision (./autoprompt.ts)
+  "autoprompt/generate.md": (t) => simGenerate(t.lastText, t.seed),
+  "autoprompt/annotate.md": (t) => simAnnotate(t.lastText),
+  "autoprompt/analyze.md": (t) => simAnalyze(t.lastText),
+  "autoprompt/revise.md": (t) => simRevise(t.lastText),
   // ---- a stand-in policy for `generate --llm`: the sandbox's essay writer on the prompt's topic
   "tasks/essay/user.md": (t) => {
     const prompt = t.last.values.prompt ?? Object.values(t.last.values).join("\n");
@@ -201,14 +213,18 @@ const estimateTokens = (s: string) => Math.max(1, Math.ceil(s.length / 4));
 
 export class SimulatedJudgeModel implements ChatModel {
   readonly id: string;
+  /** The pairwise evaluation judge (Elo prompts); it reads the oracle, which no reward ever does. */
+  readonly elo: SimEloJudge;
   private readonly recognizer: Recognizer;
 
   constructor(
     readonly role: "junior" | "senior" | "both" = "both",
     readonly seed = 0,
+    eloSettings: EloJudgeSettings = DEFAULT_ELO_JUDGE,
     templates?: Templates,
   ) {
     this.id = `sim:${role}`;
+    this.elo = new SimEloJudge(eloSettings, seed);
     this.recognizer = new Recognizer(templates);
   }
 
@@ -231,7 +247,8 @@ export class SimulatedJudgeModel implements ChatModel {
     const handler = HANDLERS[last.name];
     if (!handler) throw new SimUnrecognisedError(`the simulated judge recognises prompt template '${last.name}' but has no simulated answer for it`);
     const assistant = messages.filter((m) => m.role === "assistant").map((m) => m.content);
-    return handler({ last, users, assistant, seed: this.seed });
+    const lastText = [...messages].reverse().find((m) => m.role === "user")!.content;
+    return handler({ last, users, assistant, lastText, seed: this.seed, elo: this.elo });
   }
 }
 
