@@ -31,6 +31,18 @@ export interface PolicyLossResult {
 }
 
 /**
+ * The clipped surrogate of one token, shared by the PPO, RLOO and GRPO losses: ρ = exp(logp − logp_old),
+ *   ℓ = max(−A ρ, −A clip(ρ, 1−ε, 1+ε)),   dℓ/dlogp = −A ρ on the unclipped branch, 0 where clipped.
+ */
+export function clippedSurrogate(logp: number, oldLogp: number, A: number, cliprange: number): { loss: number; grad: number; clipped: boolean; logRatio: number } {
+  const logRatio = logp - oldLogp;
+  const ratio = Math.exp(logRatio);
+  const l1 = -A * ratio;
+  const l2 = -A * clamp(ratio, 1 - cliprange, 1 + cliprange);
+  return l2 > l1 ? { loss: l2, grad: 0, clipped: true, logRatio } : { loss: l1, grad: -A * ratio, clipped: false, logRatio };
+}
+
+/**
  * PPO clipped surrogate (Schulman et al. 2017), per token with ρ = exp(logp − logp_old):
  *   L = mean_t max(−A_t ρ_t, −A_t clip(ρ_t, 1−ε, 1+ε))
  * Gradient: where the unclipped branch is the max, dL/dlogp = −A ρ / N (dρ/dlogp = ρ); where the clipped
@@ -51,19 +63,11 @@ export function ppoPolicyLoss(
   let approx = 0;
   for (let i = 0; i < logp.length; i++) {
     if (!mask[i]) continue;
-    const logRatio = logp[i] - oldLogp[i];
-    const ratio = Math.exp(logRatio);
-    const A = advantages[i];
-    const l1 = -A * ratio;
-    const l2 = -A * clamp(ratio, 1 - cliprange, 1 + cliprange);
-    if (l2 > l1) {
-      loss += l2;
-      clipped++;
-    } else {
-      loss += l1;
-      dLogp[i] = (-A * ratio) / n;
-    }
-    approx += logRatio * logRatio;
+    const s = clippedSurrogate(logp[i], oldLogp[i], advantages[i], cliprange);
+    loss += s.loss;
+    if (s.clipped) clipped++;
+    else dLogp[i] = s.grad / n;
+    approx += s.logRatio * s.logRatio;
   }
   return { loss: loss / n, dLogp, clipFrac: clipped / n, approxKl: (0.5 * approx) / n };
 }
@@ -155,23 +159,14 @@ export function grpoLoss(
     for (let t = 0; t < T; t++) {
       const i = b * T + t;
       if (!mask[i]) continue;
-      const logRatio = logp[i] - oldLogp[i];
-      const ratio = Math.exp(logRatio);
-      const l1 = -A * ratio;
-      const l2 = -A * clamp(ratio, 1 - opts.cliprange, 1 + opts.cliprange);
+      const s = clippedSurrogate(logp[i], oldLogp[i], A, opts.cliprange);
       const kl = klPerToken(logp[i], refLogp[i], opts.estimator);
-      let g = 0;
-      if (l2 > l1) {
-        loss += w * l2;
-        clipped++;
-      } else {
-        loss += w * l1;
-        g = -A * ratio;
-      }
+      loss += w * s.loss;
+      if (s.clipped) clipped++;
       loss += w * opts.beta * kl;
-      g += opts.beta * klPerTokenGrad(logp[i], refLogp[i], opts.estimator);
+      const g = s.grad + opts.beta * klPerTokenGrad(logp[i], refLogp[i], opts.estimator);
       dLogp[i] = w * g;
-      approx += logRatio * logRatio;
+      approx += s.logRatio * s.logRatio;
       klSum += kl;
     }
   }

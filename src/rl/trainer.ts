@@ -37,12 +37,13 @@ import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
 import { appendJsonl, readJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { UserError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
-import { gae, grpoAdvantages, klPerToken, maskedMean, ppoTokenRewards, rlooAdvantages, summarize, whiten } from "./advantages.ts";
+import { klArray, maskedMean, summarize } from "./advantages.ts";
+import { ALGORITHMS } from "./algorithms.ts";
 import { BUILTIN_TASKS, builtinTokenizer } from "./builtin-task.ts";
 import { groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
 import { UsageMeter } from "../llm/usage.ts";
 import { everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
-import { clippedValueLoss, grpoLoss, ppoPolicyLoss } from "./losses.ts";
+import { clippedValueLoss } from "./losses.ts";
 import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
 import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
 import { commitCheckpoint, findResumePoint, prepareNewRunDir, rollBackRecords, type ResumePoint } from "./checkpointing.ts";
@@ -223,6 +224,8 @@ export class Trainer {
 
   private policy!: TransformerLM;
   private critic: TransformerLM | null = null;
+  /** PPO with the value head on the policy (no separate critic model). */
+  private sharedCritic = false;
   private ref!: TransformerLM;
   private policyOpt!: AdamW;
   private criticOpt: AdamW | null = null;
@@ -333,7 +336,9 @@ export class Trainer {
     if (cfg.maxPromptTokens + cfg.maxNewTokens > this.ref.dims.maxT)
       throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${this.ref.dims.maxT}`);
 
-    const shared = cfg.algo === "ppo" && cfg.critic === "shared";
+    // PPO's critic: a separate model (the paper) or a value head on the policy trunk (critic: "shared").
+    const shared = ALGORITHMS[cfg.algo].usesCritic && cfg.critic === "shared";
+    this.sharedCritic = shared;
     const policyConfig: ModelConfig = { ...baseConfig, mpo_value_head: shared };
     const criticConfig: ModelConfig = { ...baseConfig, mpo_value_head: true };
     const lr = lrOf(cfg);
@@ -350,7 +355,7 @@ export class Trainer {
       this.policyOpt = new AdamW(this.policy.params, optOpts);
       if (!pck.optimizer) throw new UserError(`${ckDir}/policy: optimizer.safetensors missing; cannot resume exactly`);
       this.policyOpt.loadStateDict(pck.optimizer);
-      if (cfg.algo === "ppo" && !shared) {
+      if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
         const cck = loadCheckpoint(join(ckDir, "critic"));
         this.critic = TransformerLM.fromParams(criticConfig, cck.tensors, engineOpts);
         this.criticOpt = new AdamW(this.critic.params, { ...optOpts, lr: cfg.criticLr ?? lr });
@@ -378,7 +383,7 @@ export class Trainer {
       const policyTensors = shared ? withValueHead(refTensors, d) : cloneTensors(refTensors);
       this.policy = TransformerLM.fromParams(policyConfig, policyTensors, engineOpts);
       this.policyOpt = new AdamW(this.policy.params, optOpts);
-      if (cfg.algo === "ppo" && !shared) {
+      if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
         this.critic = TransformerLM.fromParams(criticConfig, withValueHead(refTensors, d), engineOpts);
         this.criticOpt = new AdamW(this.critic.params, { ...optOpts, lr: cfg.criticLr ?? lr });
       }
@@ -763,6 +768,7 @@ export class Trainer {
     const B = all.length;
     const padId = 0;
     const opts = { temperature: cfg.temperature };
+    const shared = this.sharedCritic;
 
     // Behaviour-policy, reference and critic quantities, in chunks to bound activation memory.
     const oldLogp = new Float64Array(B * R);
@@ -774,7 +780,6 @@ export class Trainer {
     for (let c0 = 0; c0 < B; c0 += chunk) {
       const rows = all.slice(c0, c0 + chunk);
       const p = pack(rows, R, padId);
-      const shared = cfg.algo === "ppo" && !this.critic;
       const po = this.policy.score(p.tokens, p.targets, p.B, p.T, { ...opts, needEntropy: true, needValues: shared });
       oldLogp.set(gather(po.logprobs, p), c0 * R);
       entropy.set(gather(po.entropy!, p), c0 * R);
@@ -790,42 +795,15 @@ export class Trainer {
       this.checkAbandon();
     }
 
-    // KL to the reference per token (behaviour policy vs frozen initial policy).
-    const klTok = new Float64Array(B * R);
+    // KL to the reference per token (behaviour policy vs frozen initial policy), and per sequence.
+    const klTok = klArray(oldLogp, refLogp, mask, cfg.klEstimator);
     const klSeq = new Float64Array(B);
-    for (let b = 0; b < B; b++)
-      for (let j = 0; j < R; j++) {
-        const i = b * R + j;
-        if (!mask[i]) continue;
-        klTok[i] = klPerToken(oldLogp[i], refLogp[i], cfg.klEstimator);
-        klSeq[b] += klTok[i];
-      }
-    const useScores = use.map((i) => scores[i]);
+    for (let b = 0; b < B; b++) for (let j = 0; j < R; j++) klSeq[b] += klTok[b * R + j];
 
-    // Advantages.
-    let tokAdv: Float64Array = new Float64Array(B * R); // PPO / RLOO: per-token advantages
-    let seqAdv: Float64Array = new Float64Array(B); // GRPO: per-sequence advantages
-    let returns: Float64Array = new Float64Array(B * R);
-    if (cfg.algo === "ppo") {
-      // r_t = −β·kl_t, plus the score at the last token; GAE; whiten advantages over the batch.
-      let rewards: Float64Array = ppoTokenRewards(useScores, klTok, mask, B, R, cfg.klCoef);
-      if (cfg.whitenRewards) rewards = whiten(rewards, mask, false);
-      const g = gae(rewards, oldValues, mask, B, R, cfg.gamma, cfg.lam);
-      returns = g.returns;
-      tokAdv = whiten(g.advantages, mask, true);
-    } else if (cfg.algo === "grpo") {
-      // Group-relative advantages over the G responses of each prompt (KL goes into the loss instead).
-      const full = grpoAdvantages(scores.map((s) => (Number.isFinite(s) ? s : 0)), this.G, { scaleByStd: cfg.scaleByStd, valid });
-      seqAdv = Float64Array.from(use.map((i) => full[i]));
-    } else {
-      // RLOO: sequence reward R_i = score − β Σ_t kl_t, baseline = mean of the other valid samples of the group.
-      const seqR = new Array<number>(scores.length).fill(0);
-      use.forEach((i, b) => (seqR[i] = scores[i] - cfg.klCoef * klSeq[b]));
-      const full = rlooAdvantages(seqR, this.G, valid);
-      let a: Float64Array = Float64Array.from(use.map((i) => full[i]));
-      if (cfg.normalizeAdvantages) a = whiten(a, new Float64Array(B).fill(1), true);
-      for (let b = 0; b < B; b++) for (let j = 0; j < R; j++) if (mask[b * R + j]) tokAdv[b * R + j] = a[b];
-    }
+    // Advantages (and PPO's value targets) by the configured algorithm.
+    const algo = ALGORITHMS[cfg.algo];
+    const adv = algo.advantages({ B, R, G: this.G, mask, klTok, klSeq, oldValues, scores, valid, use }, cfg);
+    const returns = adv.returns;
 
     // Clipped updates: ppoEpochs passes over a fresh minibatch split of the batch.
     const lr = this.lrAt(step - 1);
@@ -842,30 +820,14 @@ export class Trainer {
           return out;
         };
         const mMask = p.mask;
-        const shared = cfg.algo === "ppo" && !this.critic;
         this.policy.zeroGrad();
         const out = this.policy.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: shared });
         const logp = gather(out.logprobs, p);
-        let dLogp: Float64Array;
-        if (cfg.algo === "grpo") {
-          const a = Float64Array.from(rows.map((r) => seqAdv[r]));
-          const l = grpoLoss(logp, sel(oldLogp), sel(refLogp), a, mMask, p.B, R, {
-            cliprange: cfg.cliprange,
-            beta: cfg.klCoef,
-            estimator: cfg.klEstimator,
-            normalization: cfg.grpoLossNormalization,
-          });
-          dLogp = l.dLogp;
-          sums.policyLoss += l.loss;
-          sums.clipFrac += l.clipFrac;
-          sums.approxKl += l.approxKl;
-        } else {
-          const l = ppoPolicyLoss(logp, sel(oldLogp), sel(tokAdv), mMask, cfg.cliprange);
-          dLogp = l.dLogp;
-          sums.policyLoss += l.loss;
-          sums.clipFrac += l.clipFrac;
-          sums.approxKl += l.approxKl;
-        }
+        const l = algo.policyLoss({ logp, oldLogp: sel(oldLogp), refLogp: sel(refLogp), mask: mMask, rows, R, sel }, adv, cfg);
+        const dLogp = l.dLogp;
+        sums.policyLoss += l.loss;
+        sums.clipFrac += l.clipFrac;
+        sums.approxKl += l.approxKl;
         let dValues: Float32Array | null = null;
         if (shared) {
           const v = clippedValueLoss(gather(out.values!, p), sel(oldValues), sel(returns), mMask, cfg.cliprangeValue);
