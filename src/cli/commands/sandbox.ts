@@ -27,6 +27,9 @@ export function register(program: Command): void {
     .option("--max-new-tokens <n>", "response length limit in tokens")
     .option("--test-prompts <n>", "held-out prompts for the oracle evaluation")
     .option("--policy <dir>", "base policy checkpoint (default: the shipped assets/sandbox-policy)")
+    .option("--judge <url>", "a real judge instead of the simulated one: gguf:/path/model.gguf (in-process llama.cpp) or an OpenAI-compatible base URL")
+    .option("--senior-judge <url>", "the senior judge (default: --judge)")
+    .option("--judge-model <name>", "model name for http(s) judges")
     .action(async (o: Record<string, string | undefined>) => {
       const { runSandbox, summaryTable, SANDBOX_DEFAULTS, ARMS } = await import("../../sandbox/run.ts");
       const num = (k: string, v: string | undefined, d: number, int = true) => {
@@ -57,10 +60,15 @@ export function register(program: Command): void {
         maxNewTokens: num("max-new-tokens", o.maxNewTokens, d.maxNewTokens),
         testPrompts: num("test-prompts", o.testPrompts, d.testPrompts),
         policy: o.policy,
+        judge: o.judge,
+        seniorJudge: o.seniorJudge,
+        judgeModel: o.judgeModel,
       };
       process.stderr.write(
         `mpo sandbox: ${opts.arms.join(", ")} × seeds ${opts.seeds.join(",")}, ${opts.steps} ${algo.toUpperCase()} steps each → ${out}\n` +
-          `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`,
+          (opts.judge
+            ? `  (judge: ${opts.judge}; senior judge: ${opts.seniorJudge ?? opts.judge})\n`
+            : `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`),
       );
       const t0 = performance.now();
       const results = await runSandbox(opts);
