@@ -29,6 +29,7 @@ import { loadCheckpoint, saveCheckpoint } from "../src/engine/io/checkpoint.ts";
 import { TransformerLM, llamaConfig } from "../src/engine/index.ts";
 import { loadTokenizer } from "../src/tokenizer/hf.ts";
 import { Rng } from "../src/util/rng.ts";
+import { makeHfChatPolicy } from "./helpers/hf-policy.ts";
 
 const POLICY = join(import.meta.dirname, "..", "assets", "sandbox-policy");
 let tmp: string;
@@ -200,6 +201,25 @@ function tinyLlamaDir(): string {
   return dir;
 }
 
+/** A tiny random qwen3 (q/k RMSNorm, head_dim 16 ≠ hidden/heads = 8, GQA, untied head), tokenizer from the sandbox policy. */
+function tinyQwen3Dir(): string {
+  const dir = join(tmp, "tiny-qwen3");
+  const cfg = {
+    architectures: ["Qwen3ForCausalLM"], model_type: "qwen3", vocab_size: 1024, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, max_position_embeddings: 256, rms_norm_eps: 1e-6, rope_theta: 1000000,
+    tie_word_embeddings: false, hidden_act: "silu", attention_bias: false, bos_token_id: 0, eos_token_id: 0, torch_dtype: "float32",
+  };
+  const model = TransformerLM.create(cfg as any, new Rng(13));
+  const rng = new Rng(14);
+  for (const p of model.params) {
+    if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 6;
+    if (p.name.includes("_norm.")) for (let i = 0; i < p.data.length; i++) p.data[i] = 1 + 0.3 * rng.normal(); // non-trivial q/k norms
+  }
+  mkdirSync(dir, { recursive: true });
+  saveCheckpoint(dir, { config: cfg, tensors: model.namedTensors(), tokenizerJson: readFileSync(join(POLICY, "tokenizer.json"), "utf8") });
+  return dir;
+}
+
 const TEXTS = [
   "<|im_start|>user\nWhat is 12 + 7? Explain  briefly.\n\nThanks!<|im_end|>\n<|im_start|>assistant\n",
   "The cat's toys — ünïcödé, 日本語, emoji 🙂 and   spaces\t\ttabs\n\n\nend ",
@@ -264,6 +284,16 @@ describe.skipIf(!llama)("llama.cpp reproduces the engine on exported GGUF files"
 
   it("a tiny random llama with GQA and tied embeddings, F32", async () => {
     await compare(tinyLlamaDir(), "f32", 1e-4, true);
+  }, 60_000);
+
+  it("a tiny random qwen2 (q/k/v biases, GQA, tied head, Qwen2.5 chat template), F32", async () => {
+    const dir = join(tmp, "tiny-qwen2");
+    makeHfChatPolicy(dir, { hidden: 64 });
+    await compare(dir, "f32", 1e-4, true);
+  }, 60_000);
+
+  it("a tiny random qwen3 (q/k norms, head_dim ≠ hidden/heads), F32", async () => {
+    await compare(tinyQwen3Dir(), "f32", 1e-4, true);
   }, 60_000);
 
   it("F16 / BF16 / Q8_0 exports load in llama.cpp and stay close to the engine", async () => {

@@ -309,14 +309,16 @@ export class GgufChatModel implements ChatModel {
     try {
       const rt = await runtimeFor(this.gguf, this.sequences);
       const d = this.cfg.defaultParams ?? {};
-      const maxTokens = req.maxTokens ?? d.maxTokens ?? 1024;
+      const askedMax = req.maxTokens ?? d.maxTokens ?? 1024;
       const prompt = rt.render(req.messages);
       let tokens = rt.model.tokenize(prompt, true);
       const bos = rt.model.tokens.bos;
       if (rt.model.tokens.shouldPrependBosToken && bos !== null && tokens[0] !== bos) tokens = [bos, ...tokens];
       promptTokens = tokens.length;
-      if (tokens.length + maxTokens > rt.contextSize)
-        throw new LlmError({ kind: "http", status: 400, tries: 0, endpoint: this.id, message: `${this.id}: prompt of ${tokens.length} tokens + max ${maxTokens} new tokens exceeds the context of ${rt.contextSize} (raise ?ctx=)` });
+      // As llama.cpp's server does: the reply may use what the context has left (finish "length" there).
+      if (tokens.length + 1 > rt.contextSize)
+        throw new LlmError({ kind: "http", status: 400, tries: 0, endpoint: this.id, message: `${this.id}: prompt of ${tokens.length} tokens exceeds the context of ${rt.contextSize} (raise ?ctx=)` });
+      const maxTokens = Math.min(askedMax, rt.contextSize - tokens.length);
       const deadline = started + Math.min(req.budgetMs ?? this.cfg.budgetMs ?? Infinity, this.cfg.timeoutMs);
       const sample = { temperature: req.temperature ?? d.temperature ?? 1, topP: req.topP ?? d.topP, seed: req.seed ?? d.seed };
 
