@@ -19,6 +19,9 @@ import { chatmlQuery } from "../src/generate/index.ts";
 import { singleCallSchema } from "../src/judge/rubric-judge.ts";
 import { createChatModel, disposeGgufRuntimes, GgufChatModel, LlmError, parseGgufUrl, schemaWithinBudget, UsageMeter } from "../src/llm/index.ts";
 import { Rng } from "../src/util/rng.ts";
+import { RubricJudge } from "../src/judge/rubric-judge.ts";
+import { judgeModelFromFlags } from "../src/cli/commands/score.ts";
+import type { RubricVersion } from "../src/rubric/types.ts";
 
 const POLICY = join(import.meta.dirname, "..", "assets", "sandbox-policy");
 let available = true;
@@ -126,6 +129,29 @@ describe.skipIf(!available)("gguf: in-process judge over llama.cpp", () => {
     const many = await Promise.all(reqs.map((r) => par.chat(r)));
     expect(many.map((r) => r.text)).toEqual(one);
     expect(new Set(one).size).toBeGreaterThan(1); // the seeds really sample differently
+  }, 60_000);
+
+  it("the rubric judge (as `mpo score --llm gguf:…` builds it) scores in range in both modes, never falling back", async () => {
+    const meter = new UsageMeter();
+    const model = await judgeModelFromFlags({ llm: `gguf:${randomGguf}?threads=1` }, meter); // no --model needed
+    expect(model).toBeInstanceOf(GgufChatModel);
+    const version: RubricVersion = {
+      version: 0, parent: null, step: 0, author: { kind: "initial" }, createdAt: new Date(0).toISOString(), analyses: [],
+      rubric: { items: [{ name: "evidence", text: "Evidence: 0 to 5.", min: 0, max: 5 }, { name: "clarity", text: "Clarity: 1 to 3.", min: 1, max: 3 }] },
+    };
+    const input = { taskDescription: "Write an essay.", prompt: "Trees?", response: "Trees cool streets and clean the air." };
+    for (const mode of ["per-item", "single-call"] as const) {
+      const ev = await new RubricJudge({ model, mode, temperature: 1, seed: 3, maxRationaleTokens: 24 }).score(input, version);
+      // single-call: the reply is schema-valid JSON; items it leaves out (the schema has no minItems) are flagged, never invented
+      const listed = mode === "single-call" ? new Set((JSON.parse(ev.raw[0]).items as { name: string }[]).map((x) => x.name)) : undefined;
+      for (const it of ev.items) {
+        expect(it.score).toBeGreaterThanOrEqual(it.min);
+        expect(it.score).toBeLessThanOrEqual(it.max);
+        if (!listed || listed.has(it.name)) expect(it.flags, `${mode} ${it.name}: ${it.raw}`).toEqual([]); // constrained: never unparsed
+        else expect(it.flags.length).toBeGreaterThan(0);
+      }
+    }
+    expect(meter.snapshot().rm!.calls).toBeGreaterThanOrEqual(5);
   }, 60_000);
 
   it("clear errors: missing file, not GGUF, truncated, no chat template, unknown architecture, prompt too long", async () => {
