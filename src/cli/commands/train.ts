@@ -76,7 +76,8 @@ export function register(program: Command): void {
     .description("RL-train the policy with PPO/GRPO/RLOO against a reward; MPO refines the judge's rubric every --mpo-interval steps")
     .option("--config <file>", "YAML/JSON config (keys as in docs/training.md); flags override it")
     .option("--resume <run>", "continue the run in this directory from its newest checkpoint")
-    .option("--run <dir>", "run directory (default runs/<task>-<algo>-<time>)")
+    .option("--run <dir>", "run directory (default runs/<task>-<algo>-<time>); must be empty or new")
+    .option("--overwrite", "start over in a non-empty --run directory: its files move into moved-aside/ (nothing is deleted)")
     .option("--algo <name>", "ppo | grpo | rloo")
     .option("--task <name>", "built-in task (say-word) or a registered task / task config file")
     .option("--data-file <split=path,...>", DATA_FILE_HELP)
@@ -152,6 +153,7 @@ export function register(program: Command): void {
         raw = readConfigFile(p) as Record<string, unknown>;
         source = p;
         runDir = resume;
+        if (given("overwrite")) throw new UserError("--overwrite starts a new run; it cannot be combined with --resume");
         const extra = Object.keys(opts).filter((k) => given(k) && !["resume", "steps", "progress", "engine"].includes(k));
         if (extra.length) throw new UserError(`--resume uses the run's saved config; only --steps, --engine and --progress may change (got --${extra.join(", --")})`);
       } else {
@@ -228,6 +230,7 @@ export function register(program: Command): void {
         runDir,
         task,
         resume: !!resume,
+        overwrite: opts.overwrite === true,
         makeReward: (dir) => createReward(reward, { runDir: dir, task, seed: config.seed }),
         hooks: given("progress") ? { progress: opts.progress === true } : {},
       });
