@@ -125,7 +125,7 @@ export function register(program: Command): void {
     .option("--max-positions <n>", "fresh policy: context length", int)
     .option("--reward <kind>", "keyword | length | rule-rubric | judge")
     .option("--word <w>", "keyword / rule-rubric: target word for every prompt")
-    .option("--llm <url>", "judge: OpenAI-compatible base URL of the junior judge (implies --reward judge)")
+    .option("--llm <url>", "judge: OpenAI-compatible base URL of the junior judge, or gguf:/path/model.gguf (implies --reward judge)")
     .option("--model <name>", "judge: junior judge model name")
     .option("--server <kind>", "judge: vllm | sglang | llamacpp | ollama | openai | generic")
     .option("--mrm-llm <url>", "judge: senior judge base URL (default: --llm)")
@@ -187,10 +187,11 @@ export function register(program: Command): void {
           if (!given("reward")) over["reward.kind"] = task0?.reward.kind === "math-mixed" ? "math-mixed" : "judge";
           if (given("llm")) over["reward.rm.baseURL"] = opts.llm;
           if (given("model")) over["reward.rm.model"] = opts.model;
+          else if (String(opts.llm ?? "").startsWith("gguf:")) over["reward.rm.model"] = "gguf"; // a local GGUF file needs no model name
           if (given("server")) over["reward.rm.server"] = opts.server;
           if (given("mrmLlm") || given("mrmModel")) {
             over["reward.mrm.baseURL"] = opts.mrmLlm ?? opts.llm;
-            over["reward.mrm.model"] = opts.mrmModel ?? opts.model;
+            over["reward.mrm.model"] = opts.mrmModel ?? opts.model ?? (String(opts.mrmLlm ?? opts.llm ?? "").startsWith("gguf:") ? "gguf" : undefined);
             if (given("server")) over["reward.mrm.server"] = opts.server;
           }
         }
