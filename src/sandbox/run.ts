@@ -5,6 +5,8 @@
  *   fixed   a fixed weak rubric (one vague item, in the spirit of the paper's one-line iter0 rubric)
  *   mpo     MPO starting from that same rubric
  *   expert  a hand-written detailed rubric, fixed
+ *   mpo-adaptive / mpo-guard   MPO with the adaptive meta schedule (src/meta/triggers.ts), without / with the
+ *           rubric acceptance guard (src/meta/guard.ts) — opt-in arms (`--arms fixed,mpo,mpo-adaptive,mpo-guard`)
  * After training each arm is evaluated on held-out test prompts with the oracle (./oracle.ts), which no
  * judge and no reward ever sees. Results: a table on stdout and RUN/report.html.
  */
@@ -15,7 +17,7 @@ import { loadCheckpoint } from "../engine/io/checkpoint.ts";
 import { RubricJudge } from "../judge/rubric-judge.ts";
 import { createChatModel } from "../llm/openai-client.ts";
 import { RubricStore } from "../rubric/store.ts";
-import { trainConfigSchema, type TrainConfigInput } from "../rl/config.ts";
+import { guardSettings, trainConfigSchema, type TrainConfigInput } from "../rl/config.ts";
 import { createReward } from "../rl/reward-factory.ts";
 import { tokenizerFromJson } from "../rl/tokenizer.ts";
 import { Trainer, type StepMetrics } from "../rl/trainer.ts";
@@ -28,11 +30,13 @@ import { writeReport } from "./report.ts";
 import { startSimServer } from "./sim-server.ts";
 import { SANDBOX_RUBRICS, sandboxEssayTask } from "./task.ts";
 
-export type Arm = "fixed" | "mpo" | "expert";
-export const ARMS: Record<Arm, { label: string; rubric: string; mpo: boolean }> = {
+export type Arm = "fixed" | "mpo" | "expert" | "mpo-adaptive" | "mpo-guard";
+export const ARMS: Record<Arm, { label: string; rubric: string; mpo: boolean; schedule?: "adaptive"; guard?: boolean }> = {
   fixed: { label: "fixed weak rubric", rubric: SANDBOX_RUBRICS.weak, mpo: false },
   mpo: { label: "MPO from the weak rubric", rubric: SANDBOX_RUBRICS.weak, mpo: true },
   expert: { label: "fixed expert rubric", rubric: SANDBOX_RUBRICS.expert, mpo: false },
+  "mpo-adaptive": { label: "MPO, adaptive meta schedule", rubric: SANDBOX_RUBRICS.weak, mpo: true, schedule: "adaptive", guard: false },
+  "mpo-guard": { label: "MPO, adaptive schedule + rubric guard", rubric: SANDBOX_RUBRICS.weak, mpo: true, schedule: "adaptive", guard: true },
 };
 
 export interface SandboxOptions {
@@ -88,6 +92,11 @@ export interface ArmResult {
   kl: number;
   lengthWords: number;
   rubricVersions: number;
+  /** Meta steps run, versions the guard rejected, and the senior judge's LLM use (all mrm-* stages). */
+  metaSteps: number;
+  rejectedVersions: number;
+  seniorCalls: number;
+  seniorTokens: number;
   seconds: number;
   perStep: Array<{ step: number; rm: number; oracle: number; kl: number; length: number; rubricVersion: number; meta?: string }>;
 }
@@ -157,18 +166,21 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
           maxPromptTokens: 40,
           promptSeparator: "\n\n",
           mpoInterval: spec.mpo ? o.mpoInterval : 0,
+          ...(spec.schedule ? { mpoSchedule: spec.schedule } : {}),
+          ...(spec.guard !== undefined ? { rubricGuard: spec.guard } : {}),
           checkpointEvery: o.steps,
           keepCheckpoints: 1,
         };
         const cfg = trainConfigSchema.parse(input);
         const perStep: ArmResult["perStep"] = [];
+        const senior = { steps: 0, rejected: 0, calls: 0, tokens: 0 };
         const t0 = performance.now();
         log(`mpo sandbox: seed ${seed}, arm '${arm}' (${spec.label}): ${o.steps} ${o.algo.toUpperCase()} steps`);
         const trainer = await Trainer.open({
           config: cfg,
           runDir,
           task: sandboxEssayTask,
-          makeReward: (dir) => createReward(cfg.reward!, { runDir: dir, task: sandboxEssayTask, seed }),
+          makeReward: (dir) => createReward(cfg.reward!, { runDir: dir, task: sandboxEssayTask, seed, guard: guardSettings(cfg) }),
           hooks: {
             progress: o.progress,
             log: (l) => log(`  [${arm}] ${l.replace(/^mpo: /, "")}`),
@@ -179,6 +191,15 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
               const length = records.reduce((s, r) => s + words(r.response), 0) / Math.max(records.length, 1);
               appendJsonl(join(runDir, "eval.jsonl"), { step: m.step, oracle: { mean: oracleMean }, responseWords: { mean: length } });
               perStep.push({ step: m.step, rm: m.normalizedScore.mean, oracle: oracleMean, kl: m.kl, length, rubricVersion: m.rubricVersion, meta: m.meta?.summary });
+              for (const [stage, u] of Object.entries(m.llm)) {
+                if (!stage.startsWith("mrm")) continue;
+                senior.calls += u.calls;
+                senior.tokens += u.promptTokens + u.completionTokens;
+              }
+              if (m.meta) {
+                senior.steps++;
+                if (m.meta.rejectedVersion !== undefined) senior.rejected++;
+              }
             },
           },
         });
@@ -199,7 +220,11 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
           oracleAfter: after.mean,
           kl: last?.kl ?? 0,
           lengthWords: after.samples.reduce((s, r) => s + words(r.response), 0) / Math.max(after.samples.length, 1),
-          rubricVersions: RubricStore.open(runDir).list().length,
+          rubricVersions: RubricStore.open(runDir).list().filter((v) => !v.rejected).length,
+          metaSteps: senior.steps,
+          rejectedVersions: senior.rejected,
+          seniorCalls: senior.calls,
+          seniorTokens: senior.tokens,
           seconds: (performance.now() - t0) / 1000,
           perStep,
         };
@@ -233,10 +258,12 @@ export function summaryTable(results: ArmResult[]): string {
       mean(rs.map((r) => r.kl)).toFixed(3),
       mean(rs.map((r) => r.lengthWords)).toFixed(1),
       mean(rs.map((r) => r.rubricVersions)).toFixed(1),
+      mean(rs.map((r) => r.metaSteps ?? 0)).toFixed(1) + (rs.some((r) => r.rejectedVersions) ? ` (${mean(rs.map((r) => r.rejectedVersions ?? 0)).toFixed(1)} rejected)` : ""),
+      mean(rs.map((r) => r.seniorTokens ?? 0)).toFixed(0),
       String(rs.length),
     ];
   });
-  const head = ["arm", "RM score (step 1 → last)", "oracle, train (first 5 → last 5 steps)", "oracle test: base", "after", "Δ test", "KL", "mean words", "rubric versions", "seeds"];
+  const head = ["arm", "RM score (step 1 → last)", "oracle, train (first 5 → last 5 steps)", "oracle test: base", "after", "Δ test", "KL", "mean words", "rubric versions", "meta steps", "senior tokens", "seeds"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ");
   return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
