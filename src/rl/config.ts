@@ -4,10 +4,12 @@
  * `mpo train --config FILE` reads this shape (YAML/JSON); every flag of the CLI maps onto one key.
  * The resolved object (defaults filled in) is written to RUN/config.json.
  */
+import { dataConfigSchema } from "../tasks/data-files.ts";
 import { z } from "zod";
 import { llmEndpointSchema } from "../llm/config.ts";
 import type { GuardOptions } from "../meta/guard.ts";
 import { type AdaptiveOptions, adaptiveOptions } from "../meta/triggers.ts";
+import type { GenerationSettings } from "../engine/generation-settings.ts";
 
 const positiveInt = z.number().int().min(1);
 
@@ -72,6 +74,11 @@ export const trainConfigSchema = z
     /** A built-in task ("say-word") or a registered task name. */
     task: z.string().min(1).default("say-word"),
     dataDir: z.string().optional(),
+    /**
+     * Task data per split: a local file (`--data-file train=PATH`), or — written by the trainer CLI — the exact
+     * source the run resolved (a Hub dataset pinned to its commit, or a file), so --resume reads the same rows.
+     */
+    data: dataConfigSchema.optional(),
     /** Limit the number of training records (0 = all). */
     limit: z.number().int().min(0).default(0),
     /** Policy checkpoint directory (config.json, model.safetensors, tokenizer.json); absent → fresh init. */
@@ -168,6 +175,25 @@ export const trainConfigSchema = z
     if (c.maxPromptTokens + c.maxNewTokens > (c.policy ? Infinity : c.init.maxPositions))
       ctx.addIssue({ code: "custom", path: ["maxNewTokens"], message: `maxPromptTokens + maxNewTokens must fit init.maxPositions (${c.init.maxPositions})` });
   });
+
+/**
+ * Generation keys a policy checkpoint declares (its mpo-generation.json / HF generation files): filled into a
+ * raw config where neither a flag nor the config file set them, so `--policy DIR` runs with the settings the
+ * policy was made for. The schema defaults (8 / 48 / " <sep>") remain for the fresh toy policy.
+ */
+export function applyPolicyGenerationSettings(raw: Record<string, unknown>, s: GenerationSettings): string[] {
+  const filled: string[] = [];
+  const fill = (key: string, v: unknown) => {
+    if (v === undefined || raw[key] !== undefined) return;
+    raw[key] = v;
+    filled.push(key);
+  };
+  if (s.prompt?.kind === "separator") fill("promptSeparator", s.prompt.separator);
+  fill("maxPromptTokens", s.maxPromptTokens);
+  fill("maxNewTokens", s.maxNewTokens);
+  fill("temperature", s.temperature);
+  return filled;
+}
 
 export type TrainConfigInput = z.input<typeof trainConfigSchema>;
 export type TrainConfig = z.output<typeof trainConfigSchema>;
