@@ -59,6 +59,8 @@ export interface ModelOptions {
   engine?: EngineChoice;
   /** "float64" is for gradient checks only (runs the TS path; arrays are Float64Array behind the F32 type). */
   dtype?: "float32" | "float64";
+  /** fromParams: keep the given f32 arrays instead of copying them (for weights no optimizer will touch). */
+  shareTensors?: boolean;
 }
 
 export interface ScoreOptions {
@@ -222,8 +224,11 @@ export class TransformerLM {
     const ln = dm.norm === "layernorm";
     const add = (name: string, shape: number[], init: "normal" | "ones" | "zeros"): ParamTensor => {
       const size = shape.reduce((a, b) => a * b, 1);
-      const data = this.alloc(size);
-      if (tensors) {
+      const given = tensors?.get(name);
+      // shareTensors: use the caller's f32 arrays as they are (a frozen base shared by policy, critic, reference).
+      const share = opts.shareTensors && !f64 && given?.data instanceof Float32Array && given.data.length === size && given.shape.every((s, i) => s === shape[i]);
+      const data = share ? given!.data : this.alloc(size);
+      if (tensors && !share) {
         const t = tensors.get(name);
         if (!t) throw new UserError(`model tensors: missing tensor '${name}' (expected shape [${shape.join(", ")}])`);
         if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
