@@ -3,7 +3,7 @@
  * rewrites one group at a time; the set is versioned in the run directory like a rubric (`guidelines/`).
  */
 import { z } from "zod";
-import { formatZodIssues } from "../config/load.ts";
+import { formatZodIssues } from "../util/errors.ts";
 import { RubricError } from "./format.ts";
 import type { GuidelineSet } from "./types.ts";
 
