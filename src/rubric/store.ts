@@ -56,6 +56,7 @@ const authorSchema = z.union([
   z.object({ kind: z.literal("initial") }),
   z.object({ kind: z.literal("user"), note: z.string().optional() }),
   z.object({ kind: z.literal("meta"), step: z.number().int().nonnegative() }),
+  z.object({ kind: z.literal("autoprompt"), round: z.number().int().positive() }),
 ]);
 
 const metaSchema = z.object({
