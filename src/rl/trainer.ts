@@ -28,6 +28,7 @@ import { join, resolve } from "node:path";
 import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../engine/index.ts";
 import type { ModelConfig, NamedTensor } from "../engine/index.ts";
 import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
+import { writeGenerationSettings } from "../engine/generation-settings.ts";
 import { resolveModelSource } from "../engine/io/hub.ts";
 import { policyFormat, type PolicyFormat } from "./policy-format.ts";
 import { adaptersOff, loraModel, saveLoraModel, type Scorer } from "./lora-policy.ts";
@@ -420,7 +421,7 @@ export class Trainer {
         this.st.pendingMeta = null;
         await this.reward.restoreState?.(commit.state);
       } else await this.reward.restoreState?.(s.rewardState);
-      this.log(`mpo: resuming ${this.runDir} after step ${s.step} (rubric v${this.reward.rubricVersion()})`);
+      this.log(`mpo: resuming ${this.runDir} after step ${s.step}${this.hasRubric() ? ` (rubric v${this.reward.rubricVersion()})` : ""}`);
     }
   }
 
@@ -451,6 +452,14 @@ export class Trainer {
       ...this.format.files,
       optimizer: { step: pol.step, tensors: pol.tensors },
       trainerState: this.st,
+    });
+    // The checkpoint carries the settings it was trained with, so generate/sample/train --policy use them.
+    writeGenerationSettings(join(dir, "policy"), {
+      ...(this.format.kind === "chat-template" ? { chatTemplate: true } : { separator: this.cfg.promptSeparator }),
+      maxPromptTokens: this.cfg.maxPromptTokens,
+      maxNewTokens: this.cfg.maxNewTokens,
+      eosTokenIds: this.format.stopIds,
+      temperature: this.cfg.temperature,
     });
     if (this.critic && this.criticOpt) {
       const c = this.criticOpt.stateDict();
@@ -544,7 +553,7 @@ export class Trainer {
     const bar = new cliProgress.SingleBar(
       {
         stream: process.stderr,
-        format: "step {value}/{total} |{bar}| score {score} kl {kl} rubric v{rv} | {duration_formatted} eta {eta_formatted}",
+        format: `step {value}/{total} |{bar}| score {score} kl {kl}${this.hasRubric() ? " rubric v{rv}" : ""} | {duration_formatted} eta {eta_formatted}`,
         hideCursor: true,
         etaBuffer: 20,
       },
@@ -601,7 +610,7 @@ export class Trainer {
     this.bar?.stop();
     const msg =
       final === "finished"
-        ? `training finished: ${this.st.step} steps, rubric v${this.reward.rubricVersion()}; run directory ${this.runDir}`
+        ? `training finished: ${this.st.step} steps${this.hasRubric() ? `, rubric v${this.reward.rubricVersion()}` : ""}; run directory ${this.runDir}`
         : `stopped after step ${this.st.step} (checkpoint saved); continue with: mpo train --resume ${this.runDir}`;
     this.writeStatus(final, msg);
     this.log(`mpo: ${msg}`);
@@ -611,12 +620,27 @@ export class Trainer {
   private report(m: StepMetrics): void {
     if (m.meta) this.log(`mpo: step ${m.step}: ${m.meta.summary}${m.meta.ok ? "" : ` (meta step failed: ${m.meta.error ?? "unknown"})`}`);
     if (m.skipped) this.log(`mpo: step ${m.step} skipped: ${m.skipped}`);
-    if (this.bar) this.bar.update(m.step, { score: m.score.mean.toFixed(3), kl: m.kl.toFixed(3), rv: m.rubricVersion });
+    if (this.bar) this.bar.update(m.step, { score: this.scoreText(m), kl: m.kl.toFixed(3), rv: m.rubricVersion });
     else {
       const every = Math.max(1, Math.floor(this.cfg.steps / 20));
       if (m.step % every === 0 || m.step === this.cfg.steps)
-        this.log(`mpo: step ${m.step}/${this.cfg.steps} score ${m.score.mean.toFixed(3)} kl ${m.kl.toFixed(4)} rubric v${m.rubricVersion} (${m.seconds.total.toFixed(2)} s/step)`);
+        this.log(`mpo: step ${m.step}/${this.cfg.steps} score ${this.scoreText(m)} kl ${m.kl.toFixed(4)}${this.hasRubric() ? ` rubric v${m.rubricVersion}` : ""} (${m.seconds.total.toFixed(2)} s/step)`);
     }
+  }
+
+  /** Rewards with a rubric (or guidelines) are the ones a meta step can evolve; only they have versions to show. */
+  private hasRubric(): boolean {
+    return typeof this.reward.metaStep === "function";
+  }
+
+  /**
+   * The raw total depends on how many items the rubric has (1 item: 0–5, 6 items: 0–30), so a meta step that
+   * grows the rubric makes it jump; the normalized score (0–1) is comparable across versions.
+   */
+  private scoreText(m: StepMetrics): string {
+    const raw = m.score.mean.toFixed(3);
+    const norm = m.normalizedScore?.mean;
+    return this.hasRubric() && norm !== undefined && Number.isFinite(norm) ? `${raw} (normalized ${norm.toFixed(3)})` : raw;
   }
 
   /** The meta-step schedule: every mpoInterval steps, run by the reward (rewards without metaStep: never). */
