@@ -48,6 +48,10 @@ import { everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
 import { clippedValueLoss, grpoLoss, ppoPolicyLoss } from "./losses.ts";
 import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
 import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
+import { commitCheckpoint, findResumePoint, prepareNewRunDir, rollBackRecords, type ResumePoint } from "./checkpointing.ts";
+import { trainerStateSchema } from "./state.ts";
+import { parseStateWith } from "../util/state-file.ts";
+import { checkpointDir, LATEST_CHECKPOINT } from "../util/run-layout.ts";
 
 export type MetaRolloutSample = RewardSample & { result: RewardResult };
 
@@ -206,6 +210,8 @@ export interface TrainerInit {
   /** Builds the reward once the run directory exists (rubric stores live there). */
   makeReward: (runDir: string) => RewardFunction | Promise<RewardFunction>;
   resume?: boolean;
+  /** A new run in a non-empty directory: move its contents into moved-aside/ first (otherwise: refuse). */
+  overwrite?: boolean;
   hooks?: TrainerHooks;
 }
 
@@ -253,7 +259,7 @@ export class Trainer {
   /** Sets up a new run (or resumes one) and returns a trainer ready to `run()`. */
   static async open(init: TrainerInit): Promise<Trainer> {
     const t = new Trainer(init);
-    await t.setup(!!init.resume, init.makeReward);
+    await t.setup(!!init.resume, !!init.overwrite, init.makeReward);
     return t;
   }
 
@@ -263,22 +269,20 @@ export class Trainer {
 
   // ---------------------------------------------------------------- setup / resume
 
-  private latest(): { step: number; path: string } | null {
-    const p = join(this.runDir, "checkpoints", "latest.json");
-    if (!existsSync(p)) return null;
-    try {
-      const v = JSON.parse(readFileSync(p, "utf8")) as { step: number; path: string };
-      if (typeof v.step === "number" && typeof v.path === "string") return v;
-    } catch {
-      /* falls through to the error below */
-    }
-    throw new UserError(`${p}: unreadable checkpoint pointer (expected {step, path})`);
-  }
-
-  private async setup(resume: boolean, makeReward: TrainerInit["makeReward"]): Promise<void> {
+  private async setup(resume: boolean, overwrite: boolean, makeReward: TrainerInit["makeReward"]): Promise<void> {
     const cfg = this.cfg;
-    const latest = this.latest();
-    if (!resume && latest) throw new UserError(`run directory ${this.runDir} already holds a run (step ${latest.step}); use --resume ${this.runDir} or another --run`);
+    // Where to start: a resume takes the newest checkpoint that verifies; a new run needs an empty directory.
+    let latest: ResumePoint | null = null;
+    if (resume) {
+      latest = findResumePoint(this.runDir);
+      for (const why of latest?.skipped ?? []) this.log(`mpo: skipped ${why}`);
+      if (latest?.skipped.length) this.log(`mpo: using ${latest.path}, the newest checkpoint that verifies`);
+    } else {
+      const pointer = join(this.runDir, LATEST_CHECKPOINT);
+      if (existsSync(pointer) && !overwrite) throw new UserError(`run directory ${this.runDir} already holds a run (${pointer}); use --resume ${this.runDir}, another --run, or --overwrite to move it aside`);
+      const aside = prepareNewRunDir(this.runDir, overwrite);
+      if (aside) this.log(`mpo: moved the previous contents of ${this.runDir} into ${aside}/`);
+    }
     const refDir = join(this.runDir, "reference");
     if (!cfg.policy && !BUILTIN_TASKS[this.task.name] && !(resume && existsSync(join(refDir, "config.json"))))
       throw new UserError(`task ${this.task.name} needs a policy checkpoint (--policy DIR with config.json, model.safetensors, tokenizer.json); only built-in tasks (${Object.keys(BUILTIN_TASKS).join(", ")}) can start from a fresh word-level policy`);
@@ -390,7 +394,8 @@ export class Trainer {
       this.ref = adaptersOff(this.policy);
       this.freshState();
     } else {
-      // A fresh run (or a resume of a run that died before its first checkpoint: start over cleanly).
+      // A fresh run (or a resume of a run that died before its first checkpoint: start over, data moved aside).
+      if (resume) this.log(`mpo: ${this.runDir} has no checkpoint that verifies; starting over from step 0 (earlier records are moved aside)`);
       const policyTensors = shared ? withValueHead(refTensors, d) : cloneTensors(refTensors);
       this.policy = TransformerLM.fromParams(policyConfig, policyTensors, engineOpts);
       this.policyOpt = new AdamW(this.policy.params, optOpts);
@@ -409,8 +414,10 @@ export class Trainer {
   /** Trainer state read back from a checkpoint: validated against latest.json, crash leftovers rolled back, reward state restored. */
   private async resumeState(trainerState: unknown, ckDir: string, step: number): Promise<void> {
     {
-      const s = trainerState as TrainerState | undefined;
-      if (!s || typeof s.step !== "number" || s.step !== step) throw new UserError(`${ckDir}/policy/trainer_state.json: missing or does not match latest.json (step ${step})`);
+      const statePath = join(ckDir, "policy", "trainer_state.json");
+      if (trainerState === undefined) throw new UserError(`${statePath}: missing; cannot resume exactly`);
+      const s = parseStateWith(statePath, trainerState, trainerStateSchema, "trainer state") as TrainerState;
+      if (s.step !== step) throw new UserError(`${statePath}: field 'step' is ${s.step}, the checkpoint is step ${step}`);
       this.st = s;
       this.lastCheckpointStep = s.step;
       this.rollBackTo(s);
@@ -467,21 +474,10 @@ export class Trainer {
     }
   }
 
-  /** Removes everything a crashed process wrote after the checkpoint being resumed (see module comment). */
+  /** Moves aside everything a crashed process wrote after the checkpoint being resumed (see module comment). */
   private rollBackTo(s: TrainerState): void {
-    const mpath = join(this.runDir, "metrics.jsonl");
-    if (existsSync(mpath)) {
-      const { records } = readJsonl<{ step: number }>(mpath);
-      const keep = records.filter((r) => typeof r.step === "number" && r.step <= s.step);
-      writeFileAtomic(mpath, keep.map((r) => JSON.stringify(r) + "\n").join(""));
-    }
-    const rdir = join(this.runDir, "rollouts");
-    if (existsSync(rdir)) {
-      for (const f of readdirSync(rdir)) {
-        const m = /^step-(\d+)\.jsonl$/.exec(f);
-        if (m && Number(m[1]) > s.step) rmSync(join(rdir, f), { force: true });
-      }
-    }
+    const aside = rollBackRecords(this.runDir, s.step);
+    if (aside) this.log(`mpo: records after step ${s.step} moved into ${aside}/`);
     this.meta.rollBackAfter(s.step);
   }
 
@@ -993,26 +989,16 @@ export class Trainer {
 
   // ---------------------------------------------------------------- checkpoints
 
-  /** Writes checkpoints/step-N/{policy,critic}, then latest.json (the commit point), then prunes old ones. */
+  /** Writes checkpoints/step-N/{policy,critic}, then its manifest and latest.json (the commit point), then prunes. */
   checkpoint(): void {
-    const rel = join("checkpoints", `step-${pad6(this.st.step)}`);
-    const dir = join(this.runDir, rel);
+    const dir = join(this.runDir, checkpointDir(this.st.step));
     if (this.policy.lora) {
       // LoRA: only the adapters (PEFT format), value head and optimizer; the base is reference/.
       saveLoraModel(join(dir, "policy"), this.policy, this.policyOpt, this.cfg.policy ?? "reference", this.st);
       if (this.critic && this.criticOpt) saveLoraModel(join(dir, "critic"), this.critic, this.criticOpt, this.cfg.policy ?? "reference");
     } else this.saveFullCheckpoint(dir);
-    writeJsonAtomic(join(this.runDir, "checkpoints", "latest.json"), { step: this.st.step, path: rel });
+    commitCheckpoint(this.runDir, this.st.step, this.cfg.keepCheckpoints);
     this.lastCheckpointStep = this.st.step;
-    const cdir = join(this.runDir, "checkpoints");
-    const steps = readdirSync(cdir)
-      .map((f) => /^step-(\d+)$/.exec(f))
-      .filter((m): m is RegExpExecArray => !!m)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
-    for (const s of steps.slice(0, Math.max(0, steps.length - this.cfg.keepCheckpoints))) {
-      if (s !== this.st.step) rmSync(join(cdir, `step-${pad6(s)}`), { recursive: true, force: true });
-    }
   }
 }
 
