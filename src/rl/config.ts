@@ -6,7 +6,10 @@
  */
 import { dataConfigSchema } from "../tasks/data-files.ts";
 import { z } from "zod";
+import { LORA_TARGETS } from "../engine/model.ts";
 import { llmEndpointSchema } from "../llm/config.ts";
+import type { GuardOptions } from "../meta/guard.ts";
+import { type AdaptiveOptions, adaptiveOptions } from "../meta/triggers.ts";
 import type { GenerationSettings } from "../engine/generation-settings.ts";
 
 const positiveInt = z.number().int().min(1);
@@ -84,6 +87,20 @@ export const trainConfigSchema = z
     init: policyInitSchema.default(policyInitSchema.parse({})),
     /** PPO critic: a separate value model initialized from the policy (the paper) or a head on the policy. */
     critic: z.enum(["separate", "shared"]).default("separate"),
+    /**
+     * LoRA (the paper: r 64, α 128, dropout 0.05 on all attention + MLP projections): the base is frozen, only
+     * adapters (+ value head) train; the KL reference is the base with adapters off. See docs/training.md.
+     */
+    lora: z
+      .object({
+        enabled: z.boolean().default(false),
+        r: positiveInt.default(64),
+        alpha: z.number().positive().default(128),
+        dropout: z.number().min(0).lt(1).default(0.05),
+        targets: z.array(z.enum(LORA_TARGETS)).min(1).default([...LORA_TARGETS]),
+      })
+      .strict()
+      .default({ enabled: false, r: 64, alpha: 128, dropout: 0.05, targets: [...LORA_TARGETS] }),
     /** Absent: what the task's reward recipe asks for (see defaultRewardFor in reward-factory.ts). */
     reward: rewardSchema.optional(),
     run: z.string().optional(),
@@ -127,6 +144,36 @@ export const trainConfigSchema = z
     promptSeparator: z.string().default(" <sep>"),
     /** Meta step every N steps; 0 = fixed rubric (the baseline). */
     mpoInterval: z.number().int().min(0).default(10),
+    /** When meta steps run: every mpoInterval steps (the paper) or when a trigger fires (src/meta/triggers.ts). */
+    mpoSchedule: z.enum(["fixed", "adaptive"]).default("fixed"),
+    /** Adaptive schedule settings; unset intervals derive from mpoInterval (min ⌈k/3⌉ but ≥ 2, max 2k). */
+    adaptive: z
+      .object({
+        minInterval: positiveInt,
+        maxInterval: positiveInt,
+        recent: positiveInt,
+        saturation: z.number().min(0).max(1),
+        minSpread: z.number().min(0).max(1),
+        flagShare: z.number().min(0).max(1),
+        flagRise: z.number().min(0).max(1),
+      })
+      .partial()
+      .strict()
+      .default({}),
+    /** Rubric acceptance guard (src/meta/guard.ts); default: on with the adaptive schedule, off with the fixed one. */
+    rubricGuard: z.boolean().optional(),
+    guard: z
+      .object({
+        probes: positiveInt,
+        maxExploits: z.number().int().min(0),
+        maxExploitGain: z.number().min(0).max(1),
+        minSpread: z.number().min(0).max(1),
+        minRankCorrelation: z.number().min(-1).max(1),
+        exploitDrop: z.number().min(0).max(1),
+      })
+      .partial()
+      .strict()
+      .default({}),
     checkpointEvery: positiveInt.default(1),
     keepCheckpoints: positiveInt.default(2),
     saveRollouts: z.boolean().default(true),
@@ -173,4 +220,15 @@ export function groupSizeOf(c: TrainConfig): number {
 
 export function lrOf(c: TrainConfig): number {
   return c.lr === "auto" ? (c.policy ? 3e-6 : 1e-3) : c.lr;
+}
+
+/** The adaptive schedule's settings for a config: explicit keys win, intervals default from mpoInterval. */
+export function adaptiveSettings(cfg: Pick<TrainConfig, "mpoInterval" | "adaptive">): AdaptiveOptions {
+  const k = Math.max(1, cfg.mpoInterval);
+  return adaptiveOptions({ minInterval: Math.max(2, Math.ceil(k / 3)), maxInterval: Math.max(2, 2 * k), ...cfg.adaptive });
+}
+
+/** The guard's settings when it is on for this config (null = off). */
+export function guardSettings(cfg: Pick<TrainConfig, "mpoSchedule" | "rubricGuard" | "guard">): Partial<GuardOptions> | null {
+  return (cfg.rubricGuard ?? cfg.mpoSchedule === "adaptive") ? cfg.guard : null;
 }

@@ -31,6 +31,9 @@ import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
 import { writeGenerationSettings } from "../engine/generation-settings.ts";
 import { resolveModelSource } from "../engine/io/hub.ts";
 import { policyFormat, type PolicyFormat } from "./policy-format.ts";
+import { adaptersOff, loraModel, saveLoraModel, type Scorer } from "./lora-policy.ts";
+import { loadAdapterDir } from "../engine/io/lora.ts";
+import { resolveConfig } from "../engine/config.ts";
 import type { Evaluation } from "../judge/types.ts";
 import type { UsageByStage } from "../llm/types.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
@@ -40,9 +43,10 @@ import { Rng } from "../util/rng.ts";
 import { klArray, maskedMean, summarize } from "./advantages.ts";
 import { ALGORITHMS } from "./algorithms.ts";
 import { BUILTIN_TASKS, builtinTokenizer } from "./builtin-task.ts";
-import { groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
+import { adaptiveSettings, groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
 import { UsageMeter } from "../llm/usage.ts";
-import { everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
+import { decisionTrigger, everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
+import { decideAdaptive, type MetaDecision, type WindowPoint, windowPoint } from "../meta/triggers.ts";
 import { clippedValueLoss } from "./losses.ts";
 import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
 import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
@@ -70,7 +74,9 @@ export interface TrainerState {
   /** Scored rollouts gathered since the last meta step. */
   metaBuffer: MetaRolloutSample[];
   /** A meta step decided at this step but not yet finished: re-run on resume. */
-  pendingMeta: { step: number; rollouts: MetaRolloutSample[] } | null;
+  pendingMeta: { step: number; rollouts: MetaRolloutSample[]; decision?: MetaDecision } | null;
+  /** Adaptive schedule: one summary per step since the last meta step (what its triggers read). */
+  metaPoints?: WindowPoint[];
   /** A meta step that finished while the run was stopping: reported with the next step's metrics. */
   completedMeta?: MetaOutcome | null;
   elapsedSeconds: number;
@@ -226,7 +232,8 @@ export class Trainer {
   private critic: TransformerLM | null = null;
   /** PPO with the value head on the policy (no separate critic model). */
   private sharedCritic = false;
-  private ref!: TransformerLM;
+  /** KL reference: a frozen copy of the initial policy, or with LoRA the policy with its adapters off. */
+  private ref!: Scorer;
   private policyOpt!: AdamW;
   private criticOpt: AdamW | null = null;
   private tokenizer!: PolicyTokenizer;
@@ -331,7 +338,9 @@ export class Trainer {
       this.format = policyFormat({ config: baseConfig }, tok, cfg.promptSeparator);
       saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: tok.toJSON() });
     }
-    this.ref = TransformerLM.fromParams(baseConfig, refTensors, engineOpts);
+    const lora = cfg.lora.enabled ? cfg.lora : null;
+    if (!lora) this.ref = TransformerLM.fromParams(baseConfig, refTensors, engineOpts);
+    else this.ref = { dims: resolveConfig(baseConfig), score: () => { throw new Error("LoRA reference before the policy exists"); } };
     const d = this.ref.dims.d;
     if (cfg.maxPromptTokens + cfg.maxNewTokens > this.ref.dims.maxT)
       throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${this.ref.dims.maxT}`);
@@ -348,7 +357,26 @@ export class Trainer {
     this.reward = await makeReward(this.runDir);
     this.meta = this.metaScheduler();
 
-    if (resume && latest) {
+    const loraRng = new Rng(`${cfg.seed}:lora`);
+    if (resume && latest && lora) {
+      // LoRA run: adapters (+ value head, optimizer, trainer state) on the frozen base from reference/.
+      const ckDir = join(this.runDir, latest.path);
+      const pck = loadAdapterDir(join(ckDir, "policy"));
+      this.policy = loraModel(policyConfig, refTensors, lora, engineOpts, loraRng.fork("policy"), pck);
+      this.policyOpt = new AdamW(this.policy.trainableParams(), optOpts);
+      if (!pck.optimizer) throw new UserError(`${ckDir}/policy: optimizer.safetensors missing; cannot resume exactly`);
+      this.policyOpt.loadStateDict(pck.optimizer);
+      if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
+        const cck = loadAdapterDir(join(ckDir, "critic"));
+        this.critic = loraModel(criticConfig, refTensors, lora, engineOpts, loraRng.fork("critic"), cck);
+        const criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
+        if (!cck.optimizer) throw new UserError(`${ckDir}/critic: optimizer.safetensors missing; cannot resume exactly`);
+        criticOpt.loadStateDict(cck.optimizer);
+        this.criticOpt = criticOpt;
+      }
+      this.ref = adaptersOff(this.policy);
+      await this.resumeState(pck.trainerState, ckDir, latest.step);
+    } else if (resume && latest) {
       const ckDir = join(this.runDir, latest.path);
       const pck = loadCheckpoint(join(ckDir, "policy"));
       this.policy = TransformerLM.fromParams(policyConfig, pck.tensors, engineOpts);
@@ -362,21 +390,17 @@ export class Trainer {
         if (!cck.optimizer) throw new UserError(`${ckDir}/critic: optimizer.safetensors missing; cannot resume exactly`);
         this.criticOpt.loadStateDict(cck.optimizer);
       }
-      const statePath = join(ckDir, "policy", "trainer_state.json");
-      if (pck.trainerState === undefined) throw new UserError(`${statePath}: missing; cannot resume exactly`);
-      const s = parseStateWith(statePath, pck.trainerState, trainerStateSchema, "trainer state") as TrainerState;
-      if (s.step !== latest.step) throw new UserError(`${statePath}: field 'step' is ${s.step}, the checkpoint is step ${latest.step}`);
-      this.st = s;
-      this.lastCheckpointStep = s.step;
-      this.rollBackTo(s);
-      // A meta step pending in the checkpoint may have finished before the crash: adopt it, never redo it.
-      const commit = s.pendingMeta ? await this.meta.recover({ key: s.pendingMeta.step, input: s.pendingMeta.rollouts }) : null;
-      if (commit) {
-        this.st.completedMeta = commit.outcome as MetaOutcome;
-        this.st.pendingMeta = null;
-        await this.reward.restoreState?.(commit.state);
-      } else await this.reward.restoreState?.(s.rewardState);
-      this.log(`mpo: resuming ${this.runDir} after step ${s.step}${this.hasRubric() ? ` (rubric v${this.reward.rubricVersion()})` : ""}`);
+      await this.resumeState(pck.trainerState, ckDir, latest.step);
+    } else if (lora) {
+      // A fresh LoRA run: policy, critic and reference share one frozen base.
+      this.policy = loraModel(policyConfig, refTensors, lora, engineOpts, loraRng.fork("policy"));
+      this.policyOpt = new AdamW(this.policy.trainableParams(), optOpts);
+      if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
+        this.critic = loraModel(criticConfig, refTensors, lora, engineOpts, loraRng.fork("critic"));
+        this.criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
+      }
+      this.ref = adaptersOff(this.policy);
+      this.freshState();
     } else {
       // A fresh run (or a resume of a run that died before its first checkpoint: start over, data moved aside).
       if (resume) this.log(`mpo: ${this.runDir} has no checkpoint that verifies; starting over from step 0 (earlier records are moved aside)`);
@@ -387,24 +411,75 @@ export class Trainer {
         this.critic = TransformerLM.fromParams(criticConfig, withValueHead(refTensors, d), engineOpts);
         this.criticOpt = new AdamW(this.critic.params, { ...optOpts, lr: cfg.criticLr ?? lr });
       }
-      const seedRng = new Rng(cfg.seed);
-      this.st = {
-        step: 0,
-        cursor: { epoch: 0, index: 0 },
-        genRng: seedRng.fork("generate").state(),
-        mbRng: seedRng.fork("minibatch").state(),
-        rubricVersion: this.reward.rubricVersion(),
-        rewardState: this.reward.saveState?.() ?? null,
-        metaBuffer: [],
-        pendingMeta: null,
-        elapsedSeconds: 0,
-      };
-      this.rollBackTo(this.st);
+      this.freshState();
     }
     this.genRng = Rng.fromState(this.st.genRng);
     this.mbRng = Rng.fromState(this.st.mbRng);
     writeJsonAtomic(join(this.runDir, "config.json"), { ...cfg, groupSize: this.G, lr });
     this.writeStatus("running");
+  }
+
+  /** Trainer state read back from a checkpoint: validated against latest.json, crash leftovers rolled back, reward state restored. */
+  private async resumeState(trainerState: unknown, ckDir: string, step: number): Promise<void> {
+    {
+      const statePath = join(ckDir, "policy", "trainer_state.json");
+      if (trainerState === undefined) throw new UserError(`${statePath}: missing; cannot resume exactly`);
+      const s = parseStateWith(statePath, trainerState, trainerStateSchema, "trainer state") as TrainerState;
+      if (s.step !== step) throw new UserError(`${statePath}: field 'step' is ${s.step}, the checkpoint is step ${step}`);
+      this.st = s;
+      this.lastCheckpointStep = s.step;
+      this.rollBackTo(s);
+      // A meta step pending in the checkpoint may have finished before the crash: adopt it, never redo it.
+      const commit = s.pendingMeta ? await this.meta.recover(this.metaJob(s.pendingMeta)) : null;
+      if (commit) {
+        this.st.completedMeta = commit.outcome as MetaOutcome;
+        this.st.pendingMeta = null;
+        await this.reward.restoreState?.(commit.state);
+      } else await this.reward.restoreState?.(s.rewardState);
+      this.log(`mpo: resuming ${this.runDir} after step ${s.step}${this.hasRubric() ? ` (rubric v${this.reward.rubricVersion()})` : ""}`);
+    }
+  }
+
+  /** Step-0 trainer state of a fresh run (RNG streams from the seed). */
+  private freshState(): void {
+    const seedRng = new Rng(this.cfg.seed);
+    this.st = {
+      step: 0,
+      cursor: { epoch: 0, index: 0 },
+      genRng: seedRng.fork("generate").state(),
+      mbRng: seedRng.fork("minibatch").state(),
+      rubricVersion: this.reward.rubricVersion(),
+      rewardState: this.reward.saveState?.() ?? null,
+      metaBuffer: [],
+      pendingMeta: null,
+      elapsedSeconds: 0,
+    };
+    this.rollBackTo(this.st);
+  }
+
+  /** Full-weight policy (and critic) checkpoints: HF model dirs with optimizer and trainer state. */
+  private saveFullCheckpoint(dir: string): void {
+    const pol = this.policyOpt.stateDict();
+    saveCheckpoint(join(dir, "policy"), {
+      config: this.policy.config,
+      tensors: this.policy.namedTensors(),
+      tokenizerJson: this.tokenizer.toJSON(),
+      ...this.format.files,
+      optimizer: { step: pol.step, tensors: pol.tensors },
+      trainerState: this.st,
+    });
+    // The checkpoint carries the settings it was trained with, so generate/sample/train --policy use them.
+    writeGenerationSettings(join(dir, "policy"), {
+      ...(this.format.kind === "chat-template" ? { chatTemplate: true } : { separator: this.cfg.promptSeparator }),
+      maxPromptTokens: this.cfg.maxPromptTokens,
+      maxNewTokens: this.cfg.maxNewTokens,
+      eosTokenIds: this.format.stopIds,
+      temperature: this.cfg.temperature,
+    });
+    if (this.critic && this.criticOpt) {
+      const c = this.criticOpt.stateDict();
+      saveCheckpoint(join(dir, "critic"), { config: this.critic.config, tensors: this.critic.namedTensors(), optimizer: { step: c.step, tensors: c.tensors } });
+    }
   }
 
   /** Moves aside everything a crashed process wrote after the checkpoint being resumed (see module comment). */
@@ -501,7 +576,7 @@ export class Trainer {
 
   async run(): Promise<TrainResult> {
     await this.startProgress();
-    if (this.st.pendingMeta) this.meta.start({ key: this.st.pendingMeta.step, input: this.st.pendingMeta.rollouts });
+    if (this.st.pendingMeta) this.meta.start(this.metaJob(this.st.pendingMeta));
     let final: "finished" | "stopped" = "finished";
     try {
       while (this.st.step < this.cfg.steps) {
@@ -572,13 +647,30 @@ export class Trainer {
     return this.hasRubric() && norm !== undefined && Number.isFinite(norm) ? `${raw} (normalized ${norm.toFixed(3)})` : raw;
   }
 
-  /** The meta-step schedule: every mpoInterval steps, run by the reward (rewards without metaStep: never). */
+  /**
+   * The meta-step schedule, run by the reward (rewards without metaStep: never): every mpoInterval steps, or
+   * (adaptive) when a trigger fires on the per-step summaries since the last meta step, within min/max intervals.
+   * Never after the last step (no step would use its rubric); mpoInterval 0 = the fixed-rubric baseline.
+   */
   private metaScheduler(): MetaScheduler<MetaRolloutSample[], MetaOutcome> {
     const reward = this.reward;
+    const cfg = this.cfg;
+    const adaptive = adaptiveSettings(cfg);
+    const trigger = !reward.metaStep || cfg.mpoInterval === 0
+      ? never
+      : cfg.mpoSchedule === "adaptive"
+        ? decisionTrigger(`adaptive (${adaptive.minInterval}–${adaptive.maxInterval} steps)`, (c) =>
+            c.step >= cfg.steps ? { due: false, reason: "quiet", sinceLast: c.sinceLast ?? 0, triggers: [] } : decideAdaptive(c.points ?? [], c.sinceLast ?? 0, adaptive),
+          )
+        : everySteps(cfg.mpoInterval, { lastStep: cfg.steps });
     return new MetaScheduler<MetaRolloutSample[], MetaOutcome>({
       runDir: this.runDir,
-      trigger: reward.metaStep ? everySteps(this.cfg.mpoInterval, { lastStep: this.cfg.steps }) : never,
-      run: async (job) => ({ ...(await reward.metaStep!(job.input, { step: job.key })), step: job.key }),
+      trigger,
+      run: async (job) => ({
+        ...(await reward.metaStep!(job.input, { step: job.key, ...(job.decision ? { decision: job.decision } : {}) })),
+        step: job.key,
+        ...(job.decision ? { trigger: { reason: job.decision.reason, triggers: job.decision.triggers } } : {}),
+      }),
       onError: (err, job): MetaOutcome => {
         const fromVersion = reward.rubricVersion();
         return {
@@ -685,6 +777,10 @@ export class Trainer {
     }));
     if (cfg.saveRollouts) writeFileAtomic(join(this.runDir, "rollouts", `step-${pad6(step)}.jsonl`), rollouts.map((r) => JSON.stringify(r) + "\n").join(""));
     for (let i = 0; i < n; i++) if (valid[i]) this.st.metaBuffer.push({ ...samples[i], result: results[i] });
+    this.st.metaPoints = [
+      ...(this.st.metaPoints ?? []),
+      windowPoint(step, samples.map((s, i) => ({ normalized: results[i].normalized, response: s.response, length: gen.tokens[i].length, finished: gen.finished[i], flags: results[i].flags }))),
+    ];
 
     const sc = summarize(rawScores.filter((_, i) => valid[i]));
     const norm = results.filter((r) => r.normalized !== null && Number.isFinite(r.normalized)).map((r) => r.normalized as number);
@@ -726,6 +822,9 @@ export class Trainer {
               removed: metaOutcome.removed,
               summary: metaOutcome.summary,
               ...(metaOutcome.error ? { error: metaOutcome.error } : {}),
+              ...(metaOutcome.trigger ? { trigger: metaOutcome.trigger } : {}),
+              ...(metaOutcome.guard ? { guard: metaOutcome.guard } : {}),
+              ...(metaOutcome.rejectedVersion !== undefined ? { rejectedVersion: metaOutcome.rejectedVersion } : {}),
             },
           }
         : {}),
@@ -733,10 +832,12 @@ export class Trainer {
     appendJsonl(join(this.runDir, "metrics.jsonl"), m);
 
     // The next meta step is decided now so the checkpoint carries it (a resume re-runs it).
-    const metaDue = this.meta.isDue({ step, windowSamples: this.st.metaBuffer.length });
+    const points = this.st.metaPoints ?? [];
+    const { due: metaDue, decision } = this.meta.decide({ step, windowSamples: this.st.metaBuffer.length, sinceLast: points.length, points });
     if (metaDue) {
-      this.st.pendingMeta = { step, rollouts: this.st.metaBuffer };
+      this.st.pendingMeta = { step, rollouts: this.st.metaBuffer, ...(decision ? { decision } : {}) };
       this.st.metaBuffer = [];
+      this.st.metaPoints = [];
     }
     this.st.step = step;
     this.st.genRng = this.genRng.state();
@@ -746,8 +847,12 @@ export class Trainer {
     this.st.elapsedSeconds += now() - t0;
     if (step % cfg.checkpointEvery === 0 || step === cfg.steps || this.stopRequested) this.checkpoint();
     this.writeStatus("running");
-    if (metaDue) this.meta.start({ key: step, input: this.st.pendingMeta!.rollouts });
+    if (metaDue) this.meta.start(this.metaJob(this.st.pendingMeta!));
     return m;
+  }
+
+  private metaJob(p: NonNullable<TrainerState["pendingMeta"]>) {
+    return { key: p.step, input: p.rollouts, ...(p.decision ? { decision: p.decision } : {}) };
   }
 
   /**
@@ -809,6 +914,9 @@ export class Trainer {
     const lr = this.lrAt(step - 1);
     const nMb = Math.min(cfg.miniBatches, B);
     let sums = { policyLoss: 0, valueLoss: 0, clipFrac: 0, valueClipFrac: 0, approxKl: 0, gradNorm: 0, n: 0 };
+    // Adapter dropout is a training-forward thing: on for the updates, off again for sampling and scoring.
+    this.policy.loraTrain = true;
+    if (this.critic) this.critic.loraTrain = true;
     for (let epoch = 0; epoch < cfg.ppoEpochs; epoch++) {
       const perm = this.mbRng.shuffle(Array.from({ length: B }, (_, i) => i));
       for (let k = 0; k < nMb; k++) {
@@ -836,8 +944,8 @@ export class Trainer {
           sums.valueClipFrac += v.clipFrac;
         }
         this.policy.backward(scatter(dLogp, p), dValues);
-        if (gradsFinite(this.policy.params)) {
-          sums.gradNorm += clipGradNorm(this.policy.params, cfg.maxGradNorm);
+        if (gradsFinite(this.policy.trainableParams())) {
+          sums.gradNorm += clipGradNorm(this.policy.trainableParams(), cfg.maxGradNorm);
           this.policyOpt.update(lr);
         }
         if (this.critic && this.criticOpt) {
@@ -845,8 +953,8 @@ export class Trainer {
           const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true });
           const v = clippedValueLoss(gather(co.values!, p), sel(oldValues), sel(returns), mMask, cfg.cliprangeValue);
           this.critic.backward(null, scatter(v.dValues, p, cfg.vfCoef));
-          if (gradsFinite(this.critic.params)) {
-            clipGradNorm(this.critic.params, cfg.maxGradNorm);
+          if (gradsFinite(this.critic.trainableParams())) {
+            clipGradNorm(this.critic.trainableParams(), cfg.maxGradNorm);
             this.criticOpt.update(cfg.criticLr ?? lr);
           }
           sums.valueLoss += v.loss;
@@ -857,6 +965,8 @@ export class Trainer {
         this.checkAbandon();
       }
     }
+    this.policy.loraTrain = false;
+    if (this.critic) this.critic.loraTrain = false;
     const k = Math.max(1, sums.n);
     let klMean = 0;
     for (let b = 0; b < B; b++) klMean += klSeq[b];
@@ -877,27 +987,11 @@ export class Trainer {
   /** Writes checkpoints/step-N/{policy,critic}, then its manifest and latest.json (the commit point), then prunes. */
   checkpoint(): void {
     const dir = join(this.runDir, checkpointDir(this.st.step));
-    const pol = this.policyOpt.stateDict();
-    saveCheckpoint(join(dir, "policy"), {
-      config: this.policy.config,
-      tensors: this.policy.namedTensors(),
-      tokenizerJson: this.tokenizer.toJSON(),
-      ...this.format.files,
-      optimizer: { step: pol.step, tensors: pol.tensors },
-      trainerState: this.st,
-    });
-    // The checkpoint carries the settings it was trained with, so generate/sample/train --policy use them.
-    writeGenerationSettings(join(dir, "policy"), {
-      separator: this.cfg.promptSeparator,
-      maxPromptTokens: this.cfg.maxPromptTokens,
-      maxNewTokens: this.cfg.maxNewTokens,
-      eosTokenIds: [this.tokenizer.eosId],
-      temperature: this.cfg.temperature,
-    });
-    if (this.critic && this.criticOpt) {
-      const c = this.criticOpt.stateDict();
-      saveCheckpoint(join(dir, "critic"), { config: this.critic.config, tensors: this.critic.namedTensors(), optimizer: { step: c.step, tensors: c.tensors } });
-    }
+    if (this.policy.lora) {
+      // LoRA: only the adapters (PEFT format), value head and optimizer; the base is reference/.
+      saveLoraModel(join(dir, "policy"), this.policy, this.policyOpt, this.cfg.policy ?? "reference", this.st);
+      if (this.critic && this.criticOpt) saveLoraModel(join(dir, "critic"), this.critic, this.criticOpt, this.cfg.policy ?? "reference");
+    } else this.saveFullCheckpoint(dir);
     commitCheckpoint(this.runDir, this.st.step, this.cfg.keepCheckpoints);
     this.lastCheckpointStep = this.st.step;
   }
