@@ -7,6 +7,7 @@
 import { dataConfigSchema } from "../tasks/data-files.ts";
 import { z } from "zod";
 import { llmEndpointSchema } from "../llm/config.ts";
+import type { GenerationSettings } from "../engine/generation-settings.ts";
 
 const positiveInt = z.number().int().min(1);
 
@@ -142,6 +143,25 @@ export const trainConfigSchema = z
     if (c.maxPromptTokens + c.maxNewTokens > (c.policy ? Infinity : c.init.maxPositions))
       ctx.addIssue({ code: "custom", path: ["maxNewTokens"], message: `maxPromptTokens + maxNewTokens must fit init.maxPositions (${c.init.maxPositions})` });
   });
+
+/**
+ * Generation keys a policy checkpoint declares (its mpo-generation.json / HF generation files): filled into a
+ * raw config where neither a flag nor the config file set them, so `--policy DIR` runs with the settings the
+ * policy was made for. The schema defaults (8 / 48 / " <sep>") remain for the fresh toy policy.
+ */
+export function applyPolicyGenerationSettings(raw: Record<string, unknown>, s: GenerationSettings): string[] {
+  const filled: string[] = [];
+  const fill = (key: string, v: unknown) => {
+    if (v === undefined || raw[key] !== undefined) return;
+    raw[key] = v;
+    filled.push(key);
+  };
+  if (s.prompt?.kind === "separator") fill("promptSeparator", s.prompt.separator);
+  fill("maxPromptTokens", s.maxPromptTokens);
+  fill("maxNewTokens", s.maxNewTokens);
+  fill("temperature", s.temperature);
+  return filled;
+}
 
 export type TrainConfigInput = z.input<typeof trainConfigSchema>;
 export type TrainConfig = z.output<typeof trainConfigSchema>;
