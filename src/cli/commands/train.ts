@@ -63,6 +63,11 @@ const FLAG_KEYS: Record<string, string> = {
   checkpointEvery: "checkpointEvery",
   keepCheckpoints: "keepCheckpoints",
   engine: "engine",
+  lora: "lora.enabled",
+  loraR: "lora.r",
+  loraAlpha: "lora.alpha",
+  loraDropout: "lora.dropout",
+  loraTargets: "lora.targets",
   hiddenSize: "init.hiddenSize",
   layers: "init.numLayers",
   heads: "init.numHeads",
@@ -133,6 +138,11 @@ export function register(program: Command): void {
     .option("--rubric <file>", "judge: initial rubric file or built-in task name (e.g. essay)")
     .option("--judge-mode <mode>", "judge: per-item | single-call")
     .option("--meta-samples <n>", "judge: rollouts analyzed per meta step (math-mixed: cases per guideline group)", int)
+    .option("--lora", "LoRA: freeze the base, train adapters (+ value head); KL reference = base without adapters")
+    .option("--lora-r <n>", "LoRA rank (default 64)", int)
+    .option("--lora-alpha <x>", "LoRA alpha; scale = alpha / r (default 128)", num)
+    .option("--lora-dropout <x>", "dropout on the adapter input (default 0.05)", num)
+    .option("--lora-targets <list>", "comma-separated projections (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
     .option("--progress", "force the progress bar (default: when stderr is a terminal)")
     .option("--no-progress", "no progress bar")
     .action(async (opts: Record<string, unknown>, cmd: Command) => {
