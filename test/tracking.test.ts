@@ -120,3 +120,24 @@ describe("tracking", () => {
     expect(decode(join(run, "tensorboard", readdirSync(join(run, "tensorboard"))[0])).length).toBeGreaterThan(2);
   });
 });
+
+describe("mpo train --log-to", () => {
+  it("writes TensorBoard events for every step of a real training run; missing MLflow settings warn once", async () => {
+    const { spawn } = await import("node:child_process");
+    const run = join(dir, "train-run");
+    const env = { ...process.env };
+    delete env.MLFLOW_TRACKING_URI;
+    const out = await new Promise<{ code: number | null; text: string }>((res) => {
+      const p = spawn(process.execPath, [resolve(import.meta.dirname, "..", "bin", "mpo.js"), "train", "--task", "say-word", "--reward", "keyword", "--word", "blue", "--algo", "grpo", "--steps", "2", "--run", run, "--log-to", "tensorboard,mlflow", "--no-progress"], { env });
+      let text = "";
+      p.stdout.on("data", (d) => (text += d));
+      p.stderr.on("data", (d) => (text += d));
+      p.on("close", (code) => res({ code, text }));
+    });
+    expect(out.code, out.text).toBe(0);
+    expect(out.text.match(/--log-to mlflow is off for this run: MLFLOW_TRACKING_URI is not set/g)).toHaveLength(1);
+    const events = decode(join(run, "tensorboard", readdirSync(join(run, "tensorboard"))[0]));
+    const steps = events.filter((e) => e.values.some((v) => v.tag === "score/mean")).map((e) => e.step);
+    expect(steps).toEqual([1, 2]);
+  }, 120_000);
+});
