@@ -271,6 +271,11 @@ export function rubricToText(r: Rubric): string {
   return `<rubric>\n${parts.join("\n\n")}\n</rubric>\n`;
 }
 
+/** The paper's plain form, `<item>` without attributes: what the reference's judges read. Not lossless (ranges are re-inferred). */
+export function rubricToPlainText(r: Rubric): string {
+  return `<rubric>\n${r.items.map((it) => `<item>\n${it.text.trim()}\n</item>`).join("\n\n")}\n</rubric>\n`;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // JSON form
 // ---------------------------------------------------------------------------------------------------------
