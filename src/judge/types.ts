@@ -24,6 +24,8 @@ export interface Evaluation {
   flags: string[];
   /** Every raw model text of this evaluation, in order. */
   raw: string[];
+  /** Plan/execute mode: the evaluation plan (the execution is the item's rationale). */
+  plan?: string;
 }
 
 /** Input to scoring: one response to one prompt of a task. */
