@@ -90,7 +90,7 @@ export class PlanExecuteJudge {
     const stops = this.protocol.math.stop;
     const stop = stops.length ? { stop: [...stops] } : {};
     const messages: ChatMessage[] = [
-      { role: "system", content: this.persona?.trim() || this.templates.render(T.rmSystem, {}) },
+      { role: "system", content: input.persona?.trim() || this.persona?.trim() || this.templates.render(T.rmSystem, {}) },
       {
         role: "user",
         content: this.templates.render(T.rmPlan, {

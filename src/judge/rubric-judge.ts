@@ -182,8 +182,8 @@ export class RubricJudge {
     return this.protocol.junior.seesReference ? (input.reference ?? "") : "";
   }
 
-  private systemTurn(): ChatMessage {
-    return { role: "system", content: this.persona?.trim() || this.templates.render(this.protocol.templates.rmSystem, {}) };
+  private systemTurn(input: ScoreInput): ChatMessage {
+    return { role: "system", content: input.persona?.trim() || this.persona?.trim() || this.templates.render(this.protocol.templates.rmSystem, {}) };
   }
 
   private responseTurn(input: ScoreInput): string {
@@ -198,7 +198,7 @@ export class RubricJudge {
   private async scorePerItem(input: ScoreInput, version: RubricVersion, signal?: AbortSignal): Promise<Evaluation> {
     const rubric = version.rubric;
     const j = this.protocol.junior;
-    const messages: ChatMessage[] = [this.systemTurn(), { role: "user", content: this.responseTurn(input) }];
+    const messages: ChatMessage[] = [this.systemTurn(input), { role: "user", content: this.responseTurn(input) }];
     const raw: string[] = [];
     const items: ItemEvaluation[] = [];
     for (const [i, item] of rubric.items.entries()) {
@@ -234,7 +234,7 @@ export class RubricJudge {
       .map((it, i) => `### ${i + 1}. ${it.name} (integer score from ${it.min} to ${it.max})\n${it.text}`)
       .join("\n\n");
     const messages: ChatMessage[] = [
-      this.systemTurn(),
+      this.systemTurn(input),
       {
         role: "user",
         content: this.templates.render(this.protocol.templates.rmSingleCall, {

@@ -36,6 +36,8 @@ export interface ScoreInput {
   reference?: string;
   /** Group key for grouped guidelines (math: domain/cluster). */
   group?: string;
+  /** The judge's system turn for this input (the task's persona); overrides the judge's own. */
+  persona?: string;
 }
 
 /**

@@ -214,7 +214,7 @@ function rubricRegion(text: string): string {
 export function parseRubricText(text: string, source = "rubric"): Rubric {
   const region = rubricRegion(text);
   const tags = [...region.matchAll(/<item\b([^>]*)>/gi)];
-  if (tags.length === 0) throw new RubricError(`no <item> found in ${source}`);
+  if (tags.length === 0) return parseMarkdownRubric(text, source);
   const taken = new Set<string>();
   const items: RubricItem[] = [];
   const pending: { attrs: Record<string, string>; body: string }[] = [];
@@ -250,6 +250,42 @@ export function parseRubricText(text: string, source = "rubric"): Rubric {
     items.push(item);
   });
   return { items };
+}
+
+/** The body of a `[Start of …] … [End of …]` block (the paper's math guideline files), or null. */
+export function guidelineBlock(text: string): string | null {
+  const m = /\[Start of [^\]\n]*\]\s*\n?([\s\S]*?)\n?\s*\[End of [^\]\n]*\]/i.exec(text);
+  return m ? m[1].trim() : null;
+}
+
+/**
+ * A rubric without `<item>` tags. A `[Start of …] … [End of …]` guideline block is one item; otherwise
+ * the text is split at the shallowest markdown heading level that occurs at least twice ("### Clarity",
+ * "### Depth" → two items; text before the first heading is kept with the first item), and a text with no
+ * such headings is one item. Empty text is an error.
+ */
+export function parseMarkdownRubric(text: string, source = "rubric"): Rubric {
+  const block = guidelineBlock(text);
+  const body = (block ?? text.replace(/<\/?rubric\b[^>]*>/gi, "")).trim();
+  if (!body) throw new RubricError(`no rubric text found in ${source} (neither <item> blocks nor markdown)`);
+  const lines = body.split(/\r?\n/);
+  let sections: string[] = [body];
+  if (block === null) {
+    for (let level = 1; level <= 6; level++) {
+      const re = new RegExp(`^#{${level}}\\s+\\S`);
+      const starts = lines.map((l, i) => (re.test(l) ? i : -1)).filter((i) => i >= 0);
+      if (starts.length < 2) continue;
+      sections = starts.map((st, k) => lines.slice(k === 0 ? 0 : st, starts[k + 1] ?? lines.length).join("\n").trim()).filter(Boolean);
+      break;
+    }
+  }
+  const taken = new Set<string>();
+  return {
+    items: sections.map((t) => {
+      const { min, max } = inferScoreRange(t);
+      return { name: uniqueName(deriveItemName(t.replace(/^[^#]*?(?=^#)/ms, "")), taken), text: t, min, max };
+    }),
+  };
 }
 
 function intAttr(v: string, field: string, source: string, idx: number): number {

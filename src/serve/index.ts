@@ -26,6 +26,8 @@ export async function startRewardService(
     judge,
     metaJudge,
     mode: cfg.mode,
+    protocol: cfg.protocol,
+    ...(cfg.judgeSeesReference !== undefined ? { judgeSeesReference: cfg.judgeSeesReference } : {}),
     metaEvery: cfg.metaEvery,
     metaSamples: cfg.metaSamples,
     prescreen: cfg.prescreen,

@@ -9,6 +9,7 @@
  *   GET  /healthz, GET /metrics (Prometheus text).
  * Judge outages answer 503 with the reason — never a made-up score. Bad input answers 400 naming the field.
  */
+import { PROFILES } from "../judge/protocol.ts";
 import { createHash, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { z } from "zod";
@@ -129,7 +130,7 @@ export async function startServer(cfg: ServeConfig, service: RewardService, metr
     const scored = await scoreOrFail(items, reply);
     if (!scored) return reply;
     return {
-      rewards: scored.map((s) => (cfg.rewardScale === "raw" ? s.score : s.normalized)),
+      rewards: scored.map((s) => ((cfg.rewardScale ?? PROFILES[cfg.protocol].service.rewardScale) === "raw" ? s.score : s.normalized)),
       scores: scored.map((s) => s.normalized),
       extra_logs: { rubric_version: scored.map((s) => s.rubricVersion), judge_flagged: scored.map((s) => (s.flags.length || s.items.some((i) => i.flags.length) ? 1 : 0)) },
     };

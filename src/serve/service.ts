@@ -11,6 +11,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RubricJudge } from "../judge/rubric-judge.ts";
+import { type ProtocolName, type ProtocolProfile, resolveProtocol, withOverrides } from "../judge/protocol.ts";
 import { loadTemplates } from "../judge/templates.ts";
 import { JudgeUnavailableError, type Evaluation } from "../judge/types.ts";
 import type { ChatModel, UsageByStage } from "../llm/types.ts";
@@ -30,6 +31,9 @@ export interface ServiceOptions {
   judge: ChatModel;
   metaJudge?: ChatModel;
   mode: "per-item" | "single-call";
+  /** Judge protocol profile; default "paper". */
+  protocol?: ProtocolName;
+  judgeSeesReference?: boolean;
   metaEvery: number;
   metaSamples: number;
   prescreen: boolean;
@@ -70,6 +74,7 @@ const stepFile = (runDir: string, window: number) => join(runDir, "rollouts", `s
 
 export class RewardService {
   readonly store: RubricStore;
+  readonly protocol: ProtocolProfile;
   private current: RubricVersion;
   private readonly judge: RubricJudge;
   private readonly meter = new UsageMeter();
@@ -88,7 +93,9 @@ export class RewardService {
     this.store = RubricStore.open(o.runDir);
     this.current = this.store.latest() ?? this.store.initialize(loadRubricFile(o.rubricFile));
     const templates = o.templatesDir ? loadTemplates(o.templatesDir) : undefined;
-    this.judge = new RubricJudge({ model: new MeteredModel(o.judge, this.meter), mode: o.mode, concurrency: o.concurrency, templates });
+    const base = resolveProtocol(o.protocol);
+    this.protocol = o.judgeSeesReference === undefined ? base : withOverrides(base, { junior: { seesReference: o.judgeSeesReference } });
+    this.judge = new RubricJudge({ model: new MeteredModel(o.judge, this.meter), mode: o.mode, concurrency: o.concurrency, templates, protocol: this.protocol });
     this.metaModel = new MeteredModel(o.metaJudge ?? o.judge, this.meter);
     this.state = this.loadState();
     this.rng = new Rng(`serve-${o.seed}-${this.state.metaSteps}`);
@@ -221,6 +228,7 @@ export class RewardService {
     this.metaRun = (async () => {
       try {
         const r = await metaStep({
+          protocol: this.protocol,
           model: this.metaModel,
           rollouts,
           store: this.store,

@@ -13,6 +13,7 @@ export function register(program: Command): void {
     .option("--host <host>", "address to bind (default 127.0.0.1)")
     .option("--port <n>", "port (default 5000)")
     .option("--meta-every <n>", "meta step every N scored samples (0 = fixed rubric)")
+    .option("--protocol <name>", "judge protocol profile: paper (default) | hardened (docs/paper-protocol.md)")
     .option("--token <token>", "require this bearer token")
     .action(async (o: Record<string, string | undefined>) => {
       const { readConfigFile, validate, deepMerge } = await import("../../config/load.ts");
@@ -29,6 +30,7 @@ export function register(program: Command): void {
         host: o.host,
         port: num(o.port),
         metaEvery: num(o.metaEvery),
+        protocol: o.protocol,
         token: o.token,
       });
       const cfg = validate(serveConfigSchema, merged, o.config ?? "command-line flags");
