@@ -2,7 +2,10 @@
 
 The same decoder-only Llama-style model in plain PyTorch (no transformers): RMSNorm, RoPE in the Hugging
 Face rotate_half convention, causal grouped-query attention, SwiGLU MLP, optional tied lm_head and scalar
-value head. Parameter names match HF Llama / our checkpoints, so weights move between the two through
+value head; the Hugging Face families differ as in transformers' modeling files: qwen2 has q/k/v biases,
+llama/qwen3 `attention_bias` adds q/k/v/o biases, qwen3 normalizes each q/k head with RMSNorm before RoPE,
+`head_dim` may differ from hidden/heads, and `rope_scaling` (llama3 / linear) rescales the inverse
+frequencies. Written from the published architecture descriptions, independently of the TypeScript code. Parameter names match HF Llama / our checkpoints, so weights move between the two through
 safetensors. Used to generate cross-check fixtures (bench/torch_fixtures.py) and as the speed baseline
 (bench/torch_bench.py). The safetensors reader/writer is written by hand (struct + json) because Debian
 ships no python3-safetensors.
@@ -80,9 +83,32 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def rope_cos_sin(positions, head_dim, theta, dtype=torch.float32):
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
-    freqs = positions.to(torch.float64)[:, None] * inv_freq[None, :]
+def rope_inv_freq(head_dim, theta, scaling=None):
+    """inv_freq as transformers' ROPE_INIT_FUNCTIONS (float32), with llama3 / linear rope_scaling."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    if not scaling:
+        return inv_freq
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "default":
+        return inv_freq
+    if kind == "linear":
+        return inv_freq / scaling["factor"]
+    if kind == "llama3":
+        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        out = torch.where(wavelen > old / low, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * out / factor + smooth * out
+        medium = ~(wavelen < old / high) & ~(wavelen > old / low)
+        return torch.where(medium, smoothed, out)
+    raise ValueError(f"rope_type {kind} not implemented")
+
+
+def rope_cos_sin(positions, head_dim, theta, dtype=torch.float32, inv_freq=None):
+    if inv_freq is None:
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    freqs = positions.to(torch.float64)[:, None] * inv_freq.to(torch.float64)[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
@@ -92,16 +118,26 @@ class Attention(nn.Module):
         super().__init__()
         d, self.nh = c["hidden_size"], c["num_attention_heads"]
         self.nkv = c.get("num_key_value_heads") or self.nh
-        self.hd = d // self.nh
-        self.q_proj = nn.Linear(d, self.nh * self.hd, bias=False)
-        self.k_proj = nn.Linear(d, self.nkv * self.hd, bias=False)
-        self.v_proj = nn.Linear(d, self.nkv * self.hd, bias=False)
-        self.o_proj = nn.Linear(self.nh * self.hd, d, bias=False)
+        self.hd = c.get("head_dim") or d // self.nh
+        kind = c.get("model_type", "llama")
+        qkv_bias = True if kind == "qwen2" else bool(c.get("attention_bias", False))
+        o_bias = False if kind == "qwen2" else bool(c.get("attention_bias", False))
+        self.q_proj = nn.Linear(d, self.nh * self.hd, bias=qkv_bias)
+        self.k_proj = nn.Linear(d, self.nkv * self.hd, bias=qkv_bias)
+        self.v_proj = nn.Linear(d, self.nkv * self.hd, bias=qkv_bias)
+        self.o_proj = nn.Linear(self.nh * self.hd, d, bias=o_bias)
+        if kind == "qwen3":
+            self.q_norm = RMSNorm(self.hd, c.get("rms_norm_eps", 1e-6))
+            self.k_norm = RMSNorm(self.hd, c.get("rms_norm_eps", 1e-6))
 
     def forward(self, x, cos, sin, cache=None):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.nh, self.hd).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.nkv, self.hd).transpose(1, 2)
+        q = self.q_proj(x).view(B, T, self.nh, self.hd)
+        k = self.k_proj(x).view(B, T, self.nkv, self.hd)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.transpose(1, 2)
+        k = k.transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.nkv, self.hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
@@ -167,13 +203,14 @@ class TorchLM(nn.Module):
             self.lm_head = nn.Linear(c["hidden_size"], c["vocab_size"], bias=False)
         if c.get("mpo_value_head"):
             self.value_head = nn.Linear(c["hidden_size"], 1, bias=True)
-        self.head_dim = c["hidden_size"] // c["num_attention_heads"]
+        self.head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
         self.theta = c.get("rope_theta", 10000.0)
+        self.inv_freq = rope_inv_freq(self.head_dim, self.theta, c.get("rope_scaling"))
 
     def forward(self, tokens, caches=None, start=0):
         """tokens [B, T] → (logits [B, T, V], values [B, T] or None). caches: list per layer for KV caching."""
         B, T = tokens.shape
-        cos, sin = rope_cos_sin(torch.arange(start, start + T), self.head_dim, self.theta)
+        cos, sin = rope_cos_sin(torch.arange(start, start + T), self.head_dim, self.theta, inv_freq=self.inv_freq)
         x = self.model.embed_tokens(tokens)
         for i, layer in enumerate(self.model.layers):
             x = layer(x, cos, sin, None if caches is None else caches[i])
@@ -187,7 +224,7 @@ class TorchLM(nn.Module):
         """Deterministic init (normal(0, std) matrices, norms at 1 plus a small perturbation so norm grads matter)."""
         with torch.no_grad():
             for name, p in self.named_parameters():
-                if name.endswith("layernorm.weight") or name == "model.norm.weight":
+                if name.endswith("norm.weight"):
                     p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
                 else:
                     p.copy_(std * torch.randn(p.shape, generator=gen))

@@ -48,7 +48,7 @@ export { saveCheckpoint, loadCheckpoint, checkTensorsAgainstConfig, CheckpointEr
 export { LlamaConfigSchema, expectedParamShapes, type LlamaConfig } from "./engine/io/config.ts";
 export { BpeTokenizer, DEFAULT_SPECIAL_TOKENS, TokenizerFormatError, trainBpe, HfTokenizer, loadTokenizer, loadTokenizerFile, type TextTokenizer } from "./tokenizer/index.ts";
 export { createDashboard, type DashboardOptions, type Dashboard } from "./dashboard/server.ts";
-export { detectSignals, repetitionStats, DEFAULT_SIGNAL_OPTIONS, type Signal, type SignalInput, type SignalOptions, type StepPoint } from "./dashboard/signals.ts";
+export { detectSignals, repetitionStats, DEFAULT_SIGNAL_OPTIONS, type Signal, type SignalInput, type SignalOptions, type StepPoint } from "./meta/signals.ts";
 export { Trainer, type TrainerInit, type TrainerHooks, type TrainerState, type TrainResult, type StepMetrics, type DataCursor, type MetaRolloutSample } from "./rl/trainer.ts";
 export { trainConfigSchema, rewardSchema, policyInitSchema, groupSizeOf, type TrainConfig, type TrainConfigInput, type RewardConfig } from "./rl/config.ts";
 export { gae, whiten, maskedMean, maskedVar, klPerToken, klPerTokenGrad, klArray, ppoTokenRewards, grpoAdvantages, rlooAdvantages, type KlEstimator } from "./rl/advantages.ts";

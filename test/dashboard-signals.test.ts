@@ -1,6 +1,6 @@
 /** Unit tests for the dashboard's pure modules: reward-hacking signals, repetition stats, rubric diff. */
 import { describe, expect, it } from "vitest";
-import { detectSignals, fittedChange, repetitionStats, trend, type StepPoint } from "../src/dashboard/signals.ts";
+import { detectSignals, fittedChange, repetitionStats, trend, type StepPoint } from "../src/meta/signals.ts";
 import { diffRubricItems, diffWords } from "../src/dashboard/rubric-diff.ts";
 
 const line = (n: number, f: (s: number) => number, start = 1): StepPoint[] => Array.from({ length: n }, (_, i) => ({ step: start + i, value: f(start + i) }));

@@ -89,6 +89,15 @@ describe("TransformerLM gradients (float64 finite differences)", () => {
   it("tied embeddings, LayerNorm, plain GELU MLP, scored at temperature 0.7", () =>
     modelGradCheck(tiny({ tieEmbeddings: true, norm: "layernorm", mlp: "plain", hiddenAct: "gelu", numKvHeads: 2 }), 0.7));
   it("GeGLU (tanh GELU), no value head", () => modelGradCheck(tiny({ hiddenAct: "gelu_pytorch_tanh", valueHead: false })));
+  it("qwen2: q/k/v biases", () => modelGradCheck({ ...tiny(), model_type: "qwen2", architectures: ["Qwen2ForCausalLM"] }));
+  it("qwen3: per-head q/k RMSNorm, head_dim ≠ hidden/heads", () =>
+    modelGradCheck({ ...tiny(), model_type: "qwen3", architectures: ["Qwen3ForCausalLM"], head_dim: 6 }));
+  it("llama attention_bias (q/k/v/o biases) with llama3 rope scaling", () =>
+    modelGradCheck({
+      ...tiny(),
+      attention_bias: true,
+      rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8 },
+    }));
 });
 
 describe("TransformerLM backward options", () => {

@@ -43,7 +43,7 @@ const scripted = () =>
     return "One sentence of rationale.";
   });
 
-async function startService(judge: ChatModel): Promise<ServerHandle> {
+async function startService(judge: ChatModel, outage?: { deadlineMs: number; backoffBaseMs: number; backoffMaxMs: number }): Promise<ServerHandle> {
   const runDir = mkdtempSync(join(tmpdir(), "mpo-examples-"));
   const rubric = join(runDir, "rubric.txt");
   writeFileSync(rubric, "<rubric><item>Quality: how good the response is. Score from 0 to 5.</item></rubric>");
@@ -59,6 +59,7 @@ async function startService(judge: ChatModel): Promise<ServerHandle> {
     prescreen: cfg.prescreen,
     seed: 0,
     concurrency: 8,
+    outage,
   });
   return startServer(cfg, service, new ServiceMetrics());
 }
@@ -132,8 +133,8 @@ describe("examples: files", () => {
 describe("examples: the documented request bodies are what the service accepts", () => {
   it("OpenRLHF single-sample request and empty shard", async () => {
     const r = await post(h, "/get_reward", BODIES.openrlhf);
-    expect(r).toEqual({ status: 200, body: { rewards: [0.8], scores: [0.8], extra_logs: { rubric_version: [0], judge_flagged: [0] } } });
-    expect(await post(h, "/get_reward", BODIES.openrlhfEmptyShard)).toEqual({ status: 200, body: { rewards: [], scores: [], extra_logs: { rubric_version: [], judge_flagged: [] } } });
+    expect(r).toEqual({ status: 200, body: { rewards: [0.8], scores: [0.8], extra_logs: { rubric_version: [0], judge_flagged: [0], judge_unreadable: [0] } } });
+    expect(await post(h, "/get_reward", BODIES.openrlhfEmptyShard)).toEqual({ status: 200, body: { rewards: [], scores: [], extra_logs: { rubric_version: [], judge_flagged: [], judge_unreadable: [] } } });
   });
 
   it("veRL and TRL /v1/score bodies", async () => {
@@ -203,23 +204,26 @@ describe.skipIf(!HAS_REQUESTS)("examples: the Python reward functions against th
           return /integer score/i.test(last) ? "3" : "Fine.";
         },
       });
-      down = await startService(createChatModel({ baseURL: fake.url, model: "fake-model", maxTries: 1 }));
+      // Deadline scaled down from 170 s so the persistent outage below answers 503 quickly.
+      down = await startService(createChatModel({ baseURL: fake.url, model: "fake-model", maxTries: 1 }), { deadlineMs: 1500, backoffBaseMs: 10, backoffMaxMs: 50 });
     });
     afterAll(async () => {
       await down?.close();
       await fake?.close();
     });
 
-    it("503 is retried by the Python clients; when it persists they raise instead of scoring", async () => {
-      failuresLeft = 1; // the first judge call fails → the service answers 503 → the client retries
+    it("a short outage is waited out inside the request; when it outlasts the deadline the clients retry the 503, then raise", async () => {
+      failuresLeft = 1; // the first judge call fails → the service retries it within the request
       const outages = async () => (await down.metrics.errors.get()).values.find((v) => v.labels.kind === "judge_unavailable")?.value ?? 0;
+      const before = fake.requests.length;
       const ok = await py("verl", "import json, mpo_reward as m\nprint(json.dumps(m.compute_score('s', 'x', None, {'question': 'Q'})))", { MPO_URL: down.url });
       expect(JSON.parse(ok.stdout)).toEqual({ score: 0.6, rubric_version: 0, raw_score: 3 });
-      expect(await outages()).toBe(1); // the first try really got a 503
+      expect(fake.requests.length - before).toBe(3); // the failed call, then rationale + score
+      expect(await outages()).toBe(0); // no 503 reached the client
       failuresLeft = 1_000;
       const err = await py("trl", "import grpo_mpo as g\ng.mpo_reward(prompts=['Q'], completions=['x'])", { MPO_URL: down.url }).catch((e) => e);
       expect(err.code).toBe(1);
-      expect(err.stderr).toMatch(/could not score after 2 tries \(last: HTTP 503: .*judge unavailable/);
+      expect(err.stderr).toMatch(/could not score after 2 tries \(last: HTTP 503: .*deadline/);
       failuresLeft = 0;
     }, 30_000);
   });

@@ -75,7 +75,7 @@ describe("POST /get_reward (OpenRLHF protocol)", () => {
     expect(r.body.scores).toEqual([0.8, 0.2]);
     expect(r.body.extra_logs.rubric_version).toEqual([0, 0]);
     const empty = await post(h, "/get_reward", { query: [], prompts: [], labels: [] });
-    expect(empty).toEqual({ status: 200, body: { rewards: [], scores: [], extra_logs: { rubric_version: [], judge_flagged: [] } } });
+    expect(empty).toEqual({ status: 200, body: { rewards: [], scores: [], extra_logs: { rubric_version: [], judge_flagged: [], judge_unreadable: [] } } });
   });
 
   it("rejects bad bodies with 400 naming the field", async () => {
@@ -106,14 +106,14 @@ describe("POST /v1/score (native API)", () => {
     [{ items: [{ prompt: "p".repeat(101), response: "r" }] }, /items\.0\.prompt.*100/],
     [{ items: Array.from({ length: 6 }, () => ({ prompt: "p", response: "r" })) }, /'items'.*at most 5/],
   ])("400 for %j", async (body, msg) => {
-    const { h } = await start({ limits: { fieldChars: 100, batchSize: 5, bodyBytes: 4096, requestTimeoutMs: 10_000 } });
+    const { h } = await start({ limits: { fieldChars: 100, batchSize: 5, bodyBytes: 4096, requestTimeoutMs: 10_000, bodyTimeoutMs: 10_000 } });
     const r = await post(h, "/v1/score", body);
     expect(r.status).toBe(400);
     expect(r.body.error.message).toMatch(msg);
   });
 
   it("413 for a body over the size limit", async () => {
-    const { h } = await start({ limits: { fieldChars: 100_000, batchSize: 5, bodyBytes: 2048, requestTimeoutMs: 10_000 } });
+    const { h } = await start({ limits: { fieldChars: 100_000, batchSize: 5, bodyBytes: 2048, requestTimeoutMs: 10_000, bodyTimeoutMs: 10_000 } });
     const r = await post(h, "/v1/score", { items: [{ prompt: "p", response: "x".repeat(5000) }] });
     expect(r.status).toBe(413);
   });
@@ -122,11 +122,11 @@ describe("POST /v1/score (native API)", () => {
     const fake = await startFakeOpenAI({ reply: () => ({ status: 500, body: { error: { message: "overloaded" } } }) });
     try {
       const judge = createChatModel({ baseURL: fake.url, model: "m", maxTries: 2, backoffBaseMs: 1, backoffMaxMs: 2 });
-      const { h } = await start({}, judge);
+      const { h } = await start({ outage: { deadlineMs: 2000, backoffBaseMs: 5, backoffMaxMs: 20, queueMax: 100 } }, judge);
       const r = await post(h, "/v1/score", { items: [{ prompt: "p", response: "r" }] });
       expect(r.status).toBe(503);
       expect(r.body.error.type).toBe("judge_unavailable");
-      expect(r.body.error.message).toMatch(/judge unavailable/);
+      expect(r.body.error.message).toMatch(/deadline.*HTTP 500: overloaded/);
       expect(r.body.results).toBeUndefined();
     } finally {
       await fake.close();
@@ -242,7 +242,7 @@ describe("restart during a meta step", () => {
 describe("usage accounting", () => {
   it("counts a requested meta step's judge calls once in /metrics", async () => {
     const sim = new SimulatedJudgeModel();
-    const { h } = await start({ metaEvery: 0, metaSamples: 2 }, sim, sim);
+    const { h } = await start({ metaEvery: 0, metaSamples: 2, allowUnauthenticatedAdmin: true }, sim, sim);
     await post(h, "/v1/score", { items: [{ prompt: "Write about libraries.", response: "The Case for Public Libraries" }, { prompt: "Write about libraries.", response: "Libraries lend books." }] });
     const meta = await post(h, "/v1/meta-step", {});
     expect(meta.status).toBe(200);

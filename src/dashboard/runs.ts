@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { RubricItem, RubricVersion } from "../rubric/types.ts";
 import { isInside, runIdOf, safeFile } from "./paths.ts";
 import { diffRubricItems, type RubricDiff } from "./rubric-diff.ts";
-import { repetitionStats, type StepPoint } from "./signals.ts";
+import { repetitionStats, type StepPoint } from "../meta/signals.ts";
 
 export interface Problem {
   file: string;

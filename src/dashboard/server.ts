@@ -23,7 +23,7 @@ import {
   summarizeRun,
   type RolloutQuery,
 } from "./runs.ts";
-import { detectSignals, type StepPoint } from "./signals.ts";
+import { detectSignals, type StepPoint } from "../meta/signals.ts";
 import { RunWatcher, type ChangeEvent } from "./watch.ts";
 
 export interface DashboardOptions {

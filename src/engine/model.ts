@@ -83,6 +83,14 @@ interface Layer {
   wk: ParamTensor;
   wv: ParamTensor;
   wo: ParamTensor;
+  /** q/k/v/o projection biases (qwen2: q, k, v; llama/qwen3 with attention_bias: all four). */
+  bq: ParamTensor | null;
+  bk: ParamTensor | null;
+  bv: ParamTensor | null;
+  bo: ParamTensor | null;
+  /** qwen3: RMSNorm weights [D] applied to each head of q and k before RoPE. */
+  qNorm: ParamTensor | null;
+  kNorm: ParamTensor | null;
   ln2: ParamTensor;
   ln2b: ParamTensor | null;
   wg: ParamTensor | null;
@@ -191,13 +199,19 @@ export class TransformerLM {
       const wq = add(pre + "self_attn.q_proj.weight", [H * D, d], "normal");
       const wk = add(pre + "self_attn.k_proj.weight", [Hkv * D, d], "normal");
       const wv = add(pre + "self_attn.v_proj.weight", [Hkv * D, d], "normal");
+      const bq = dm.qkvBias ? add(pre + "self_attn.q_proj.bias", [H * D], "zeros") : null;
+      const bk = dm.qkvBias ? add(pre + "self_attn.k_proj.bias", [Hkv * D], "zeros") : null;
+      const bv = dm.qkvBias ? add(pre + "self_attn.v_proj.bias", [Hkv * D], "zeros") : null;
       const wo = add(pre + "self_attn.o_proj.weight", [d, H * D], "normal");
+      const bo = dm.oBias ? add(pre + "self_attn.o_proj.bias", [d], "zeros") : null;
+      const qNorm = dm.qkNorm ? add(pre + "self_attn.q_norm.weight", [D], "ones") : null;
+      const kNorm = dm.qkNorm ? add(pre + "self_attn.k_norm.weight", [D], "ones") : null;
       const ln2 = add(pre + "post_attention_layernorm.weight", [d], "ones");
       const ln2b = ln ? add(pre + "post_attention_layernorm.bias", [d], "zeros") : null;
       const wg = dm.gated ? add(pre + "mlp.gate_proj.weight", [ff, d], "normal") : null;
       const wu = add(pre + "mlp.up_proj.weight", [ff, d], "normal");
       const wd = add(pre + "mlp.down_proj.weight", [d, ff], "normal");
-      this.layers.push({ ln1, ln1b, wq, wk, wv, wo, ln2, ln2b, wg, wu, wd });
+      this.layers.push({ ln1, ln1b, wq, wk, wv, wo, bq, bk, bv, bo, qNorm, kNorm, ln2, ln2b, wg, wu, wd });
     }
     this.normF = add("model.norm.weight", [d], "ones");
     this.normFb = ln ? add("model.norm.bias", [d], "zeros") : null;
@@ -209,7 +223,7 @@ export class TransformerLM {
       const extra = [...tensors.keys()].filter((k) => !known.has(k) && !(dm.tied && k === "lm_head.weight"));
       if (extra.length) throw new UserError(`model tensors: unexpected tensor(s) for this config: ${extra.slice(0, 5).join(", ")}`);
     }
-    this.rope = { ...ops.ropeTables(dm.maxT, D, dm.theta, this.alloc), len: dm.maxT };
+    this.rope = { ...ops.ropeTables(dm.maxT, D, dm.invFreq, this.alloc), len: dm.maxT };
   }
 
   /** A freshly initialized model (weights ~ N(0, 0.02), norms 1, biases 0). */
@@ -254,7 +268,7 @@ export class TransformerLM {
   private ensureRope(len: number): void {
     if (len <= this.rope.len) return;
     const n = Math.max(len, 2 * this.rope.len);
-    this.rope = { ...ops.ropeTables(n, this.dims.D, this.dims.theta, this.alloc), len: n };
+    this.rope = { ...ops.ropeTables(n, this.dims.D, this.dims.invFreq, this.alloc), len: n };
   }
 
   private normFwd(out: F, x: F, w: ParamTensor, b: ParamTensor | null, mean: F, rstd: F, N: number): void {
@@ -267,6 +281,131 @@ export class TransformerLM {
     const d = this.dims.d;
     if (b) ops.layernormBackward(dx, w.grad, b.grad, dout, x, w.data, mean, rstd, N, d);
     else this.kernels.rmsnormBackward(dx, w.grad, dout, x, w.data, rstd, N, d);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Transformer block pieces, shared by score() (training forward), inferStep() (KV-cached decode) and
+  // backward(). One block over R rows, x the residual stream:
+  //   h = norm₁(x);  q = h·W_qᵀ + b_q,  k = h·W_kᵀ + b_k,  v = h·W_vᵀ + b_v     (biases: qwen2 / attention_bias)
+  //   q, k ← RMSNorm over each head (qwen3 q_norm / k_norm);  q, k ← RoPE(q, k) at each row's position
+  //   x ← x + attention(q, k, v)·W_oᵀ + b_o
+  //   x ← x + W_down·(act(norm₂(x)·W_gateᵀ) ⊙ norm₂(x)·W_upᵀ)
+
+  /**
+   * q, k, v of R rows from the normed input h. With q/k norm, qr/kr receive the pre-norm projections and
+   * qRstd/kRstd the per-head 1/rms that backward needs; q/k are then the normed, rotated values.
+   */
+  private qkvForward(
+    ly: Layer, h: F, q: F, k: F, v: F, qr: F | null, kr: F | null, qRstd: F | null, kRstd: F | null, pos: Int32Array, R: number,
+  ): void {
+    const { d, H, Hkv, D, eps } = this.dims;
+    const K = this.kernels;
+    const qOut = ly.qNorm && qr ? qr : q;
+    const kOut = ly.kNorm && kr ? kr : k;
+    K.matmulXWt(qOut, h, ly.wq.data, R, d, H * D, false);
+    K.matmulXWt(kOut, h, ly.wk.data, R, d, Hkv * D, false);
+    K.matmulXWt(v, h, ly.wv.data, R, d, Hkv * D, false);
+    if (ly.bq && ly.bk && ly.bv) {
+      ops.addBias(qOut, ly.bq.data, R, H * D);
+      ops.addBias(kOut, ly.bk.data, R, Hkv * D);
+      ops.addBias(v, ly.bv.data, R, Hkv * D);
+    }
+    if (ly.qNorm && ly.kNorm && qr && kr && qRstd && kRstd) {
+      // Each head's D-vector is one RMSNorm row: q̂ = q / rms(q) · w_qnorm.
+      K.rmsnormForward(q, qRstd, qr, ly.qNorm.data, R * H, D, eps);
+      K.rmsnormForward(k, kRstd, kr, ly.kNorm.data, R * Hkv, D, eps);
+    }
+    K.ropeApply(q, pos, R, H, D, this.rope.cos, this.rope.sin, 1);
+    K.ropeApply(k, pos, R, Hkv, D, this.rope.cos, this.rope.sin, 1);
+  }
+
+  /**
+   * Backward of qkvForward: from dq, dk (w.r.t. the rotated q, k; overwritten as scratch) and dv, accumulate
+   * the projection/bias/norm gradients and write dh = dq·W_q + dk·W_k + dv·W_v.
+   */
+  private qkvBackward(
+    ly: Layer, dh: F, dq: F, dk: F, dv: F, h: F, qr: F | null, kr: F | null, qRstd: F | null, kRstd: F | null,
+    pos: Int32Array, R: number,
+  ): void {
+    const { d, H, Hkv, D } = this.dims;
+    const K = this.kernels;
+    const A = this.arena;
+    K.ropeApply(dq, pos, R, H, D, this.rope.cos, this.rope.sin, -1);
+    K.ropeApply(dk, pos, R, Hkv, D, this.rope.cos, this.rope.sin, -1);
+    let dqr = dq;
+    let dkr = dk;
+    if (ly.qNorm && ly.kNorm && qr && kr && qRstd && kRstd) {
+      dqr = A.get("dqr", R * H * D);
+      dkr = A.get("dkr", R * Hkv * D);
+      dqr.fill(0);
+      dkr.fill(0);
+      K.rmsnormBackward(dqr, ly.qNorm.grad, dq, qr, ly.qNorm.data, qRstd, R * H, D);
+      K.rmsnormBackward(dkr, ly.kNorm.grad, dk, kr, ly.kNorm.data, kRstd, R * Hkv, D);
+    }
+    if (ly.bq && ly.bk && ly.bv) {
+      ops.biasGrad(ly.bq.grad, dqr, R, H * D);
+      ops.biasGrad(ly.bk.grad, dkr, R, Hkv * D);
+      ops.biasGrad(ly.bv.grad, dv, R, Hkv * D);
+    }
+    K.matmulDyW(dh, dqr, ly.wq.data, R, H * D, d, false);
+    K.matmulDyW(dh, dkr, ly.wk.data, R, Hkv * D, d, true);
+    K.matmulDyW(dh, dv, ly.wv.data, R, Hkv * D, d, true);
+    K.matmulDyTX(ly.wq.grad, dqr, h, R, H * D, d);
+    K.matmulDyTX(ly.wk.grad, dkr, h, R, Hkv * D, d);
+    K.matmulDyTX(ly.wv.grad, dv, h, R, Hkv * D, d);
+  }
+
+  /** Attention output into the residual: x += att·W_oᵀ + b_o. */
+  private attnOutForward(ly: Layer, x: F, att: F, R: number): void {
+    const { d, H, D } = this.dims;
+    this.kernels.matmulXWt(x, att, ly.wo.data, R, H * D, d, true);
+    if (ly.bo) ops.addBias(x, ly.bo.data, R, d);
+  }
+
+  /** Backward of attnOutForward: datt = dx·W_o; W_o and b_o gradients accumulate. */
+  private attnOutBackward(ly: Layer, datt: F, dx: F, att: F, R: number): void {
+    const { d, H, D } = this.dims;
+    this.kernels.matmulDyW(datt, dx, ly.wo.data, R, d, H * D, false);
+    this.kernels.matmulDyTX(ly.wo.grad, dx, att, R, d, H * D);
+    if (ly.bo) ops.biasGrad(ly.bo.grad, dx, R, d);
+  }
+
+  /** MLP into the residual: x += W_down·(act(h·W_gateᵀ) ⊙ h·W_upᵀ), or x += W_down·act(h·W_upᵀ) (plain). */
+  private mlpForward(ly: Layer, x: F, h: F, g: F, u: F, m: F, R: number): void {
+    const { d, ff } = this.dims;
+    const K = this.kernels;
+    if (ly.wg) {
+      K.matmulXWt(g, h, ly.wg.data, R, d, ff, false);
+      K.matmulXWt(u, h, ly.wu.data, R, d, ff, false);
+      K.gluForward(m, g, u, R * ff, this.actCode);
+    } else {
+      K.matmulXWt(g, h, ly.wu.data, R, d, ff, false);
+      K.gluForward(m, g, null, R * ff, this.actCode);
+    }
+    K.matmulXWt(x, m, ly.wd.data, R, ff, d, true);
+  }
+
+  /** Backward of mlpForward from dx (the residual gradient): writes dh, accumulates the MLP weight gradients. */
+  private mlpBackward(ly: Layer, dh: F, dx: F, h: F, g: F, u: F | null, m: F, R: number): void {
+    const { d, ff } = this.dims;
+    const K = this.kernels;
+    const A = this.arena;
+    const dm = A.get("dm", R * ff);
+    K.matmulDyW(dm, dx, ly.wd.data, R, d, ff, false);
+    K.matmulDyTX(ly.wd.grad, dx, m, R, d, ff);
+    const dg = A.get("dg", R * ff);
+    if (ly.wg && u) {
+      const du = A.get("du", R * ff);
+      K.gluBackward(dg, du, dm, g, u, R * ff, this.actCode);
+      K.matmulDyW(dh, dg, ly.wg.data, R, ff, d, false);
+      K.matmulDyW(dh, du, ly.wu.data, R, ff, d, true);
+      K.matmulDyTX(ly.wg.grad, dg, h, R, ff, d);
+      K.matmulDyTX(ly.wu.grad, du, h, R, ff, d);
+    } else {
+      K.gluBackward(dg, null, dm, g, null, R * ff, this.actCode);
+      K.matmulDyW(dh, dg, ly.wu.data, R, ff, d, false);
+      K.matmulDyTX(ly.wu.grad, dg, h, R, ff, d);
+    }
   }
 
   /**
@@ -299,48 +438,40 @@ export class TransformerLM {
     const pos = A.int("pos", N);
     for (let i = 0; i < N; i++) pos[i] = i % T;
 
+    // x = E[tokens]; every layer's inputs and intermediates are kept (by layer name) for backward().
     let x = A.get("res0", N * d);
     ops.embeddingForward(x, this.embed.data, tok, N, d);
+    const qk = dm.qkNorm;
     for (let l = 0; l < L; l++) {
       const ly = this.layers[l];
+      // h₁ = norm₁(x);  q, k, v = proj(h₁) (+ bias, q/k norm, RoPE)
       const h1 = A.get(`h1.${l}`, N * d);
-      const mean1 = A.get(`mean1.${l}`, N);
-      const rstd1 = A.get(`rstd1.${l}`, N);
-      this.normFwd(h1, x, ly.ln1, ly.ln1b, mean1, rstd1, N);
+      this.normFwd(h1, x, ly.ln1, ly.ln1b, A.get(`mean1.${l}`, N), A.get(`rstd1.${l}`, N), N);
       const q = A.get(`q.${l}`, N * H * D);
       const k = A.get(`k.${l}`, N * Hkv * D);
       const v = A.get(`v.${l}`, N * Hkv * D);
-      K.matmulXWt(q, h1, ly.wq.data, N, d, H * D, false);
-      K.matmulXWt(k, h1, ly.wk.data, N, d, Hkv * D, false);
-      K.matmulXWt(v, h1, ly.wv.data, N, d, Hkv * D, false);
-      K.ropeApply(q, pos, N, H, D, this.rope.cos, this.rope.sin, 1);
-      K.ropeApply(k, pos, N, Hkv, D, this.rope.cos, this.rope.sin, 1);
+      this.qkvForward(
+        ly, h1, q, k, v,
+        qk ? A.get(`qr.${l}`, N * H * D) : null, qk ? A.get(`kr.${l}`, N * Hkv * D) : null,
+        qk ? A.get(`qrstd.${l}`, N * H) : null, qk ? A.get(`krstd.${l}`, N * Hkv) : null, pos, N,
+      );
+      // att = softmax(q·kᵀ/√D + causal mask)·v per head (keeps only the row log-sum-exp)
       const att = A.get(`att.${l}`, N * H * D);
-      const lse = A.get(`lse.${l}`, B * H * T);
-      K.attentionForward(att, lse, q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
+      K.attentionForward(att, A.get(`lse.${l}`, B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
+      // x₂ = x + att·W_oᵀ + b_o
       const x2 = A.get(`x2.${l}`, N * d);
       x2.set(x);
-      K.matmulXWt(x2, att, ly.wo.data, N, H * D, d, true);
+      this.attnOutForward(ly, x2, att, N);
+      // h₂ = norm₂(x₂);  x' = x₂ + W_down·(act(h₂·W_gateᵀ) ⊙ h₂·W_upᵀ)
       const h2 = A.get(`h2.${l}`, N * d);
-      const mean2 = A.get(`mean2.${l}`, N);
-      const rstd2 = A.get(`rstd2.${l}`, N);
-      this.normFwd(h2, x2, ly.ln2, ly.ln2b, mean2, rstd2, N);
-      const g = A.get(`g.${l}`, N * ff);
-      const m = A.get(`m.${l}`, N * ff);
-      let u: F | null = null;
-      if (ly.wg) {
-        u = A.get(`u.${l}`, N * ff);
-        K.matmulXWt(g, h2, ly.wg.data, N, d, ff, false);
-        K.matmulXWt(u, h2, ly.wu.data, N, d, ff, false);
-      } else {
-        K.matmulXWt(g, h2, ly.wu.data, N, d, ff, false);
-      }
-      K.gluForward(m, g, u, N * ff, this.actCode);
+      this.normFwd(h2, x2, ly.ln2, ly.ln2b, A.get(`mean2.${l}`, N), A.get(`rstd2.${l}`, N), N);
       const xn = A.get(`res${l + 1}`, N * d);
       xn.set(x2);
-      K.matmulXWt(xn, m, ly.wd.data, N, ff, d, true);
+      const u = ly.wg ? A.get(`u.${l}`, N * ff) : A.get("uUnused", 0);
+      this.mlpForward(ly, xn, h2, A.get(`g.${l}`, N * ff), u, A.get(`m.${l}`, N * ff), N);
       x = xn;
     }
+    // h_f = norm_f(x);  logits = h_f·W_headᵀ;  log p(target) = log_softmax(logits / temperature)[target]
     const hf = A.get("hf", N * d);
     const meanf = A.get("meanf", N);
     const rstdf = A.get("rstdf", N);
@@ -472,37 +603,19 @@ export class TransformerLM {
     const dx = A.get("dres", N * d);
     dx.fill(0);
     this.normBwd(dx, dhf, A.get(`res${L}`, N * d), this.normF, this.normFb, A.get("meanf", N), A.get("rstdf", N), N);
+    const qk = dm.qkNorm;
+    const pos = A.int("pos", N);
     for (let l = L - 1; l >= 0; l--) {
       const ly = this.layers[l];
-      // MLP: res[l+1] = x2 + m·Wdᵀ
-      const m = A.get(`m.${l}`, N * ff);
-      const g = A.get(`g.${l}`, N * ff);
-      const h2 = A.get(`h2.${l}`, N * d);
-      const dm_ = A.get("dm", N * ff);
-      K.matmulDyW(dm_, dx, ly.wd.data, N, d, ff, false);
-      K.matmulDyTX(ly.wd.grad, dx, m, N, d, ff);
-      const dg = A.get("dg", N * ff);
+      // MLP: res[l+1] = x₂ + W_down·(act(g) ⊙ u) with g, u from h₂ = norm₂(x₂); dx flows on through the residual.
       const dh2 = A.get("dh", N * d);
-      if (ly.wg) {
-        const u = A.get(`u.${l}`, N * ff);
-        const du = A.get("du", N * ff);
-        K.gluBackward(dg, du, dm_, g, u, N * ff, this.actCode);
-        K.matmulDyW(dh2, dg, ly.wg.data, N, ff, d, false);
-        K.matmulDyW(dh2, du, ly.wu.data, N, ff, d, true);
-        K.matmulDyTX(ly.wg.grad, dg, h2, N, ff, d);
-        K.matmulDyTX(ly.wu.grad, du, h2, N, ff, d);
-      } else {
-        K.gluBackward(dg, null, dm_, g, null, N * ff, this.actCode);
-        K.matmulDyW(dh2, dg, ly.wu.data, N, ff, d, false);
-        K.matmulDyTX(ly.wu.grad, dg, h2, N, ff, d);
-      }
-      const x2 = A.get(`x2.${l}`, N * d);
-      this.normBwd(dx, dh2, x2, ly.ln2, ly.ln2b, A.get(`mean2.${l}`, N), A.get(`rstd2.${l}`, N), N);
-      // Attention: x2 = res[l] + att·Woᵀ
+      const u = ly.wg ? A.get(`u.${l}`, N * ff) : null;
+      this.mlpBackward(ly, dh2, dx, A.get(`h2.${l}`, N * d), A.get(`g.${l}`, N * ff), u, A.get(`m.${l}`, N * ff), N);
+      this.normBwd(dx, dh2, A.get(`x2.${l}`, N * d), ly.ln2, ly.ln2b, A.get(`mean2.${l}`, N), A.get(`rstd2.${l}`, N), N);
+      // Attention: x₂ = res[l] + att·W_oᵀ + b_o, att = softmax(q·kᵀ/√D)·v
       const att = A.get(`att.${l}`, N * H * D);
       const datt = A.get("datt", N * H * D);
-      K.matmulDyW(datt, dx, ly.wo.data, N, d, H * D, false);
-      K.matmulDyTX(ly.wo.grad, dx, att, N, d, H * D);
+      this.attnOutBackward(ly, datt, dx, att, N);
       const q = A.get(`q.${l}`, N * H * D);
       const k = A.get(`k.${l}`, N * Hkv * D);
       const v = A.get(`v.${l}`, N * Hkv * D);
@@ -513,17 +626,13 @@ export class TransformerLM {
       dk.fill(0);
       dv.fill(0);
       K.attentionBackward(dq, dk, dv, datt, att, A.get(`lse.${l}`, B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
-      const pos = A.int("pos", N);
-      K.ropeApply(dq, pos, N, H, D, this.rope.cos, this.rope.sin, -1);
-      K.ropeApply(dk, pos, N, Hkv, D, this.rope.cos, this.rope.sin, -1);
-      const h1 = A.get(`h1.${l}`, N * d);
+      // q, k, v = proj(h₁) (+ bias, q/k norm, RoPE), h₁ = norm₁(res[l])
       const dh1 = A.get("dh", N * d);
-      K.matmulDyW(dh1, dq, ly.wq.data, N, H * D, d, false);
-      K.matmulDyW(dh1, dk, ly.wk.data, N, Hkv * D, d, true);
-      K.matmulDyW(dh1, dv, ly.wv.data, N, Hkv * D, d, true);
-      K.matmulDyTX(ly.wq.grad, dq, h1, N, H * D, d);
-      K.matmulDyTX(ly.wk.grad, dk, h1, N, Hkv * D, d);
-      K.matmulDyTX(ly.wv.grad, dv, h1, N, Hkv * D, d);
+      this.qkvBackward(
+        ly, dh1, dq, dk, dv, A.get(`h1.${l}`, N * d),
+        qk ? A.get(`qr.${l}`, N * H * D) : null, qk ? A.get(`kr.${l}`, N * Hkv * D) : null,
+        qk ? A.get(`qrstd.${l}`, N * H) : null, qk ? A.get(`krstd.${l}`, N * Hkv) : null, pos, N,
+      );
       this.normBwd(dx, dh1, A.get(`res${l}`, N * d), ly.ln1, ly.ln1b, A.get(`mean1.${l}`, N), A.get(`rstd1.${l}`, N), N);
     }
     ops.embeddingBackward(this.embed.grad, dx, st.tokens, N, d);
@@ -643,6 +752,11 @@ export class TransformerLM {
     const k = A.get("g.k", R * Hkv * D);
     const v = A.get("g.v", R * Hkv * D);
     const att = A.get("g.att", R * H * D);
+    const qk = this.dims.qkNorm;
+    const qr = qk ? A.get("g.qr", R * H * D) : null;
+    const kr = qk ? A.get("g.kr", R * Hkv * D) : null;
+    const qRstd = qk ? A.get("g.qrstd", R * H) : null;
+    const kRstd = qk ? A.get("g.krstd", R * Hkv) : null;
     const g = A.get("g.g", R * ff);
     const u = A.get("g.u", R * ff);
     const m = A.get("g.m", R * ff);
@@ -650,12 +764,9 @@ export class TransformerLM {
     ops.embeddingForward(x, this.embed.data, tok, R, d);
     for (let l = 0; l < L; l++) {
       const ly = this.layers[l];
+      // Same block as score(), one row per (sequence, new position); k and v go into the cache first.
       this.normFwd(h, x, ly.ln1, ly.ln1b, mean, rstd, R);
-      K.matmulXWt(q, h, ly.wq.data, R, d, H * D, false);
-      K.matmulXWt(k, h, ly.wk.data, R, d, Hkv * D, false);
-      K.matmulXWt(v, h, ly.wv.data, R, d, Hkv * D, false);
-      K.ropeApply(q, pos, R, H, D, this.rope.cos, this.rope.sin, 1);
-      K.ropeApply(k, pos, R, Hkv, D, this.rope.cos, this.rope.sin, 1);
+      this.qkvForward(ly, h, q, k, v, qr, kr, qRstd, kRstd, pos, R);
       const KC = kc[l];
       const VC = vc[l];
       for (let r = 0; r < R; r++) {
@@ -666,17 +777,9 @@ export class TransformerLM {
         }
       }
       K.attentionDecode(att, q, KC, VC, pos, slot, R, H, Hkv, D, Tc, sc);
-      K.matmulXWt(x, att, ly.wo.data, R, H * D, d, true);
+      this.attnOutForward(ly, x, att, R);
       this.normFwd(h, x, ly.ln2, ly.ln2b, mean, rstd, R);
-      if (ly.wg) {
-        K.matmulXWt(g, h, ly.wg.data, R, d, ff, false);
-        K.matmulXWt(u, h, ly.wu.data, R, d, ff, false);
-        K.gluForward(m, g, u, R * ff, this.actCode);
-      } else {
-        K.matmulXWt(g, h, ly.wu.data, R, d, ff, false);
-        K.gluForward(m, g, null, R * ff, this.actCode);
-      }
-      K.matmulXWt(x, m, ly.wd.data, R, ff, d, true);
+      this.mlpForward(ly, x, h, g, u, m, R);
     }
     // Final norm + lm_head only on the rows we sample from.
     const xs = A.get("g.xs", nLogit * d);

@@ -126,6 +126,22 @@ export function embeddingBackward(dTable: F, dout: F, tokens: Int32Array, N: num
   }
 }
 
+/** y[r, :] += b for each of R rows (projection bias; cheap next to the matmul, so one loop serves both paths). */
+export function addBias(y: F, b: F, R: number, O: number): void {
+  for (let r = 0; r < R; r++) {
+    const o = r * O;
+    for (let j = 0; j < O; j++) y[o + j] += b[j];
+  }
+}
+
+/** db += Σ_r dy[r, :] (gradient of addBias). */
+export function biasGrad(db: F, dy: F, R: number, O: number): void {
+  for (let r = 0; r < R; r++) {
+    const o = r * O;
+    for (let j = 0; j < O; j++) db[j] += dy[o + j];
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Norms
 
@@ -204,14 +220,17 @@ export function layernormBackward(dx: F, dw: F, db: F, dout: F, x: F, w: F, mean
 // ---------------------------------------------------------------------------------------------------------
 // Rotary position embeddings (HF rotate_half convention: pairs are (i, i + D/2)).
 
-/** cos/sin tables [maxT, D/2]: angle = p · theta^(−2i/D). Computed in float64, stored in the model dtype. */
-export function ropeTables(maxT: number, D: number, theta: number, alloc: (n: number) => F): { cos: F; sin: F } {
+/**
+ * cos/sin tables [maxT, D/2]: angle = p · inv_freq_i with inv_freq_i = theta^(−2i/D), or the given
+ * inv_freq values (after rope_scaling, see config.ropeInvFreq). Computed in float64, stored in the model dtype.
+ */
+export function ropeTables(maxT: number, D: number, theta: number | readonly number[], alloc: (n: number) => F): { cos: F; sin: F } {
   const half = D / 2;
   const cos = alloc(maxT * half);
   const sin = alloc(maxT * half);
   for (let i = 0; i < half; i++) {
     // Same float32 inv_freq as PyTorch's `1.0 / theta ** (arange(0, D, 2).float() / D)`.
-    const invFreq = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / D))));
+    const invFreq = typeof theta === "number" ? Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / D)))) : theta[i];
     for (let p = 0; p < maxT; p++) {
       const a = Math.fround(p * invFreq);
       cos[p * half + i] = Math.cos(a);

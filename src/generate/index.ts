@@ -193,7 +193,8 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   const { TransformerLM } = await import("../engine/index.ts");
   const { tokenizerFromJson } = await import("../rl/tokenizer.ts");
   const { Rng } = await import("../util/rng.ts");
-  const dir = resolvePolicyDir(backend.dir);
+  const { resolveModelSource } = await import("../engine/io/hub.ts");
+  const dir = resolvePolicyDir(await resolveModelSource(backend.dir, "--policy"));
   const ck = loadCheckpoint(dir);
   const eosCfg = ck.config.eos_token_id;
   const eos = typeof eosCfg === "number" ? eosCfg : Array.isArray(eosCfg) ? eosCfg[0] : undefined;
@@ -205,8 +206,16 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   // A policy trained by `mpo train` saw all message contents joined by "\n" plus the run's separator; any
   // other checkpoint gets the plain-text form: the last user message followed by a blank line.
   const separator = backend.separator ?? fromRun ?? "\n\n";
+  // A Hugging Face chat policy: its own chat template builds the prompt and every end-of-turn id stops it
+  // (unless --separator asks for the plain-text form).
+  const { policyFormat } = await import("../rl/policy-format.ts");
+  const fmt = policyFormat(ck, tok, separator, join(dir, "tokenizer_config.json"));
+  const chat = fmt.kind === "chat-template" && backend.separator === undefined;
+  const stopIds = chat ? fmt.stopIds : [tok.eosId];
   const render = (messages: ChatMessage[]) =>
-    fromRun !== undefined
+    chat
+      ? fmt.prompt(messages)
+      : fromRun !== undefined
       ? messages.map((m) => m.content).join("\n") + separator
       : ([...messages].reverse().find((m) => m.role === "user")?.content ?? messages.map((m) => m.content).join("\n")) + separator;
   const seed = o.seed ?? 0;
@@ -215,14 +224,14 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
     async generate(record, messages) {
       const query = render(messages);
       let ids = tok.encode(query);
-      if (tok.bosId !== null) ids = [tok.bosId, ...ids];
+      if (tok.bosId !== null && !chat) ids = [tok.bosId, ...ids];
       const maxNew = Math.min(o.maxNewTokens ?? 1000, maxPos - 1);
       // Keep the end of the prompt: the model never saw positions beyond max_position_embeddings.
       if (ids.length + maxNew > maxPos) ids = ids.slice(ids.length + maxNew - maxPos);
       if (ids.length === 0) ids = [tok.eosId];
       // One RNG per record (seed + id): the same record gets the same sample however the run is resumed.
-      const out = model.generate([ids], { maxNewTokens: maxNew, temperature: o.temperature ?? 0.7, stopTokens: [tok.eosId], rng: new Rng(`generate-${seed}-${record.id}`) });
-      const text = tok.decode(out.tokens[0].filter((t) => t !== tok.eosId));
+      const out = model.generate([ids], { maxNewTokens: maxNew, temperature: o.temperature ?? 0.7, stopTokens: stopIds, rng: new Rng(`generate-${seed}-${record.id}`) });
+      const text = tok.decode(out.tokens[0].filter((t) => !stopIds.includes(t)));
       // Yield to the event loop between records so signals and progress output get through.
       await new Promise((r) => setImmediate(r));
       return { query, model_response: text, finish_reason: out.finished[0] ? "stop" : "length" };

@@ -43,6 +43,13 @@ export const llmEndpointSchema = z
     budgetMs: z.number().int().min(1).optional(),
     /** On-disk reply cache directory (deterministic requests only: temperature 0 or a seed). */
     cacheDir: z.string().min(1).optional(),
+    /**
+     * Hard cap on the bytes of one reply body read from the server. A longer reply is not read further:
+     * the call returns empty text flagged `overLong` (a judge treats it as unreadable), never a partial parse.
+     */
+    maxReplyBytes: z.number().int().min(1024).default(1024 * 1024),
+    /** max_tokens sent when neither the request nor defaultParams sets one (unset: the server's default). */
+    maxTokensCap: z.number().int().min(1).optional(),
     /** Send constrained-decoding fields when the server kind supports them. */
     constrained: z.boolean().default(true),
     defaultParams: samplingDefaultsSchema.optional(),

@@ -24,7 +24,44 @@ import type { ChatModel, ChatRequest, ChatResponse, Stage } from "./types.ts";
  */
 const tryContext = new AsyncLocalStorage<{ errorBody?: string }>();
 
-function wrapFetch(inner: NonNullable<ClientOptions["fetch"]>): NonNullable<ClientOptions["fetch"]> {
+/** The body of a 2xx reply was larger than the endpoint's maxReplyBytes: reading stopped there. */
+export class OverLongReplyError extends Error {
+  constructor(readonly limit: number) {
+    super(`reply body larger than ${limit} bytes (maxReplyBytes)`);
+    this.name = "OverLongReplyError";
+  }
+}
+
+function isOverLong(err: unknown): err is OverLongReplyError {
+  for (let cur = err, d = 0; cur && d < 6; d++, cur = (cur as { cause?: unknown }).cause) if (cur instanceof OverLongReplyError) return true;
+  return false;
+}
+
+/**
+ * A Response whose body errors with OverLongReplyError once more than `limit` bytes arrive, so a runaway
+ * judge reply is never read (or parsed, or logged) past the cap.
+ */
+function capBody(res: Response, limit: number): Response {
+  const declared = Number(res.headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > limit) {
+    void res.body?.cancel().catch(() => undefined);
+    throw new OverLongReplyError(limit);
+  }
+  if (!res.body) return res;
+  let seen = 0;
+  const capped = res.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctl) {
+        seen += chunk.byteLength;
+        if (seen > limit) ctl.error(new OverLongReplyError(limit));
+        else ctl.enqueue(chunk);
+      },
+    }),
+  );
+  return new Response(capped, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
+function wrapFetch(inner: NonNullable<ClientOptions["fetch"]>, maxReplyBytes: number): NonNullable<ClientOptions["fetch"]> {
   return (async (url: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
     const res = await inner(url, init);
     const ctx = tryContext.getStore();
@@ -35,7 +72,7 @@ function wrapFetch(inner: NonNullable<ClientOptions["fetch"]>): NonNullable<Clie
         /* body unreadable: the status alone will be reported */
       }
     }
-    return res;
+    return res.ok ? capBody(res, maxReplyBytes) : res;
   }) as NonNullable<ClientOptions["fetch"]>;
 }
 
@@ -219,7 +256,7 @@ export class OpenAIChatModel implements ChatModel {
       apiKey: resolveApiKey(this.cfg),
       timeout: this.cfg.timeoutMs,
       maxRetries: 0,
-      fetch: wrapFetch(opts.fetch ?? ((url, init) => globalThis.fetch(url, init))),
+      fetch: wrapFetch(opts.fetch ?? ((url, init) => globalThis.fetch(url, init)), this.cfg.maxReplyBytes),
     });
     this.gate = endpointSemaphore(this.cfg.baseURL, this.cfg.maxConcurrency);
     this.cache = this.cfg.cacheDir ? new ReplyCache(this.cfg.cacheDir) : undefined;
@@ -238,7 +275,8 @@ export class OpenAIChatModel implements ChatModel {
     };
     const temperature = req.temperature ?? d.temperature;
     const topP = req.topP ?? d.topP;
-    const maxTokens = req.maxTokens ?? d.maxTokens;
+    // Always bounded: a judge without a token limit can talk until the server's context runs out.
+    const maxTokens = req.maxTokens ?? d.maxTokens ?? this.cfg.maxTokensCap;
     const seed = req.seed ?? d.seed;
     if (temperature !== undefined) body.temperature = temperature;
     if (topP !== undefined) body.top_p = topP;
@@ -290,7 +328,7 @@ export class OpenAIChatModel implements ChatModel {
         failed: false,
         estimated: reply.usageEstimated,
       });
-      if (key && this.cache) {
+      if (key && this.cache && !(reply as { overLong?: boolean }).overLong) {
         try {
           this.cache.put(key, reply);
         } catch (err) {
@@ -394,6 +432,19 @@ export class OpenAIChatModel implements ChatModel {
       };
       return { reply };
     } catch (err) {
+      if (isOverLong(err) && !req.signal?.aborted && !timedOut) {
+        // Not an outage and not worth a retry (a deterministic judge says the same again): the caller gets an
+        // empty, flagged reply and treats it as unreadable.
+        const reply: CachedReply & { overLong: true } = {
+          text: "",
+          promptTokens: estimateTokens(req.messages.map((m) => m.content).join("\n")),
+          completionTokens: Math.ceil(this.cfg.maxReplyBytes / 4),
+          finishReason: "length",
+          usageEstimated: true,
+          overLong: true,
+        };
+        return { reply };
+      }
       return { failure: this.classify(err, { timedOut, userAborted: req.signal?.aborted === true, timeoutMs, errorBody: ctx.errorBody }) };
     } finally {
       clearTimeout(timer);

@@ -51,6 +51,8 @@ export interface ChatResponse {
   usageEstimated?: boolean;
   /** The model's separate reasoning text, when the server returns one (vLLM/Ollama `reasoning`, SGLang `reasoning_content`). */
   reasoning?: string;
+  /** True when the reply was longer than the endpoint's byte cap and was cut (the text is then empty or partial). */
+  overLong?: boolean;
   /** How many HTTP tries the call took (1 = first try succeeded; 0 = cache hit or in-process model). */
   tries?: number;
 }

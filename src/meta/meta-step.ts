@@ -24,6 +24,7 @@ import type { Rubric, RubricItem, RubricVersion } from "../rubric/types.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import type { Rng } from "../util/rng.ts";
 import { formatEvaluation, formatTotal, itemTextKey, type MetaRollout, stripStops, truncateWords, wordCount, writeCriteria } from "./format.ts";
+import type { GuardDecision } from "./guard.ts";
 import { MeteredModel } from "./metered.ts";
 
 export type { MetaRollout } from "./format.ts";
@@ -58,6 +59,12 @@ export interface MetaStepOptions {
   maxRefineTokens?: number;
   maxMergeTokens?: number;
   signal?: AbortSignal;
+  /**
+   * Rubric acceptance guard (./guard.ts): asked before the merged rubric becomes current. A rejected rubric is
+   * stored with `rejected` set (lineage only, never current); a guard that throws (judge down) keeps the
+   * current rubric and stores nothing, like any other failed stage.
+   */
+  guard?: (candidate: Rubric, ctx: { previous: RubricVersion; analyzedIds: ReadonlySet<string> }) => Promise<GuardDecision>;
 }
 
 export interface RubricDiffCounts {
@@ -73,6 +80,9 @@ export interface MetaStepResult {
   ok: boolean;
   /** The new version (ok only). */
   version?: RubricVersion;
+  /** The version the guard refused (stored for the lineage, never current). */
+  rejected?: RubricVersion;
+  guard?: GuardDecision;
   /** The version that was current when the step started (still current when !ok). */
   previous: RubricVersion;
   /** Run-dir-relative path of the meta log, e.g. "meta/step-000010.json" (also in version.analyses). */
@@ -105,7 +115,7 @@ export interface MetaLog {
   kind: "rubric";
   step: number;
   ok: boolean;
-  state: "running" | "done" | "failed";
+  state: "running" | "done" | "failed" | "rejected";
   error?: string;
   startedAt: string;
   finishedAt?: string;
@@ -122,6 +132,8 @@ export interface MetaLog {
   usage: UsageByStage;
   summary?: string;
   diff?: RubricDiffCounts;
+  /** The acceptance guard's decision, numbers and probe scores (when the guard is on). */
+  guard?: GuardDecision;
 }
 
 export function metaLogPath(step: number, suffix = ""): string {
@@ -390,7 +402,36 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
     log.merge.duplicatesRemoved = deduped.removed;
     rubric = { items: deduped.items };
 
-    // 5. Store: the log is written first (pointing at no version yet) so a version never references a missing log.
+    // 5. Guard (optional): score a probe set with both rubrics before the new one may become current.
+    if (opts.guard) {
+      let decision: GuardDecision;
+      try {
+        decision = await opts.guard(rubric, { previous, analyzedIds: new Set(log.sampledIds) });
+      } catch (err) {
+        log.errors.push(`guard: ${(err as Error).message}`);
+        return fail(`rubric guard could not score its probes: ${(err as Error).message}`, err);
+      }
+      log.guard = decision;
+      if (!decision.accepted) {
+        log.usage = model.meter.snapshot();
+        writeJsonAtomic(logFile, log);
+        let rejected: RubricVersion;
+        try {
+          rejected = opts.store.add({ rubric, parent: previous.version, step: opts.step, author: { kind: "meta", step: opts.step }, analyses: [logPath], rejected: { reasons: decision.reasons } });
+        } catch (err) {
+          return fail(`merged rubric rejected by the store: ${(err as Error).message}`);
+        }
+        log.state = "rejected";
+        log.toVersion = rejected.version;
+        log.finishedAt = new Date().toISOString();
+        log.summary = `rubric v${previous.version} kept: v${rejected.version} rejected by the guard (${decision.reasons.join("; ")})`;
+        log.diff = diffCounts(previous.rubric, rubric);
+        writeJsonAtomic(logFile, log);
+        return { ok: false, previous, rejected, guard: decision, logPath, logFile, error: log.summary, usage: log.usage, summary: log.summary, diff: log.diff };
+      }
+    }
+
+    // 6. Store: the log is written first (pointing at no version yet) so a version never references a missing log.
     log.usage = model.meter.snapshot();
     writeJsonAtomic(logFile, log);
     let version: RubricVersion;
@@ -409,7 +450,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
     log.diff = diff;
     log.usage = model.meter.snapshot();
     writeJsonAtomic(logFile, log);
-    return { ok: true, version, previous, logPath, logFile, usage: log.usage, summary, diff };
+    return { ok: true, version, previous, logPath, logFile, usage: log.usage, summary, diff, ...(log.guard ? { guard: log.guard } : {}) };
   } catch (err) {
     if (err instanceof StageFailure) {
       log.errors.push(err.message);

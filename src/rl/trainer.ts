@@ -28,6 +28,8 @@ import { join, resolve } from "node:path";
 import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../engine/index.ts";
 import type { ModelConfig, NamedTensor } from "../engine/index.ts";
 import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
+import { resolveModelSource } from "../engine/io/hub.ts";
+import { policyFormat, type PolicyFormat } from "./policy-format.ts";
 import type { Evaluation } from "../judge/types.ts";
 import type { UsageByStage } from "../llm/types.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
@@ -217,6 +219,8 @@ export class Trainer {
   private policyOpt!: AdamW;
   private criticOpt: AdamW | null = null;
   private tokenizer!: PolicyTokenizer;
+  /** Prompt rendering (chat template or separator) and the ids that end a response. */
+  private format!: PolicyFormat;
   private records: TaskRecord[] = [];
   private lrAt!: (step: number) => number;
 
@@ -285,15 +289,17 @@ export class Trainer {
       baseConfig = ck.config as ModelConfig;
       refTensors = ck.tensors;
       this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(refDir, "tokenizer.json"), firstEos(baseConfig));
+      this.format = policyFormat(ck, this.tokenizer, cfg.promptSeparator, join(refDir, "tokenizer_config.json"));
     } else if (cfg.policy) {
-      const ck = loadCheckpoint(cfg.policy);
+      const ck = loadCheckpoint(await resolveModelSource(cfg.policy)); // a directory, or a Hub id via the HF cache
       baseConfig = { ...(ck.config as ModelConfig), mpo_value_head: false };
       refTensors = stripValueHead(ck.tensors);
       this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(cfg.policy, "tokenizer.json"), firstEos(baseConfig));
+      this.format = policyFormat(ck, this.tokenizer, cfg.promptSeparator, join(cfg.policy, "tokenizer_config.json"));
       const maxT = baseConfig.max_position_embeddings;
       if (cfg.maxPromptTokens + cfg.maxNewTokens > maxT)
         throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${maxT}`);
-      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON() });
+      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON(), ...this.format.files });
     } else {
       const tok = builtinTokenizer();
       const { llamaConfig } = await import("../engine/index.ts");
@@ -313,6 +319,7 @@ export class Trainer {
       const fresh = TransformerLM.create(baseConfig, new Rng(`${cfg.seed}:init`), engineOpts);
       refTensors = cloneTensors(fresh.namedTensors());
       this.tokenizer = tok;
+      this.format = policyFormat({ config: baseConfig }, tok, cfg.promptSeparator);
       saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: tok.toJSON() });
     }
     this.ref = TransformerLM.fromParams(baseConfig, refTensors, engineOpts);
@@ -420,9 +427,10 @@ export class Trainer {
   }
 
   private promptIds(record: TaskRecord): number[] {
-    const text = this.task.buildMessages(record).map((m) => m.content).join("\n") + this.cfg.promptSeparator;
+    const text = this.format.prompt(this.task.buildMessages(record));
     let ids = this.tokenizer.encode(text);
-    if (this.tokenizer.bosId !== null) ids = [this.tokenizer.bosId, ...ids];
+    // A chat template writes its own begin-of-text token when the model has one.
+    if (this.tokenizer.bosId !== null && this.format.kind === "separator") ids = [this.tokenizer.bosId, ...ids];
     if (ids.length > this.cfg.maxPromptTokens) ids = ids.slice(ids.length - this.cfg.maxPromptTokens);
     if (ids.length === 0) ids = [this.tokenizer.eosId];
     return ids;
@@ -575,14 +583,14 @@ export class Trainer {
       temperature: cfg.temperature,
       topK: cfg.topK,
       topP: cfg.topP,
-      stopTokens: [this.tokenizer.eosId],
+      stopTokens: this.format.stopIds,
       rng: this.genRng,
     });
     secs.generate = now() - tg;
     await yieldLoop();
     this.checkAbandon();
     const n = records.length;
-    const texts = gen.tokens.map((ids) => this.tokenizer.decode(ids));
+    const texts = gen.tokens.map((ids) => this.tokenizer.decode(ids.filter((t) => !this.format.stopIds.includes(t))));
     const samples: RewardSample[] = records.map((record, i) => ({ record, response: texts[i], finished: gen.finished[i] }));
 
     // 2. the meta step started after the previous step must finish before we score with its rubric.
@@ -884,6 +892,7 @@ export class Trainer {
       config: this.policy.config,
       tensors: this.policy.namedTensors(),
       tokenizerJson: this.tokenizer.toJSON(),
+      ...this.format.files,
       optimizer: { step: pol.step, tensors: pol.tensors },
       trainerState: this.st,
     });

@@ -37,6 +37,8 @@ export type AddVersionInput<K extends string, T> = {
   author: RubricAuthor;
   /** Default: []. */
   analyses?: string[];
+  /** Stored for the lineage only: never returned by latest() (see VersionMeta.rejected). */
+  rejected?: { reasons: string[] };
 } & { [P in K]: T };
 
 export interface StoreProblem {
@@ -62,6 +64,7 @@ const metaSchema = z.object({
   author: authorSchema,
   createdAt: z.string().min(1),
   analyses: z.array(z.string()),
+  rejected: z.object({ reasons: z.array(z.string()) }).optional(),
 });
 
 const FILE_RE = /^v(\d{4,})\.json$/;
@@ -127,6 +130,7 @@ export class VersionStore<K extends string, T> {
       author: m.author as RubricAuthor,
       createdAt: m.createdAt,
       analyses: m.analyses,
+      ...(m.rejected ? { rejected: m.rejected } : {}),
       [this.codec.key]: payload,
     } as StoredVersion<K, T>;
   }
@@ -156,9 +160,9 @@ export class VersionStore<K extends string, T> {
     return versions;
   }
 
-  /** The newest readable version, or null when there is none. */
+  /** The current version: the newest readable one not rejected by the guard, or null when there is none. */
   latest(): StoredVersion<K, T> | null {
-    const all = this.list();
+    const all = this.list().filter((v) => !v.rejected);
     return all.length ? all[all.length - 1] : null;
   }
 
@@ -190,6 +194,7 @@ export class VersionStore<K extends string, T> {
       const have = this.numbers();
       const version = have.length ? have[have.length - 1] + 1 : 0;
       const record = this.makeRecord(version, parent, step, input.author, input.analyses ?? [], payload);
+      if (input.rejected) record.rejected = { reasons: [...input.rejected.reasons] };
       if (this.createExclusive(record)) return record;
     }
     throw new Error(`could not claim a version number in ${this.dir} after 1000 attempts`);

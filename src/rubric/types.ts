@@ -33,6 +33,11 @@ export interface VersionMeta {
   createdAt: string;
   /** Run-dir-relative paths of the meta analyses that produced this version (empty for initial/user). */
   analyses: string[];
+  /**
+   * Set when the rubric acceptance guard (meta/guard.ts) refused this version: it stays in the lineage for
+   * audit but is never current, so it never scores a rollout.
+   */
+  rejected?: { reasons: string[] };
 }
 
 export interface RubricVersion extends VersionMeta {

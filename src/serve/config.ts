@@ -5,8 +5,10 @@
 import { z } from "zod";
 import { llmEndpointSchema } from "../llm/config.ts";
 
+export const splitPresetNames = ["chatml", "llama3", "gemma", "mistral", "phi3", "deepseek"] as const;
+
 export const splitTemplateSchema = z.union([
-  z.enum(["auto", "chatml", "llama3"]),
+  z.enum(["auto", ...splitPresetNames]),
   z
     .object({
       /** Text that opens the assistant turn, e.g. "<|im_start|>assistant\n". */
@@ -15,6 +17,8 @@ export const splitTemplateSchema = z.union([
       userStart: z.string().min(1),
       /** Text that ends a turn, e.g. "<|im_end|>". */
       turnEnd: z.string().min(1),
+      /** Text that ends a user turn when it differs from turnEnd (Mistral: "[/INST]"). */
+      userEnd: z.string().min(1).optional(),
       /** Trailing tokens stripped from the response, e.g. ["<|endoftext|>"]. */
       endTokens: z.array(z.string()).default([]),
     })
@@ -58,11 +62,54 @@ export const serveConfigSchema = z
         bodyBytes: z.number().int().min(1024).default(16 * 1024 * 1024),
         batchSize: z.number().int().min(1).default(4096),
         fieldChars: z.number().int().min(16).default(200_000),
-        /** Per-request time limit; keep it under the caller's (OpenRLHF: 180 s). */
-        requestTimeoutMs: z.number().int().min(100).default(150_000),
+        /** Hard per-request time limit (504); the judge deadline (outage.deadlineMs) normally answers first. */
+        requestTimeoutMs: z.number().int().min(100).default(175_000),
+        /** Time to receive a whole request (headers and body): a slow trickle is cut off (408). */
+        bodyTimeoutMs: z.number().int().min(100).default(30_000),
       })
       .strict()
-      .default({ bodyBytes: 16 * 1024 * 1024, batchSize: 4096, fieldChars: 200_000, requestTimeoutMs: 150_000 }),
+      .default({ bodyBytes: 16 * 1024 * 1024, batchSize: 4096, fieldChars: 200_000, requestTimeoutMs: 175_000, bodyTimeoutMs: 30_000 }),
+    /**
+     * Judge outages: each sample is retried (exponential backoff with full jitter) until `deadlineMs` after
+     * its request arrived; only then is the answer 503. Default: just under OpenRLHF's 180 s per try.
+     */
+    outage: z
+      .object({
+        deadlineMs: z.number().int().min(1).default(170_000),
+        backoffBaseMs: z.number().min(0).default(1000),
+        backoffMaxMs: z.number().min(0).default(15_000),
+        /** Samples waiting for a judge slot beyond `concurrency`; past it new requests get 503 at once. */
+        queueMax: z.number().int().min(0).default(8192),
+      })
+      .strict()
+      .default({ deadlineMs: 170_000, backoffBaseMs: 1000, backoffMaxMs: 15_000, queueMax: 8192 }),
+    /**
+     * Unreadable judge replies (empty, prose, refusal, over-long): re-asked, then answered per `onUnreadable`
+     * — never turned into a reward silently. A share above `maxShare` of the last `window` samples fails loudly.
+     */
+    unreadable: z
+      .object({
+        /** Extra asks of the whole evaluation (at `reaskTemperature`, a new seed each) before giving up. */
+        reasks: z.number().int().min(0).max(10).default(2),
+        reaskTemperature: z.number().min(0).max(2).default(0.7),
+        /** "retry": 503 for the request so the caller asks again; "sentinel": reward = `sentinel`, flagged. */
+        onUnreadable: z.enum(["retry", "sentinel"]).default("retry"),
+        sentinel: z.number().finite().default(0),
+        window: z.number().int().min(1).default(200),
+        maxShare: z.number().min(0).max(1).default(0.2),
+        /** Samples needed in the window before the share is judged. */
+        minSamples: z.number().int().min(1).default(20),
+      })
+      .strict()
+      .default({ reasks: 2, reaskTemperature: 0.7, onUnreadable: "retry", sentinel: 0, window: 200, maxShare: 0.2, minSamples: 20 }),
+    /** Largest meta window read back for a meta step; bigger windows are sampled uniformly down to it. */
+    metaWindowCap: z.number().int().min(1).default(10_000),
+    /** Extra Host header values accepted (DNS names the service is reached by); bound addresses always are. */
+    allowedHosts: z.array(z.string().min(1)).default([]),
+    /** Without a token, /v1/meta-step is refused unless this is set. */
+    allowUnauthenticatedAdmin: z.boolean().default(false),
+    /** Allow a non-loopback host without a token. */
+    insecure: z.boolean().default(false),
     split: splitTemplateSchema.default("auto"),
     /** Override directory for prompt templates. */
     templates: z.string().optional(),

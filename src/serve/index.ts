@@ -9,16 +9,30 @@ import { RewardService } from "./service.ts";
 
 export { serveConfigSchema, type ServeConfig } from "./config.ts";
 export { splitQuery, PRESETS } from "./split.ts";
-export { RewardService } from "./service.ts";
+export { RewardService, ServiceUnavailableError } from "./service.ts";
 export type { ServerHandle } from "./server.ts";
 
 export async function startRewardService(
   cfg: ServeConfig,
-  models: { judge?: ChatModel; metaJudge?: ChatModel; onMeta?: (r: MetaStepResult) => void } = {},
+  models: {
+    judge?: ChatModel;
+    metaJudge?: ChatModel;
+    constrainedJudge?: ChatModel;
+    onMeta?: (r: MetaStepResult) => void;
+    /** Rollout-log writer (tests inject ENOSPC/EMFILE). */
+    append?: (path: string, text: string) => void;
+    /** Operator log lines (default: stderr). */
+    log?: (line: string) => void;
+  } = {},
 ): Promise<ServerHandle> {
   const metrics = new ServiceMetrics();
   const judge = models.judge ?? createChatModel(cfg.judge);
   const metaJudge = models.metaJudge ?? (cfg.metaJudge ? createChatModel(cfg.metaJudge) : undefined);
+  // Last re-ask of an unreadable sample: the same endpoint with constrained decoding forced on — only when
+  // the user had switched it off and the server kind has constraint fields (generic servers have none).
+  const constrainedJudge =
+    models.constrainedJudge ?? (!models.judge && !cfg.judge.constrained && cfg.judge.server !== "generic" ? createChatModel({ ...cfg.judge, constrained: true }) : undefined);
+  const secrets = [cfg.token, cfg.judge.apiKey, cfg.metaJudge?.apiKey, process.env.OPENAI_API_KEY].filter((s): s is string => !!s);
   const service = new RewardService({
     runDir: cfg.runDir,
     rubricFile: cfg.rubric,
@@ -34,6 +48,14 @@ export async function startRewardService(
     seed: cfg.seed,
     concurrency: cfg.concurrency,
     templatesDir: cfg.templates,
+    constrainedJudge,
+    outage: cfg.outage,
+    unreadable: cfg.unreadable,
+    maxReplyBytes: cfg.judge.maxReplyBytes,
+    metaWindowCap: cfg.metaWindowCap,
+    secrets,
+    append: models.append,
+    log: models.log,
     onMeta: (r) => {
       metrics.metaSteps.inc({ result: r.ok ? "ok" : "failed" });
       metrics.rubricVersion.set(service.rubric.version);
@@ -41,5 +63,10 @@ export async function startRewardService(
       models.onMeta?.(r);
     },
   });
-  return startServer(cfg, service, metrics);
+  try {
+    return await startServer(cfg, service, metrics);
+  } catch (err) {
+    await service.close(); // frees the run directory; nothing was marked running
+    throw err;
+  }
 }

@@ -4,16 +4,31 @@
  * runs a meta step in the background. A new rubric version is switched in with one assignment; each batch
  * captures the version it started with, so every reply names the version that scored it.
  *
+ * Never a made-up reward:
+ *  - judge outage: each sample is retried with backoff until the request's deadline (outage.deadlineMs);
+ *    only then does scoring fail (JudgeUnavailableError → 503);
+ *  - unreadable judge reply (empty, prose, refusal, over the byte cap): the evaluation is asked again
+ *    (unreadable.reasks times at a higher temperature, then once with constrained output when the server
+ *    supports it); still unreadable → ServiceUnavailableError "judge_unreadable" (policy "retry") or a
+ *    result marked `unreadable` carrying no score (policy "sentinel"); such samples never enter a window;
+ *  - a share of unreadable samples over unreadable.maxShare in the last unreadable.window samples means a
+ *    misconfigured judge: every request fails with "judge_misconfigured" until the share falls again.
+ *
  * Persistence (docs/run-dir.md): rubrics/ and meta/ via the rubric store and metaStep; rollouts of meta
- * window w in rollouts/step-NNNNNN.jsonl; serve-state.json {window, scored, pendingMeta}. A restart
- * continues from the newest rubric, reloads the open window, and re-runs a meta step a crash interrupted.
+ * window w in rollouts/step-NNNNNN.jsonl (on disk only: memory stays flat for any window size);
+ * unreadable samples in rollouts/unreadable.jsonl; serve-state.json {window, scored, pendingMeta}. A reply
+ * is sent only after its rollouts are written (grouped per event-loop turn); a failed write answers 503
+ * for exactly the requests it carried and marks the service unhealthy until a write succeeds again.
+ * A restart continues from the newest rubric, counts the open window from disk, and re-runs a meta step a
+ * crash interrupted. One service per run directory (serve.lock).
  */
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { appendFileSync, existsSync, openSync, readFileSync, readSync, closeSync, statSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { RubricJudge } from "../judge/rubric-judge.ts";
 import { type ProtocolName, type ProtocolProfile, resolveProtocol, withOverrides } from "../judge/protocol.ts";
 import { loadTemplates } from "../judge/templates.ts";
-import { JudgeUnavailableError, type Evaluation } from "../judge/types.ts";
+import { JudgeUnavailableError, type Evaluation, type ScoreInput } from "../judge/types.ts";
+import { Semaphore } from "../llm/semaphore.ts";
 import type { ChatModel, UsageByStage } from "../llm/types.ts";
 import { UsageMeter } from "../llm/usage.ts";
 import { MeteredModel } from "../meta/metered.ts";
@@ -21,8 +36,32 @@ import { metaStep, type MetaRollout, type MetaStepResult } from "../meta/meta-st
 import { loadRubricFile } from "../rubric/format.ts";
 import { RubricStore } from "../rubric/store.ts";
 import type { RubricVersion } from "../rubric/types.ts";
-import { appendJsonl, readJsonl, writeJsonAtomic } from "../util/atomic.ts";
+import { writeJsonAtomic } from "../util/atomic.ts";
 import { Rng } from "../util/rng.ts";
+import { GuardedModel, withSample } from "./judge-guard.ts";
+import { acquireRunLock, type RunLock } from "./lock.ts";
+import { sanitizeErrorText } from "./sanitize.ts";
+import { countLinesSync, sampleJsonlWindow } from "./window.ts";
+
+export interface OutagePolicy {
+  deadlineMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  queueMax: number;
+}
+
+export interface UnreadablePolicy {
+  reasks: number;
+  reaskTemperature: number;
+  onUnreadable: "retry" | "sentinel";
+  sentinel: number;
+  window: number;
+  maxShare: number;
+  minSamples: number;
+}
+
+export const DEFAULT_OUTAGE: OutagePolicy = { deadlineMs: 170_000, backoffBaseMs: 1000, backoffMaxMs: 15_000, queueMax: 8192 };
+export const DEFAULT_UNREADABLE: UnreadablePolicy = { reasks: 2, reaskTemperature: 0.7, onUnreadable: "retry", sentinel: 0, window: 200, maxShare: 0.2, minSamples: 20 };
 
 export interface ServiceOptions {
   runDir: string;
@@ -30,6 +69,8 @@ export interface ServiceOptions {
   taskDescription: string;
   judge: ChatModel;
   metaJudge?: ChatModel;
+  /** The judge's endpoint with constrained decoding forced on: the last re-ask of an unreadable sample. */
+  constrainedJudge?: ChatModel;
   mode: "per-item" | "single-call";
   /** Judge protocol profile; default "paper". */
   protocol?: ProtocolName;
@@ -38,10 +79,21 @@ export interface ServiceOptions {
   metaSamples: number;
   prescreen: boolean;
   seed: number;
+  /** Samples judged at once (service-wide). */
   concurrency: number;
   templatesDir?: string;
-  /** Group rollout-log writes over this many ms (default 50). */
-  flushMs?: number;
+  outage?: Partial<OutagePolicy>;
+  unreadable?: Partial<UnreadablePolicy>;
+  /** Cap on one judge reply's text (bytes); longer replies are cut and the sample treated as unreadable. */
+  maxReplyBytes?: number;
+  /** Largest window read back for a meta step (uniform sample beyond). */
+  metaWindowCap?: number;
+  /** Appends JSONL text to a file (injectable to test ENOSPC/EMFILE). */
+  append?: (path: string, text: string) => void;
+  /** Values never to echo in error texts (API keys, the service token). */
+  secrets?: string[];
+  /** One-line operator log (default: stderr). */
+  log?: (line: string) => void;
   /** Called whenever a meta step ends (metrics, logs). */
   onMeta?: (r: MetaStepResult) => void;
 }
@@ -49,17 +101,32 @@ export interface ServiceOptions {
 export interface ScoreItem {
   prompt: string;
   response: string;
-  reference?: string;
+  /** The dataset's label as given (text, number, list, object); the judge reads it as text. */
+  reference?: unknown;
   group?: string;
   metadata?: Record<string, unknown>;
 }
 
 export interface ScoredItem {
-  score: number;
-  normalized: number;
+  /** null when the judge's replies stayed unreadable (policy "sentinel"): there is no score. */
+  score: number | null;
+  normalized: number | null;
   rubricVersion: number;
+  /** True when no readable judgement exists for this sample (see `flags`). */
+  unreadable: boolean;
   items: Array<{ name: string; score: number; min: number; max: number; rationale: string; flags: string[] }>;
   flags: string[];
+}
+
+/** Scoring could not produce honest rewards; `type` is the machine-readable reason (503 body). */
+export class ServiceUnavailableError extends Error {
+  constructor(
+    readonly type: "judge_unavailable" | "judge_unreadable" | "judge_misconfigured" | "write_failed" | "overloaded" | "shutting_down",
+    message: string,
+  ) {
+    super(message);
+    this.name = "ServiceUnavailableError";
+  }
 }
 
 interface ServeState {
@@ -70,40 +137,131 @@ interface ServeState {
   metaSteps: number;
 }
 
+export interface JudgeHealth {
+  /** ok | unreachable (failing calls now; requests keep retrying until their deadline) | misconfigured. */
+  state: "ok" | "unreachable" | "misconfigured";
+  model: string;
+  consecutiveFailures: number;
+  lastError: string | null;
+  lastOkAt: string | null;
+  lastFailureAt: string | null;
+  unreadableShare: number;
+  recentSamples: number;
+}
+
+/** Flags that mean the judge's reply could not be read (the score is a fallback, not a judgement). */
+const UNREADABLE_FLAGS = new Set(["unparsed-fallback", "missing-item", "unparsed-reply", "empty-reply", "refusal", "over-long-reply"]);
+/** Raw judge texts kept in the rollout log are cut here: the log is bounded whatever the judge sends. */
+const RAW_LOG_CHARS = 16_384;
+
 const stepFile = (runDir: string, window: number) => join(runDir, "rollouts", `step-${String(window).padStart(6, "0")}.jsonl`);
+
+function referenceText(label: unknown): string | undefined {
+  if (label === undefined || label === null) return undefined;
+  return typeof label === "string" ? label : JSON.stringify(label);
+}
+
+function cutRaw(s: string): string {
+  return s.length > RAW_LOG_CHARS ? `${s.slice(0, RAW_LOG_CHARS)}… [cut: ${s.length - RAW_LOG_CHARS} more characters]` : s;
+}
+
+/** True when the file is non-empty and its last byte is not a newline (a write torn by ENOSPC or a kill). */
+function endsTorn(path: string): boolean {
+  if (!existsSync(path)) return false;
+  const size = statSync(path).size;
+  if (size === 0) return false;
+  const fd = openSync(path, "r");
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, size - 1);
+    return b[0] !== 10;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface PendingWrite {
+  file: "window" | "unreadable";
+  records: MetaRollout[];
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
 
 export class RewardService {
   readonly store: RubricStore;
   readonly protocol: ProtocolProfile;
   private current: RubricVersion;
-  private readonly judge: RubricJudge;
+  /** First ask, then the re-asks (and the constrained one, when the server supports it), in order. */
+  private readonly judges: RubricJudge[];
   private readonly meter = new UsageMeter();
   private readonly metaModel: ChatModel;
+  private readonly outage: OutagePolicy;
+  private readonly unreadablePolicy: UnreadablePolicy;
+  private readonly gate: Semaphore;
+  private readonly lock: RunLock;
+  private readonly appendText: (path: string, text: string) => void;
+  private readonly log: (line: string) => void;
+  private readonly secrets: string[];
   private state: ServeState;
-  private buffer: MetaRollout[] = [];
+  /** Lines of the open window on disk (the window itself is never held in memory). */
+  private windowSize = 0;
   private metaRun: Promise<void> | null = null;
   private metaAbort = new AbortController();
   private rng: Rng;
-  /** Write-behind buffer of scored rollouts (window → records), flushed every flushMs and on close. */
-  private unflushed = new Map<number, MetaRollout[]>();
-  private flushTimer: NodeJS.Timeout | null = null;
+  private pending: PendingWrite[] = [];
+  private flushScheduled = false;
+  /** Files whose last write may have been torn: the next append starts on a fresh line. */
+  private torn = new Set<string>();
+  private writeError: string | null = null;
+  private judgeHealth: Omit<JudgeHealth, "state" | "unreadableShare" | "recentSamples">;
+  /** Ring of the last `unreadable.window` samples: 1 = unreadable. */
+  private recent: Uint8Array;
+  private recentPos = 0;
+  private recentCount = 0;
+  private recentBad = 0;
+  private misconfigured = false;
+  private running = false;
+  private closed = false;
+  /** Aborted when shutdown starts: outage retries stop waiting (their requests get 503), judge calls in flight finish. */
+  private readonly stopping = new AbortController();
   lastMeta: MetaStepResult | null = null;
 
   constructor(private readonly o: ServiceOptions) {
-    this.store = RubricStore.open(o.runDir);
-    this.current = this.store.latest() ?? this.store.initialize(loadRubricFile(o.rubricFile));
-    const templates = o.templatesDir ? loadTemplates(o.templatesDir) : undefined;
-    const base = resolveProtocol(o.protocol);
-    this.protocol = o.judgeSeesReference === undefined ? base : withOverrides(base, { junior: { seesReference: o.judgeSeesReference } });
-    this.judge = new RubricJudge({ model: new MeteredModel(o.judge, this.meter), mode: o.mode, concurrency: o.concurrency, templates, protocol: this.protocol });
-    this.metaModel = new MeteredModel(o.metaJudge ?? o.judge, this.meter);
-    this.state = this.loadState();
-    this.rng = new Rng(`serve-${o.seed}-${this.state.metaSteps}`);
-    this.buffer = readJsonl<MetaRollout>(stepFile(o.runDir, this.state.window)).records;
-    writeJsonAtomic(join(o.runDir, "status.json"), { state: "running", kind: "reward-service", pid: process.pid, updatedAt: new Date().toISOString(), rubricVersion: this.current.version });
-    if (this.state.pendingMeta !== null) {
-      const w = this.state.pendingMeta;
-      this.startMeta(readJsonl<MetaRollout>(stepFile(o.runDir, w)).records);
+    this.outage = { ...DEFAULT_OUTAGE, ...o.outage };
+    this.unreadablePolicy = { ...DEFAULT_UNREADABLE, ...o.unreadable };
+    this.log = o.log ?? ((line) => process.stderr.write(`mpo serve: ${line}\n`));
+    this.secrets = (o.secrets ?? []).filter((s) => s.length >= 4);
+    this.appendText = o.append ?? ((path, text) => appendFileSync(path, text));
+    mkdirSync(o.runDir, { recursive: true });
+    this.lock = acquireRunLock(o.runDir);
+    if (this.lock.tookOverFrom !== undefined) this.log(`took over the lock of pid ${this.lock.tookOverFrom}, which is no longer running`);
+    try {
+      this.store = RubricStore.open(o.runDir);
+      this.current = this.store.latest() ?? this.store.initialize(loadRubricFile(o.rubricFile));
+      const templates = o.templatesDir ? loadTemplates(o.templatesDir) : undefined;
+      const guard = { maxReplyBytes: o.maxReplyBytes ?? 1024 * 1024, now: () => performance.now() };
+      const model = new GuardedModel(new MeteredModel(o.judge, this.meter), guard);
+      const protocol = resolveProtocol(o.protocol);
+      this.protocol = o.judgeSeesReference === undefined ? protocol : withOverrides(protocol, { junior: { seesReference: o.judgeSeesReference } });
+      const base = { mode: o.mode, concurrency: 1, templates, protocol: this.protocol };
+      this.judges = [new RubricJudge({ ...base, model })];
+      for (let r = 1; r <= this.unreadablePolicy.reasks; r++) {
+        this.judges.push(new RubricJudge({ ...base, model, temperature: this.unreadablePolicy.reaskTemperature, seed: o.seed * 1000 + r }));
+      }
+      if (o.constrainedJudge) {
+        this.judges.push(new RubricJudge({ ...base, model: new GuardedModel(new MeteredModel(o.constrainedJudge, this.meter), guard), useConstraints: true }));
+      }
+      this.metaModel = new MeteredModel(o.metaJudge ?? o.judge, this.meter);
+      this.gate = new Semaphore(o.concurrency);
+      this.recent = new Uint8Array(this.unreadablePolicy.window);
+      this.judgeHealth = { model: o.judge.id, consecutiveFailures: 0, lastError: null, lastOkAt: null, lastFailureAt: null };
+      this.state = this.loadState();
+      this.rng = new Rng(`serve-${o.seed}-${this.state.metaSteps}`);
+      this.windowSize = countLinesSync(stepFile(o.runDir, this.state.window));
+      if (this.state.pendingMeta !== null) this.startMeta(this.state.pendingMeta);
+    } catch (err) {
+      this.lock.release();
+      throw err;
     }
   }
 
@@ -111,6 +269,7 @@ export class RewardService {
     const p = join(this.o.runDir, "serve-state.json");
     if (!existsSync(p)) return { window: 0, scored: 0, pendingMeta: null, metaSteps: 0 };
     try {
+      // A few hundred bytes written by this service (writeJsonAtomic): a whole-file read is fine here.
       const s = JSON.parse(readFileSync(p, "utf8")) as ServeState;
       if (!Number.isInteger(s.window) || !Number.isInteger(s.scored)) throw new Error("bad fields");
       return { window: s.window, scored: s.scored, pendingMeta: s.pendingMeta ?? null, metaSteps: s.metaSteps ?? 0 };
@@ -123,6 +282,16 @@ export class RewardService {
     writeJsonAtomic(join(this.o.runDir, "serve-state.json"), this.state, { durable });
   }
 
+  private writeStatus(state: "running" | "stopped"): void {
+    writeJsonAtomic(join(this.o.runDir, "status.json"), { state, kind: "reward-service", pid: process.pid, updatedAt: new Date().toISOString(), rubricVersion: this.current.version });
+  }
+
+  /** Called once the HTTP server is listening: only then is the run "running" (a failed bind leaves no trace). */
+  markRunning(): void {
+    this.writeStatus("running");
+    this.running = true;
+  }
+
   get rubric(): RubricVersion {
     return this.current;
   }
@@ -132,83 +301,257 @@ export class RewardService {
   }
 
   get stats(): { scored: number; window: number; windowSize: number; metaSteps: number } {
-    return { scored: this.state.scored, window: this.state.window, windowSize: this.buffer.length, metaSteps: this.state.metaSteps };
+    return { scored: this.state.scored, window: this.state.window, windowSize: this.windowSize, metaSteps: this.state.metaSteps };
+  }
+
+  /** Whether the service can give honest rewards now, and why not. */
+  health(): { ok: boolean; problems: string[]; judge: JudgeHealth; writes: { ok: boolean; lastError: string | null } } {
+    const problems: string[] = [];
+    if (this.misconfigured) problems.push(this.misconfiguredMessage());
+    if (this.writeError) problems.push(`rollout log write failed: ${this.writeError}`);
+    const state = this.misconfigured ? "misconfigured" : this.judgeHealth.consecutiveFailures > 0 ? "unreachable" : "ok";
+    return {
+      ok: problems.length === 0,
+      problems,
+      judge: { state, ...this.judgeHealth, unreadableShare: this.recentCount ? this.recentBad / this.recentCount : 0, recentSamples: this.recentCount },
+      writes: { ok: this.writeError === null, lastError: this.writeError },
+    };
   }
 
   takeUsage(): UsageByStage {
     return this.meter.take();
   }
 
+  private sanitize(text: string): string {
+    return sanitizeErrorText(text, this.secrets);
+  }
+
   /**
-   * Scores a batch under one rubric version. Throws JudgeUnavailableError when any response could not be
-   * judged (after the client's retries): the caller answers 503 rather than inventing a score.
+   * Scores a batch under one rubric version. Rejects with ServiceUnavailableError when honest rewards
+   * cannot be given (judge down past the deadline, unreadable under policy "retry", misconfigured judge,
+   * failed write, full queue); results are returned only once their rollouts are on disk.
    */
   async score(items: ScoreItem[], signal?: AbortSignal): Promise<ScoredItem[]> {
     if (items.length === 0) return [];
+    if (this.closed) throw new ServiceUnavailableError("shutting_down", "the service is shutting down");
+    if (this.gate.waiting + items.length > this.outage.queueMax + this.gate.capacity) {
+      throw new ServiceUnavailableError("overloaded", `${this.gate.waiting} samples already wait for the judge (queue limit ${this.outage.queueMax}); retry later`);
+    }
     const version = this.current;
-    const outcomes = await this.judge.scoreBatchSettled(
-      items.map((it) => ({ taskDescription: this.o.taskDescription, prompt: it.prompt, response: it.response, reference: it.reference, group: it.group })),
-      version,
-      { signal },
-    );
-    const failed = outcomes.find((o) => !o.ok);
-    if (failed && !failed.ok) throw failed.error;
-    const evals = outcomes.map((o) => (o as { ok: true; evaluation: Evaluation }).evaluation);
-    this.record(items, evals);
-    return evals.map((e) => ({
-      score: e.total,
-      normalized: e.normalized,
-      rubricVersion: e.rubricVersion,
-      items: e.items.map((i) => ({ name: i.name, score: i.score, min: i.min, max: i.max, rationale: i.rationale, flags: i.flags })),
-      flags: e.flags,
-    }));
-  }
-
-  private record(items: ScoreItem[], evals: Evaluation[]): void {
-    const base = this.state.scored;
-    const rollouts: MetaRollout[] = items.map((it, i) => ({
-      id: `s${base + i}`,
+    const started = performance.now();
+    const deadlineAt = started + this.outage.deadlineMs;
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new Error("deadline")), this.outage.deadlineMs);
+    const onAbort = () => ac.abort(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    let outcomes: Array<{ ev: Evaluation; unreadable: string[] }>;
+    try {
+      outcomes = await Promise.all(
+        items.map(async (it) => {
+          const release = await this.gate.acquire(ac.signal).catch(() => {
+            throw this.deadlineError(started, "waiting for a free judge slot");
+          });
+          try {
+            return await this.scoreOne(it, version, deadlineAt, started, ac.signal);
+          } finally {
+            release();
+          }
+        }),
+      );
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    }
+    for (const o of outcomes) this.noteReadability(o.unreadable.length > 0);
+    if (this.misconfigured) throw new ServiceUnavailableError("judge_misconfigured", this.misconfiguredMessage());
+    const bad = outcomes.findIndex((o) => o.unreadable.length > 0);
+    if (bad >= 0 && this.unreadablePolicy.onUnreadable === "retry") {
+      throw new ServiceUnavailableError(
+        "judge_unreadable",
+        `judge ${this.o.judge.id} gave no readable score for item ${bad} after ${this.judges.length} asks (${outcomes[bad].unreadable.join(", ")}); ask again, or set unreadable.onUnreadable: sentinel`,
+      );
+    }
+    const toRecord = (o: (typeof outcomes)[number], i: number): MetaRollout => ({
+      id: "",
       taskDescription: this.o.taskDescription,
-      prompt: it.prompt,
-      response: it.response,
-      reference: it.reference,
-      group: it.group,
-      evaluation: evals[i],
+      prompt: items[i].prompt,
+      response: items[i].response,
+      reference: referenceText(items[i].reference),
+      group: items[i].group,
+      evaluation: { ...o.ev, raw: o.ev.raw.map(cutRaw), items: o.ev.items.map((x) => ({ ...x, raw: cutRaw(x.raw) })) },
+      ...(items[i].reference !== undefined && typeof items[i].reference !== "string" ? { label: items[i].reference } : {}),
+    });
+    const good = outcomes.flatMap((o, i) => (o.unreadable.length ? [] : [toRecord(o, i)]));
+    const unread = outcomes.flatMap((o, i) => (o.unreadable.length ? [toRecord(o, i)] : []));
+    const writes: Promise<void>[] = [];
+    if (good.length) writes.push(this.enqueueWrite("window", good));
+    if (unread.length) writes.push(this.enqueueWrite("unreadable", unread));
+    await Promise.all(writes);
+    return outcomes.map(({ ev, unreadable }) => ({
+      score: unreadable.length ? null : ev.total,
+      normalized: unreadable.length ? null : ev.normalized,
+      rubricVersion: ev.rubricVersion,
+      unreadable: unreadable.length > 0,
+      items: ev.items.map((i) => ({ name: i.name, score: i.score, min: i.min, max: i.max, rationale: i.rationale, flags: i.flags })),
+      flags: unreadable.length ? [...new Set([...ev.flags, "unreadable"])] : ev.flags,
     }));
-    const pending = this.unflushed.get(this.state.window) ?? [];
-    pending.push(...rollouts);
-    this.unflushed.set(this.state.window, pending);
-    this.buffer.push(...rollouts);
-    this.state.scored += items.length;
-    if (this.o.metaEvery > 0 && this.buffer.length >= this.o.metaEvery && !this.metaRun) this.closeWindow();
-    else this.flush(this.o.flushMs ?? 50);
   }
 
-  /** Ends the open meta window: its rollouts and the pending-meta mark are on disk before the meta step starts. */
-  private closeWindow(): void {
-    const batch = this.buffer;
-    this.state.pendingMeta = this.state.window;
-    this.state.window += 1;
-    this.buffer = [];
-    this.flush();
-    this.startMeta(batch);
+  private deadlineError(started: number, doing: string): ServiceUnavailableError {
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    const last = this.judgeHealth.lastError ? `; last judge error: ${this.judgeHealth.lastError}` : "";
+    return new ServiceUnavailableError("judge_unavailable", `judge ${this.o.judge.id} gave no score within the ${this.outage.deadlineMs} ms deadline (${secs} s, ${doing})${last}`);
+  }
+
+  /** One sample: every ask in turn until one is readable; each ask is retried through outages until the deadline. */
+  private async scoreOne(it: ScoreItem, version: RubricVersion, deadlineAt: number, started: number, signal: AbortSignal): Promise<{ ev: Evaluation; unreadable: string[] }> {
+    const input: ScoreInput = { taskDescription: this.o.taskDescription, prompt: it.prompt, response: it.response, reference: referenceText(it.reference), group: it.group };
+    const ctx = { deadlineAt, overLong: false };
+    return withSample(ctx, async () => {
+      let last: { ev: Evaluation; unreadable: string[] } | null = null;
+      for (const [k, judge] of this.judges.entries()) {
+        ctx.overLong = false;
+        let ev = await this.throughOutage(() => judge.score(input, version, signal), deadlineAt, started, signal);
+        if (ctx.overLong) ev = { ...ev, flags: [...new Set([...ev.flags, "over-long-reply"])] };
+        const unreadable = ev.flags.filter((f) => UNREADABLE_FLAGS.has(f));
+        if (unreadable.length === 0) return { ev: k > 0 ? { ...ev, flags: [...ev.flags, `re-asked-${k}`] } : ev, unreadable };
+        last = { ev, unreadable };
+      }
+      return last!;
+    });
+  }
+
+  /** Retries `fn` through judge outages (exponential backoff, full jitter) until the deadline. */
+  private async throughOutage<T>(fn: () => Promise<T>, deadlineAt: number, started: number, signal: AbortSignal): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await fn();
+        this.judgeOk();
+        return r;
+      } catch (err) {
+        if (!(err instanceof JudgeUnavailableError)) throw err;
+        if (signal.aborted) throw this.deadlineError(started, "retrying through a judge outage");
+        this.judgeFailed(err.message);
+        if (this.stopping.signal.aborted) throw new ServiceUnavailableError("shutting_down", `the service is shutting down; judge ${this.o.judge.id} was failing: ${this.judgeHealth.lastError}`);
+        // wait_n ~ U[0, min(max, base·2^(n-1))]
+        const delay = Math.random() * Math.min(this.outage.backoffMaxMs, this.outage.backoffBaseMs * 2 ** Math.min(attempt - 1, 30));
+        if (performance.now() + delay >= deadlineAt) throw this.deadlineError(started, "retrying through a judge outage");
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => {
+            signal.removeEventListener("abort", onAbort);
+            this.stopping.signal.removeEventListener("abort", onAbort);
+            resolve();
+          }, delay);
+          const onAbort = () => {
+            clearTimeout(t);
+            signal.removeEventListener("abort", onAbort);
+            this.stopping.signal.removeEventListener("abort", onAbort);
+            reject(
+              this.stopping.signal.aborted
+                ? new ServiceUnavailableError("shutting_down", `the service is shutting down; judge ${this.o.judge.id} was failing: ${this.judgeHealth.lastError}`)
+                : this.deadlineError(started, "retrying through a judge outage"),
+            );
+          };
+          signal.addEventListener("abort", onAbort, { once: true });
+          this.stopping.signal.addEventListener("abort", onAbort, { once: true });
+        });
+      }
+    }
+  }
+
+  private judgeOk(): void {
+    if (this.judgeHealth.consecutiveFailures > 0) this.log(`judge ${this.o.judge.id} answers again after ${this.judgeHealth.consecutiveFailures} failed calls`);
+    this.judgeHealth.consecutiveFailures = 0;
+    this.judgeHealth.lastOkAt = new Date().toISOString();
+  }
+
+  private judgeFailed(message: string): void {
+    const msg = this.sanitize(message);
+    if (this.judgeHealth.consecutiveFailures === 0) this.log(`judge ${this.o.judge.id} failing; requests keep retrying for up to ${this.outage.deadlineMs} ms: ${msg}`);
+    this.judgeHealth.consecutiveFailures++;
+    this.judgeHealth.lastError = msg;
+    this.judgeHealth.lastFailureAt = new Date().toISOString();
+  }
+
+  private misconfiguredMessage(): string {
+    const p = this.unreadablePolicy;
+    return `judge ${this.o.judge.id} gave unreadable replies for ${this.recentBad} of the last ${this.recentCount} samples (over ${(p.maxShare * 100).toFixed(0)}%): refusing to send rewards — check the judge model, its chat template and server, and the judge prompts`;
+  }
+
+  /** Slides the readability window and switches the misconfigured state loudly when the share crosses the limit. */
+  private noteReadability(unreadable: boolean): void {
+    const p = this.unreadablePolicy;
+    if (this.recentCount === p.window) this.recentBad -= this.recent[this.recentPos];
+    else this.recentCount++;
+    this.recent[this.recentPos] = unreadable ? 1 : 0;
+    this.recentBad += unreadable ? 1 : 0;
+    this.recentPos = (this.recentPos + 1) % p.window;
+    const over = this.recentCount >= p.minSamples && this.recentBad / this.recentCount > p.maxShare;
+    if (over && !this.misconfigured) this.log(`UNHEALTHY: ${this.misconfiguredMessage()}`);
+    if (!over && this.misconfigured) this.log(`judge ${this.o.judge.id} readable again (${this.recentBad} of the last ${this.recentCount} samples unreadable)`);
+    this.misconfigured = over;
+  }
+
+  /** Queues records for the next group write; resolves once they are on disk. */
+  private enqueueWrite(file: PendingWrite["file"], records: MetaRollout[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ file, records, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // One write for every request that finished in this event-loop turn.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private appendLines(path: string, records: MetaRollout[]): void {
+    mkdirSync(dirname(path), { recursive: true });
+    let text = "";
+    for (const r of records) text += JSON.stringify(r) + "\n";
+    if (this.torn.has(path) || endsTorn(path)) text = "\n" + text;
+    try {
+      this.appendText(path, text);
+      this.torn.delete(path);
+    } catch (err) {
+      this.torn.add(path);
+      throw err;
+    }
   }
 
   /**
-   * Writes buffered rollouts and the state. Per-request file writes would dominate the service's latency,
-   * so writes are grouped: at most `flushMs` of scored rollouts are in memory only (a kill -9 in that window
-   * loses those log lines — never a reply's score, and never a rubric version or meta log).
+   * Writes every queued record. Never throws: a failure (ENOSPC, EMFILE, …) rejects exactly the requests
+   * whose records were in this write, and marks the service unhealthy until a later write succeeds.
    */
-  flush(afterMs = 0): void {
-    if (afterMs > 0) {
-      this.flushTimer ??= setTimeout(() => this.flush(), afterMs);
+  flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const windowRecs = batch.filter((b) => b.file === "window").flatMap((b) => b.records);
+    const unreadRecs = batch.filter((b) => b.file === "unreadable").flatMap((b) => b.records);
+    try {
+      let id = this.state.scored;
+      for (const r of windowRecs) r.id = `s${id++}`;
+      for (const r of unreadRecs) r.id = `u${this.state.scored}-${id++}`;
+      if (windowRecs.length) this.appendLines(stepFile(this.o.runDir, this.state.window), windowRecs);
+      if (unreadRecs.length) this.appendLines(join(this.o.runDir, "rollouts", "unreadable.jsonl"), unreadRecs);
+      this.state.scored += windowRecs.length;
+      this.windowSize += windowRecs.length;
+      this.saveState();
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const msg = this.sanitize(`${e.code ? `${e.code}: ` : ""}${e.message}`);
+      if (this.writeError === null) this.log(`UNHEALTHY: cannot write rollouts in ${this.o.runDir}: ${msg}`);
+      this.writeError = msg;
+      const fail = new ServiceUnavailableError("write_failed", `could not record the scored rollouts (${msg}); the rewards were not sent — retry once the disk problem is fixed`);
+      for (const b of batch) b.reject(fail);
       return;
     }
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = null;
-    for (const [window, records] of this.unflushed) appendJsonl(stepFile(this.o.runDir, window), records, { durable: false });
-    this.unflushed.clear();
-    this.saveState();
+    if (this.writeError !== null) this.log(`rollout writes work again (after: ${this.writeError})`);
+    this.writeError = null;
+    for (const b of batch) b.resolve();
+    if (this.o.metaEvery > 0 && this.windowSize >= this.o.metaEvery && !this.metaRun) this.closeWindow();
   }
 
   /** Runs a meta step now on the open window (POST /v1/meta-step). Resolves when it has finished. */
@@ -217,20 +560,41 @@ export class RewardService {
       await this.metaRun;
       return this.lastMeta;
     }
-    if (this.buffer.length === 0) return null;
-    this.closeWindow();
+    if (this.windowSize === 0) return null;
+    if (!this.closeWindow()) throw new ServiceUnavailableError("write_failed", `could not record the window's end: ${this.writeError}`);
     await this.metaRun;
     return this.lastMeta;
   }
 
-  private startMeta(rollouts: MetaRollout[]): void {
+  /** Ends the open meta window: the pending-meta mark is on disk before the meta step starts. */
+  private closeWindow(): boolean {
+    const before = { ...this.state };
+    this.state.pendingMeta = this.state.window;
+    this.state.window += 1;
+    try {
+      this.saveState(true);
+    } catch (err) {
+      this.state = before;
+      this.writeError = this.sanitize((err as Error).message);
+      this.log(`UNHEALTHY: cannot write serve-state.json: ${this.writeError}`);
+      return false;
+    }
+    this.windowSize = 0;
+    this.startMeta(before.window);
+    return true;
+  }
+
+  private startMeta(window: number): void {
     const templates = this.o.templatesDir ? loadTemplates(this.o.templatesDir) : undefined;
     this.metaRun = (async () => {
       try {
+        const { records, seen, skipped } = await sampleJsonlWindow<MetaRollout>(stepFile(this.o.runDir, window), this.o.metaWindowCap ?? 10_000, this.rng.fork(`window-${window}`));
+        if (skipped) this.log(`window ${window}: skipped ${skipped} unreadable log lines`);
+        if (seen > records.length) this.log(`window ${window}: ${seen} rollouts, meta step reads a uniform sample of ${records.length}`);
         const r = await metaStep({
           protocol: this.protocol,
           model: this.metaModel,
-          rollouts,
+          rollouts: records,
           store: this.store,
           step: this.state.scored,
           runDir: this.o.runDir,
@@ -245,23 +609,42 @@ export class RewardService {
         if (this.metaAbort.signal.aborted) return; // interrupted by shutdown: keep pendingMeta for the restart
         this.state.pendingMeta = null;
         this.state.metaSteps += 1;
-        this.saveState();
+        try {
+          this.saveState();
+        } catch (err) {
+          this.writeError = this.sanitize((err as Error).message);
+          this.log(`UNHEALTHY: cannot write serve-state.json after a meta step: ${this.writeError}`);
+        }
         this.o.onMeta?.(r);
       } catch (err) {
         // metaStep reports LLM failures as ok:false; anything else is a bug — keep serving with the current rubric.
-        process.stderr.write(`mpo serve: meta step crashed: ${(err as Error).stack ?? err}\n`);
+        this.log(`meta step crashed: ${(err as Error).stack ?? err}`);
       } finally {
         this.metaRun = null;
       }
     })();
   }
 
-  /** Stops a running meta step (it is re-run after a restart) and marks the run stopped. */
+  /** Shutdown begins: requests waiting out a judge outage answer 503 now instead of holding the shutdown. */
+  beginShutdown(): void {
+    this.stopping.abort();
+  }
+
+  /** Stops a running meta step (it is re-run after a restart), marks the run stopped and frees the run directory. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopping.abort();
     this.flush();
     this.metaAbort.abort();
     if (this.metaRun) await this.metaRun.catch(() => undefined);
-    writeJsonAtomic(join(this.o.runDir, "status.json"), { state: "stopped", kind: "reward-service", pid: process.pid, updatedAt: new Date().toISOString(), rubricVersion: this.current.version });
+    try {
+      if (this.running) this.writeStatus("stopped");
+    } catch (err) {
+      this.log(`could not write status.json: ${this.sanitize((err as Error).message)}`);
+    } finally {
+      this.lock.release();
+    }
   }
 }
 

@@ -1,8 +1,9 @@
 /**
- * `mpo sample`: loads a checkpoint (an HF-style model dir, or a `mpo pretrain` output dir holding model/)
+ * `mpo sample`: loads a checkpoint (an HF model dir or Hub id, or a `mpo pretrain` output dir holding model/)
  * and generates continuations of a prompt with the engine's KV-cached sampler — the quickest way to see
- * what a pretrained or RL-trained policy says. A missing or corrupt checkpoint is a clear error naming the
- * file and the problem.
+ * what a pretrained or RL-trained policy says. `--chat` renders the policy's own chat template
+ * (tokenizer_config.json) around a user message (and `--system`), with the assistant header appended, and
+ * stops at any end-of-turn id. A missing or corrupt checkpoint is a clear error naming the file and the problem.
  */
 import type { Command } from "commander";
 import { UserError } from "../../util/errors.ts";
@@ -10,6 +11,10 @@ import { UserError } from "../../util/errors.ts";
 export interface SampleOptions {
   model: string;
   prompt: string;
+  /** User message rendered with the policy's chat template (instead of `prompt`). */
+  chat?: string;
+  /** System message for `chat`. */
+  system?: string;
   maxNewTokens?: number;
   temperature?: number;
   topK?: number;
@@ -20,9 +25,15 @@ export interface SampleOptions {
 }
 
 export interface SampleResult {
+  /** The prompt text as fed to the model (the rendered chat template with --chat). */
   prompt: string;
   promptTokens: number;
-  samples: { text: string; tokens: number[]; finished: boolean; logprob: number }[];
+  promptIds: number[];
+  /** The first sample's new token ids, text and per-token log-probs (for scripts and cross-checks). */
+  ids: number[];
+  text: string;
+  logprobs: number[];
+  samples: { text: string; tokens: number[]; finished: boolean; logprob: number; logprobs: number[] }[];
 }
 
 function num(name: string, v: unknown, min: number, max: number, integer: boolean): number | undefined {
@@ -41,12 +52,12 @@ function topP(v: unknown): number {
   return p ?? 1;
 }
 
-/** The checkpoint dir: DIR itself when it has config.json, else DIR/model (pretrain output layout). */
+/** The checkpoint dir: DIR itself when it has config.json, else DIR/model (pretrain output layout); a Hub id resolves through the HF cache. */
 export async function resolveModelDir(dir: string): Promise<string> {
+  const { join } = await import("node:path");
   const { existsSync } = await import("node:fs");
-  const { join, resolve } = await import("node:path");
-  const d = resolve(dir);
-  if (!existsSync(d)) throw new UserError(`--model: ${d} does not exist`);
+  const { resolveModelSource } = await import("../../engine/io/hub.ts");
+  const d = await resolveModelSource(dir, "--model");
   if (existsSync(join(d, "config.json"))) return d;
   if (existsSync(join(d, "model", "config.json"))) return join(d, "model");
   throw new UserError(`--model: ${d} is not a checkpoint (no config.json in it or in ${join(d, "model")})`);
@@ -65,11 +76,20 @@ export async function runSample(o: SampleOptions): Promise<SampleResult> {
   if (tok.vocabSize > ck.config.vocab_size)
     throw new UserError(`checkpoint ${dir}: tokenizer has ${tok.vocabSize} tokens but config.json vocab_size is ${ck.config.vocab_size}`);
   const model = TransformerLM.fromParams(ck.config, ck.tensors, { engine: o.engine });
+  const { ChatTemplate, chatStopIds } = await import("../../tokenizer/chat.ts");
+  let promptText = o.prompt;
+  if (o.chat !== undefined) {
+    if (o.prompt) throw new UserError("give either --prompt (plain text) or --chat (a user message for the chat template), not both");
+    const tpl = ChatTemplate.fromTokenizerConfig(ck.tokenizerConfig, join(dir, "tokenizer_config.json"));
+    if (!tpl) throw new UserError(`checkpoint ${dir}: no chat_template in tokenizer_config.json; use --prompt with plain text`);
+    const messages = [...(o.system !== undefined ? [{ role: "system", content: o.system }] : []), { role: "user", content: o.chat }];
+    promptText = tpl.render(messages, true);
+  } else if (o.system !== undefined) throw new UserError("--system needs --chat");
 
   const maxPos = ck.config.max_position_embeddings;
   const maxNew = num("max-new-tokens", o.maxNewTokens, 1, maxPos - 1, true) ?? Math.min(64, maxPos - 1);
   const n = num("n", o.n, 1, 256, true) ?? 1;
-  let ids = tok.encode(o.prompt);
+  let ids = tok.encode(promptText);
   // An empty prompt starts a fresh document (the end-of-text token separates documents in pretraining).
   const start = tok.specialId("<|endoftext|>") ?? (typeof ck.config.bos_token_id === "number" ? ck.config.bos_token_id : undefined);
   if (ids.length === 0) {
@@ -82,8 +102,11 @@ export async function runSample(o: SampleOptions): Promise<SampleResult> {
     ids = ids.slice(ids.length + maxNew - maxPos);
     process.stderr.write(`note: prompt truncated to its last ${ids.length} tokens (context ${maxPos}, ${maxNew} new)\n`);
   }
-  const eos = ck.config.eos_token_id;
-  const stopTokens = eos === undefined ? [] : Array.isArray(eos) ? eos : [eos];
+  // Every end-of-turn id: generation_config.json (Qwen2.5 and Llama 3 list several), config.json, tokenizer eos.
+  const stopTokens = chatStopIds(
+    { generationConfig: ck.generationConfig, config: ck.config as Record<string, unknown>, tokenizerConfig: ck.tokenizerConfig },
+    (t) => tok.specialId(t),
+  );
   const out = model.generate(
     Array.from({ length: n }, () => ids),
     {
@@ -95,15 +118,21 @@ export async function runSample(o: SampleOptions): Promise<SampleResult> {
       rng: new Rng(num("seed", o.seed, 0, 2 ** 32 - 1, true) ?? 0),
     },
   );
+  const samples = out.tokens.map((t, i) => ({
+    text: tok.decode(t.filter((x) => !stopTokens.includes(x)), { skipSpecial: true }),
+    tokens: t,
+    finished: out.finished[i],
+    logprob: out.logprobs[i].reduce((a, b) => a + b, 0),
+    logprobs: out.logprobs[i],
+  }));
   return {
-    prompt: o.prompt,
+    prompt: promptText,
     promptTokens,
-    samples: out.tokens.map((t, i) => ({
-      text: tok.decode(t.filter((x) => !stopTokens.includes(x)), { skipSpecial: true }),
-      tokens: t,
-      finished: out.finished[i],
-      logprob: out.logprobs[i].reduce((a, b) => a + b, 0),
-    })),
+    promptIds: ids,
+    ids: samples[0].tokens,
+    text: samples[0].text,
+    logprobs: samples[0].logprobs,
+    samples,
   };
 }
 
@@ -113,19 +142,23 @@ export function register(program: Command): void {
     .description("generate continuations of a prompt from a checkpoint (KV-cached sampling)")
     .requiredOption("--model <dir>", "checkpoint dir (config.json, model.safetensors, tokenizer.json) or a `mpo pretrain` --out dir")
     .option("--prompt <text>", "prompt text (special tokens like <|im_start|> are recognized)", "")
+    .option("--chat <text>", "a user message, wrapped in the policy's chat template (tokenizer_config.json) with the assistant header")
+    .option("--system <text>", "system message for --chat")
     .option("--max-new-tokens <n>", "tokens to generate (default 64)")
     .option("--temperature <x>", "sampling temperature; 0 = greedy (default 1)")
     .option("--top-k <n>", "keep the k most likely tokens (0 = off)")
     .option("--top-p <x>", "nucleus sampling mass (1 = off)")
     .option("--seed <n>", "random seed (default 0)")
     .option("-n, --n <n>", "number of samples (default 1)")
-    .option("--json", "print JSON instead of text")
+    .option("--json", "print JSON {prompt, promptIds, ids, text, logprobs, samples} instead of text")
     .option("--engine <path>", "compute path: ts, native or auto")
     .action(async (flags) => {
       if (flags.engine !== undefined && !["ts", "native", "auto"].includes(flags.engine)) throw new UserError(`--engine: expected ts, native or auto, got "${flags.engine}"`);
       const r = await runSample({
         model: flags.model,
         prompt: flags.prompt,
+        chat: flags.chat,
+        system: flags.system,
         maxNewTokens: flags.maxNewTokens,
         temperature: flags.temperature,
         topK: flags.topK,

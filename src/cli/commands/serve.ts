@@ -14,7 +14,11 @@ export function register(program: Command): void {
     .option("--port <n>", "port (default 5000)")
     .option("--meta-every <n>", "meta step every N scored samples (0 = fixed rubric)")
     .option("--protocol <name>", "judge protocol profile: paper (default) | hardened (docs/paper-protocol.md)")
-    .option("--token <token>", "require this bearer token")
+    .option("--token <token>", "require this bearer token (default: $MPO_SERVE_TOKEN)")
+    .option("--allow-unauthenticated-admin", "without a token, still allow POST /v1/meta-step (any local process or web page could change the rubric)")
+    .option("--insecure", "allow a non-loopback --host without a token")
+    .option("--deadline <ms>", "keep retrying the judge within a request this long before answering 503 (default 170000)")
+    .option("--on-unreadable <policy>", "unreadable judge reply after re-asks: retry (503) | sentinel (reward = unreadable.sentinel, flagged)")
     .action(async (o: Record<string, string | undefined>) => {
       const { readConfigFile, validate, deepMerge } = await import("../../config/load.ts");
       const { serveConfigSchema } = await import("../../serve/config.ts");
@@ -31,11 +35,25 @@ export function register(program: Command): void {
         port: num(o.port),
         metaEvery: num(o.metaEvery),
         protocol: o.protocol,
-        token: o.token,
+        token: o.token ?? process.env.MPO_SERVE_TOKEN,
+        allowUnauthenticatedAdmin: o.allowUnauthenticatedAdmin ? true : undefined,
+        insecure: o.insecure ? true : undefined,
+        "outage.deadlineMs": num(o.deadline),
+        "unreadable.onUnreadable": o.onUnreadable,
       });
       const cfg = validate(serveConfigSchema, merged, o.config ?? "command-line flags");
-      const h = await startRewardService(cfg);
-      process.stderr.write(`mpo serve: listening on ${h.url} — rubric v${h.service.rubric.version}, run dir ${cfg.runDir}\n`);
+      let h;
+      try {
+        h = await startRewardService(cfg);
+      } catch (err) {
+        // Busy port, locked run directory, unsafe bind: one line, exit 2, nothing marked running.
+        const e = err as NodeJS.ErrnoException;
+        const why = e.code === "EADDRINUSE" ? `${cfg.host}:${cfg.port} is already in use (another service?); pick another --port` : e.code === "EADDRNOTAVAIL" ? `${cfg.host} is not an address of this machine` : e.message;
+        process.stderr.write(`mpo serve: cannot start: ${why}\n`);
+        process.exit(2);
+      }
+      const auth = cfg.token ? "bearer token required" : cfg.allowUnauthenticatedAdmin ? "NO token, admin routes open" : "no token: scoring open, admin routes disabled";
+      process.stderr.write(`mpo serve: listening on ${h.boundAddress} (${h.url}) — ${auth}; rubric v${h.service.rubric.version}, run dir ${cfg.runDir}\n`);
       const stop = (sig: string) => {
         process.stderr.write(`mpo serve: ${sig}: finishing in-flight requests…\n`);
         void h.close().then(() => process.exit(0));

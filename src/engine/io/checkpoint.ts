@@ -16,6 +16,7 @@ import { UserError } from "../../util/errors.ts";
 import { validate } from "../../config/load.ts";
 import { writeFileAtomic } from "../../util/atomic.ts";
 import { LlamaConfigSchema, expectedParamShapes, type LlamaConfig } from "./config.ts";
+import { resolveConfig } from "../config.ts";
 import { floatTensors, readSafetensors, serializeSafetensors } from "./safetensors.ts";
 
 export interface NamedTensor {
@@ -39,6 +40,8 @@ export interface CheckpointInput {
   optimizer?: { step: number; tensors: TensorInput };
   trainerState?: object;
   generationConfig?: object;
+  /** tokenizer_config.json (special tokens, chat_template) of a Hugging Face policy, copied as is. */
+  tokenizerConfig?: object;
 }
 
 export interface Checkpoint {
@@ -48,6 +51,10 @@ export interface Checkpoint {
   tokenizerJson: Record<string, unknown> | undefined;
   optimizer?: OptimizerState;
   trainerState?: Record<string, unknown>;
+  /** generation_config.json (eos_token_id may list several end tokens), when present. */
+  generationConfig?: Record<string, unknown>;
+  /** tokenizer_config.json (added/special tokens, chat_template), when present. */
+  tokenizerConfig?: Record<string, unknown>;
 }
 
 export class CheckpointError extends UserError {
@@ -152,6 +159,7 @@ export function saveCheckpoint(dirIn: string, ck: CheckpointInput): void {
       pad_token_id: config.pad_token_id ?? undefined,
     };
     writeFileAtomic(join(tmp, "generation_config.json"), JSON.stringify(gen, null, 2) + "\n");
+    if (ck.tokenizerConfig !== undefined) writeFileAtomic(join(tmp, "tokenizer_config.json"), JSON.stringify(ck.tokenizerConfig, null, 2) + "\n");
     if (ck.optimizer) {
       const opt = toMap(ck.optimizer.tensors);
       const optProblems = checkOptimizerTensors(tensors, opt);
@@ -204,6 +212,50 @@ function readJsonFile(dir: string, file: string): unknown {
   }
 }
 
+/** Buffers that transformers registers but that are not parameters (old Llama checkpoints store them). */
+const NON_PARAMETER = /\.rotary_emb\.inv_freq$/;
+
+/**
+ * The weights of a checkpoint directory as f32 tensors: `model.safetensors`, or the shards listed in
+ * `model.safetensors.index.json` (weight_map: tensor → shard file). BF16/F16/F64 are converted on read.
+ * A shard that is missing, or that lacks a tensor the index places in it, is an error naming both.
+ */
+function readWeights(dir: string): { tensors: TensorMap; files: string } {
+  const single = join(dir, "model.safetensors");
+  const index = join(dir, "model.safetensors.index.json");
+  const tensors: TensorMap = new Map();
+  const put = (file: string) => {
+    for (const [name, t] of floatTensors(readSafetensors(file), file)) if (!NON_PARAMETER.test(name)) tensors.set(name, t);
+  };
+  if (existsSync(single)) {
+    put(single);
+    return { tensors, files: "model.safetensors" };
+  }
+  if (!existsSync(index)) {
+    const other = ["pytorch_model.bin", "model.bin", "pytorch_model.bin.index.json"].find((f) => existsSync(join(dir, f)));
+    throw new CheckpointError(dir, other
+      ? `has ${other} but no model.safetensors: only safetensors weights are read (convert them, e.g. save_pretrained(..., safe_serialization=True))`
+      : "model.safetensors is missing (and there is no model.safetensors.index.json for sharded weights)");
+  }
+  const idx = readJsonFile(dir, "model.safetensors.index.json") as { weight_map?: unknown };
+  const map = idx?.weight_map;
+  if (map === null || typeof map !== "object" || Array.isArray(map))
+    throw new CheckpointError(dir, "model.safetensors.index.json: field 'weight_map' must be an object {tensor name: shard file}");
+  const byShard = new Map<string, string[]>();
+  for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
+    if (typeof file !== "string" || file.includes("/") || file.includes("\\") || file.startsWith("."))
+      throw new CheckpointError(dir, `model.safetensors.index.json: weight_map['${name}'] must be a shard file name in the directory, got ${JSON.stringify(file)}`);
+    byShard.set(file, [...(byShard.get(file) ?? []), name]);
+  }
+  for (const [file, names] of byShard) {
+    const path = join(dir, file);
+    if (!existsSync(path)) throw new CheckpointError(dir, `shard ${file} listed in model.safetensors.index.json is missing (${names.length} tensors, e.g. '${names[0]}')`);
+    put(path);
+    for (const n of names) if (!tensors.has(n)) throw new CheckpointError(dir, `shard ${file} lacks tensor '${n}' that model.safetensors.index.json places in it`);
+  }
+  return { tensors, files: `model.safetensors.index.json (${byShard.size} shards)` };
+}
+
 /** Loads and validates a checkpoint directory. */
 export function loadCheckpoint(dirIn: string): Checkpoint {
   // Read-only: a save interrupted between its renames left the previous checkpoint as a `.old-` sibling;
@@ -212,11 +264,11 @@ export function loadCheckpoint(dirIn: string): Checkpoint {
   if (!existsSync(dir)) throw new CheckpointError(dir, "directory does not exist");
   if (!statSync(dir).isDirectory()) throw new CheckpointError(dir, "is not a directory");
   const config = validate(LlamaConfigSchema, readJsonFile(dir, "config.json"), join(dir, "config.json"));
-  const modelPath = join(dir, "model.safetensors");
-  if (!existsSync(modelPath)) throw new CheckpointError(dir, "model.safetensors is missing");
-  const tensors = floatTensors(readSafetensors(modelPath), modelPath);
+  resolveConfig(config as never, join(dir, "config.json")); // rope_scaling, head_dim…: named errors here, not at model build
+  const { tensors, files } = readWeights(dir);
   const problems = checkTensorsAgainstConfig(config, tensors);
-  if (problems.length) throw new CheckpointError(dir, `model.safetensors does not match config.json: ${problems.join("; ")}`);
+  if (problems.length)
+    throw new CheckpointError(dir, `${files} does not match config.json: ${problems.slice(0, 4).join("; ")}${problems.length > 4 ? `; and ${problems.length - 4} more` : ""}`);
 
   let tokenizerJson: Record<string, unknown> | undefined;
   if (existsSync(join(dir, "tokenizer.json"))) {
@@ -225,6 +277,12 @@ export function loadCheckpoint(dirIn: string): Checkpoint {
     tokenizerJson = t as Record<string, unknown>;
   }
   const out: Checkpoint = { config, tensors, tokenizerJson };
+  for (const [file, key] of [["generation_config.json", "generationConfig"], ["tokenizer_config.json", "tokenizerConfig"]] as const) {
+    if (!existsSync(join(dir, file))) continue;
+    const j = readJsonFile(dir, file);
+    if (j === null || typeof j !== "object" || Array.isArray(j)) throw new CheckpointError(dir, `${file} is not a JSON object`);
+    out[key] = j as Record<string, unknown>;
+  }
   const optPath = join(dir, "optimizer.safetensors");
   if (existsSync(optPath)) {
     const f = readSafetensors(optPath);

@@ -1,16 +1,22 @@
 /**
- * The model config as stored in a checkpoint's config.json: Hugging Face LlamaConfig keys (so HF
- * transformers can load our checkpoints) plus our optional `mpo_value_head`. The zod schema names the
- * offending field on bad input; `expectedParamShapes` is the single source of truth for which tensors a
- * config implies (HF Llama parameter names, nn.Linear [out, in] shapes).
+ * The model config as stored in a checkpoint's config.json: Hugging Face LlamaConfig / Qwen2Config /
+ * Qwen3Config keys (so HF transformers loads our checkpoints and we load published ones) plus our optional
+ * `mpo_value_head`. The zod schema names the offending field on bad input; `expectedParamShapes` is the
+ * single source of truth for which tensors a config implies (HF parameter names, nn.Linear [out, in] shapes).
  */
 import { z } from "zod";
+import { resolveConfig, SUPPORTED_MODEL_TYPES } from "../config.ts";
 
 const posInt = z.number().int().positive();
 
 export const LlamaConfigSchema = z
   .object({
-    model_type: z.literal("llama").default("llama"),
+    model_type: z
+      .string()
+      .default("llama")
+      .refine((t) => (SUPPORTED_MODEL_TYPES as readonly string[]).includes(t), {
+        message: `unsupported model_type; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`,
+      }),
     architectures: z.array(z.string()).default(["LlamaForCausalLM"]),
     vocab_size: posInt,
     hidden_size: posInt,
@@ -23,7 +29,7 @@ export const LlamaConfigSchema = z
     rope_theta: z.number().positive().default(10000),
     tie_word_embeddings: z.boolean().default(false),
     hidden_act: z.enum(["silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new"]).default("silu"),
-    attention_bias: z.literal(false).default(false),
+    attention_bias: z.boolean().default(false),
     mlp_bias: z.literal(false).default(false),
     bos_token_id: z.number().int().nonnegative().optional(),
     eos_token_id: z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())]).optional(),
@@ -37,6 +43,8 @@ export const LlamaConfigSchema = z
   })
   .passthrough()
   .superRefine((c, ctx) => {
+    if (c.use_sliding_window === true)
+      ctx.addIssue({ code: "custom", path: ["use_sliding_window"], message: "sliding-window attention is not implemented (use_sliding_window must be false)" });
     const kv = c.num_key_value_heads ?? c.num_attention_heads;
     if (c.head_dim !== undefined) {
       if (c.head_dim % 2 !== 0) ctx.addIssue({ code: "custom", path: ["head_dim"], message: `head_dim ${c.head_dim} must be even (RoPE rotates pairs)` });
@@ -62,7 +70,8 @@ export type LlamaConfig = z.output<typeof LlamaConfigSchema>;
 /** Parameter name → shape implied by a config (the exact set a checkpoint must contain). */
 export function expectedParamShapes(c: LlamaConfig): Map<string, number[]> {
   const d = c.hidden_size;
-  const D = c.head_dim ?? d / c.num_attention_heads;
+  const dims = resolveConfig(c as never);
+  const D = dims.D;
   const ln = c.mpo_norm === "layernorm";
   const kv = c.num_key_value_heads ?? c.num_attention_heads;
   const ff = c.intermediate_size;
@@ -75,7 +84,17 @@ export function expectedParamShapes(c: LlamaConfig): Map<string, number[]> {
     m.set(p + "self_attn.q_proj.weight", [c.num_attention_heads * D, d]);
     m.set(p + "self_attn.k_proj.weight", [kv * D, d]);
     m.set(p + "self_attn.v_proj.weight", [kv * D, d]);
+    if (dims.qkvBias) {
+      m.set(p + "self_attn.q_proj.bias", [c.num_attention_heads * D]);
+      m.set(p + "self_attn.k_proj.bias", [kv * D]);
+      m.set(p + "self_attn.v_proj.bias", [kv * D]);
+    }
     m.set(p + "self_attn.o_proj.weight", [d, c.num_attention_heads * D]);
+    if (dims.oBias) m.set(p + "self_attn.o_proj.bias", [d]);
+    if (dims.qkNorm) {
+      m.set(p + "self_attn.q_norm.weight", [D]);
+      m.set(p + "self_attn.k_norm.weight", [D]);
+    }
     m.set(p + "post_attention_layernorm.weight", [d]);
     if (ln) m.set(p + "post_attention_layernorm.bias", [d]);
     if (c.mpo_mlp !== "plain") m.set(p + "mlp.gate_proj.weight", [ff, d]);
