@@ -214,7 +214,7 @@ function rubricRegion(text: string): string {
 export function parseRubricText(text: string, source = "rubric"): Rubric {
   const region = rubricRegion(text);
   const tags = [...region.matchAll(/<item\b([^>]*)>/gi)];
-  if (tags.length === 0) return parseMarkdownRubric(text, source);
+  if (tags.length === 0) throw new RubricError(`no <item> found in ${source}`);
   const taken = new Set<string>();
   const items: RubricItem[] = [];
   const pending: { attrs: Record<string, string>; body: string }[] = [];
@@ -259,7 +259,8 @@ export function guidelineBlock(text: string): string | null {
 }
 
 /**
- * A rubric without `<item>` tags. A `[Start of …] … [End of …]` guideline block is one item; otherwise
+ * A rubric file without `<item>` tags (loadRubricFile only: a meta-step reply without items stays an
+ * error, so chatter never becomes a rubric). A `[Start of …] … [End of …]` guideline block is one item; otherwise
  * the text is split at the shallowest markdown heading level that occurs at least twice ("### Clarity",
  * "### Depth" → two items; text before the first heading is kept with the first item), and a text with no
  * such headings is one item. Empty text is an error.
@@ -374,7 +375,8 @@ export function loadRubricFile(path: string): Rubric {
     }
     return parseRubricJson(value, path);
   }
-  return parseRubricText(text, path);
+  // A file a person wrote may be plain markdown or the paper's guideline form; LLM replies never get this leniency.
+  return /<item\b/i.test(text) ? parseRubricText(text, path) : parseMarkdownRubric(text, path);
 }
 
 const weightOf = (it: RubricItem) => it.weight ?? 1;

@@ -5,6 +5,7 @@
  * Replies are plain model text; the real parsers in src/judge and src/meta read them.
  */
 import type { ChatModel, ChatRequest, ChatResponse } from "../../llm/types.ts";
+import { deriveItemName, inferScoreRange } from "../../rubric/format.ts";
 import { juniorJudgeItem } from "./junior.ts";
 import { analyze, merge, prescreen, refine } from "./senior.ts";
 
@@ -54,6 +55,44 @@ export class SimulatedJudgeModel implements ChatModel {
     const users = messages.filter((m) => m.role === "user");
     const last = users[users.length - 1]?.content ?? "";
     const first = users[0]?.content ?? "";
+
+    // Paper-profile prompts (prompts/rm/paper, prompts/mrm/paper): the item turn shows only "Rubric item #N"
+    // and the item text; name and range are read from the text as the rubric parser would.
+    const paperItem = /^Rubric item #\d+\n([\s\S]*?)\n\nGive your feedback on this item/;
+    const paperJudge = (text: string) => {
+      const { min, max } = inferScoreRange(text);
+      return juniorJudgeItem({ name: deriveItemName(text), min, max, text }, promptOf(first), responseOf(first), this.seed);
+    };
+    if (/give this item's score as a single integer/i.test(last)) {
+      const itemMsg = [...users].reverse().find((m) => paperItem.test(m.content));
+      const m = itemMsg && paperItem.exec(itemMsg.content);
+      return m ? String(paperJudge(m[1]).score) : "3";
+    }
+    const pi = paperItem.exec(last);
+    if (pi) return paperJudge(pi[1]).rationale;
+    const paperAudit = users.find((m) => /you review how a junior instructor scored/i.test(m.content));
+    if (paperAudit) {
+      const rubric = between(paperAudit.content, /## Junior instructor's scoring criteria\n/, /\n## Score the junior/);
+      const total = Number(between(paperAudit.content, /## Score the junior instructor assigned\n/, /\n\n/));
+      const ranges = rubricItems(rubric).map((t) => inferScoreRange(t));
+      const lo = ranges.reduce((a, r) => a + r.min, 0);
+      const hi = ranges.reduce((a, r) => a + r.max, 0);
+      const juniorNorm = Number.isFinite(total) && hi > lo ? Math.min(1, Math.max(0, (total - lo) / (hi - lo))) : null;
+      const a = analyze({ prompt: between(paperAudit.content, /## Prompt given to the student\n/, /\n## /), response: responseOf(paperAudit.content), rubric, juniorNormalized: juniorNorm });
+      const refined = () => rubricItems(refine(rubric, a.missing, rubricItems(rubric)));
+      if (/how many distinct scoring criteria are needed/i.test(last)) return String(refined().length);
+      const each = /Write scoring criterion #(\d+)/.exec(last);
+      if (each) return `${refined()[Number(each[1]) - 1] ?? ""}\n<EOE>`;
+      return `${a.text}\n<EOE>`;
+    }
+    const paperMerge = users.find((m) => /several sets of the junior instructor's scoring criteria/i.test(m.content));
+    if (paperMerge) {
+      const block = between(paperMerge.content, /```\n/, /\n```/);
+      const merged = rubricItems(merge(block.split(/<\/rubric>/i).map(rubricItems).filter((x) => x.length > 0)));
+      if (/how many distinct, non-overlapping scoring criteria/i.test(last)) return String(merged.length);
+      const each = /Write merged criterion #(\d+)/.exec(last);
+      if (each) return `${merged[Number(each[1]) - 1] ?? ""}\n<EOE>`;
+    }
 
     // Junior, per-item mode: rationale turn, then score turn.
     const itemTurn = /Rubric item \d+ of \d+: (.+?) \(scored from (-?\d+) to (-?\d+)\)\n\n([\s\S]*?)\n\nIn exactly one sentence/;
