@@ -120,7 +120,7 @@ export async function writeCriteria(o: {
   let budgetReached = false;
   for (let i = 1; i <= count; i++) {
     messages.push({ role: "user", content: o.turns.each(i) });
-    const r = await o.call(`criterion ${i}`, { messages: messages.slice(), maxTokens: writing.itemMaxTokens });
+    const r = await o.call(`criterion ${i}`, { messages: messages.slice(), maxTokens: writing.itemMaxTokens, ...(o.stops.length ? { stop: [...o.stops] } : {}) });
     // A criterion is plain text; tags a model adds itself would split or nest items.
     const text = stripStops(r.text, o.stops).replace(/<\/?(?:item|rubric)\b[^>]*>/gi, "").trim();
     messages.push({ role: "assistant", content: text });

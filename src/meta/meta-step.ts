@@ -340,7 +340,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
       } else {
         // The reference's form: "how many criteria?", then one criterion per turn in the same conversation.
         const w = await writeCriteria({
-          call: (label, req) => call(`refinement of ${r.id} (${label})`, { stage: "mrm-refine", ...stop, ...req }),
+          call: (label, req) => call(`refinement of ${r.id} (${label})`, { stage: "mrm-refine", ...req }),
           messages,
           writing: sr.refine,
           stops: sr.stop,
@@ -376,7 +376,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
       mergedText = merged.text;
     } else {
       const w = await writeCriteria({
-        call: (label, req) => call(`merge (${label})`, { stage: "mrm-merge", ...stop, ...req }),
+        call: (label, req) => call(`merge (${label})`, { stage: "mrm-merge", ...req }),
         messages: mergeMessages,
         writing: sr.merge,
         stops: sr.stop,
