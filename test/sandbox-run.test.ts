@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { SANDBOX_POLICY_DIR } from "../src/sandbox/base-policy.ts";
-import { runSandbox, summaryTable } from "../src/sandbox/run.ts";
+import { eloTable, runSandbox, summaryTable } from "../src/sandbox/run.ts";
 import { RubricStore } from "../src/rubric/store.ts";
 import { readJsonl } from "../src/util/atomic.ts";
 import type { Evaluation } from "../src/judge/types.ts";
@@ -15,12 +15,12 @@ import type { Evaluation } from "../src/judge/types.ts";
 const shipped = existsSync(join(SANDBOX_POLICY_DIR, "model.safetensors"));
 
 describe.skipIf(!shipped)("sandbox run (reduced)", () => {
-  it("trains all arms, evolves the rubric in the MPO arm, and writes a report naming every arm", async () => {
+  it("trains all arms (AutoPrompt's calibrated rubric fixed, MPO's evolving), ranks them with Elo, and writes both tables to the report", async () => {
     const out = mkdtempSync(join(tmpdir(), "mpo-sandbox-"));
     const lines: string[] = [];
-    const results = await runSandbox({
+    const outcome = await runSandbox({
       out,
-      arms: ["fixed", "mpo", "expert"],
+      arms: ["base", "fixed", "mpo", "expert", "autoprompt"],
       seeds: [0],
       steps: 3,
       algo: "grpo",
@@ -33,10 +33,17 @@ describe.skipIf(!shipped)("sandbox run (reduced)", () => {
       epochs: 1,
       maxNewTokens: 48,
       testPrompts: 4,
+      autopromptRounds: 1,
+      autopromptPrompts: 1,
+      eloMatches: 60,
+      eloSeeds: [0, 1],
+      eloAgreement: 0.8,
+      eloPositionBias: 0.05,
       progress: false,
       log: (l) => lines.push(l),
     });
-    expect(results.map((r) => r.arm)).toEqual(["fixed", "mpo", "expert"]);
+    const results = outcome.results;
+    expect(results.map((r) => r.arm)).toEqual(["fixed", "mpo", "expert", "autoprompt"]);
     for (const r of results) {
       for (const p of r.perStep) {
         expect(p.rm).toBeGreaterThanOrEqual(0);
@@ -64,11 +71,30 @@ describe.skipIf(!shipped)("sandbox run (reduced)", () => {
         expect(it.flags).not.toContain("unparsed-fallback");
       }
     }
-    // The fixed arms never change their rubric.
+    // The fixed arms never change their rubric; the AutoPrompt arm trains with the calibration's chosen rubric.
     for (const r of results.filter((x) => x.arm !== "mpo")) expect(RubricStore.open(r.runDir).list().length).toBe(1);
+    const ap = results.find((r) => r.arm === "autoprompt")!;
+    expect(ap.calibration!.cases).toBeGreaterThan(0);
+    const chosen = RubricStore.open(ap.calibration!.dir).get(ap.calibration!.version).rubric;
+    expect(RubricStore.open(ap.runDir).get(0).rubric).toEqual(chosen);
+    // Elo over the test generations of every arm, base included, via the eval code (match log on disk).
+    const elo = outcome.elo!;
+    expect(elo.rows.map((r) => r.arm)).toEqual(["base", "fixed", "mpo", "expert", "autoprompt"]);
+    for (const r of elo.rows) {
+      expect(Number.isFinite(r.elo) && Number.isFinite(r.spread)).toBe(true);
+      expect(r.tournaments).toBe(2);
+    }
+    expect(elo.rows.reduce((s, r) => s + r.elo, 0) / elo.rows.length).toBeCloseTo(1000, 6);
+    expect(readJsonl(join(out, "seed-0", "elo", "elo.matches.jsonl")).records.length).toBe(120);
+    expect(JSON.parse(readFileSync(join(out, "seed-0", "elo", "elo.scores.json"), "utf8"))["mean elo"]).toHaveProperty("autoprompt");
     const report = readFileSync(join(out, "report.html"), "utf8");
-    for (const arm of ["fixed", "mpo", "expert"]) expect(report).toContain(`arm ${arm}`);
+    for (const arm of ["fixed", "mpo", "expert", "autoprompt"]) expect(report).toContain(`arm ${arm}`);
+    expect(report).toContain("Elo (pairwise judge), next to the oracle");
+    for (const r of elo.rows) expect(report).toContain(`<b>${r.elo.toFixed(1)}</b> ± ${r.spread.toFixed(1)}`);
+    expect(report).toContain("autoprompt-32b");
     expect(report).toContain("<svg");
+    expect(summaryTable(results, outcome.base)).toMatch(/^base\s+-/m);
     expect(summaryTable(results)).toMatch(/mpo\s+\d/);
+    expect(eloTable(elo)).toMatch(/autoprompt\s+AutoPrompt/);
   }, 600_000);
 });

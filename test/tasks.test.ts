@@ -38,7 +38,7 @@ describe("registry", () => {
 
 describe.skipIf(!HAVE_SHARED)("prompt builders on real records (../shared/data)", () => {
   it("essay: the paper's test instructions, one user message (no system turn, as the reference) with the word limit", async () => {
-    const task = await getTask("essay", { dataDir: SHARED });
+    const task = await getTask("essay", { data: { test: join(SHARED, "essay", "prompts.jsonl") } });
     const recs = await task.load("test");
     expect(recs).toHaveLength(4096);
     const first = readRows(join(SHARED, "essay", "prompts.jsonl"))[0];
@@ -73,9 +73,12 @@ describe.skipIf(!HAVE_SHARED)("prompt builders on real records (../shared/data)"
     expect(user).toContain("<verdict>WRONG</verdict>");
     expect(user).not.toContain("Situation:");
     expect(recs[0].label).toBeUndefined();
-    // A record with a null action is a clear error naming file, line and field.
+    // Records with a null action are dropped, as the paper's loader does (and counted on stderr).
     const all = await getTask("ethics", { data: { test: join(SHARED, "ethics", "scruples_gold_title_action.jsonl") }, fields: { action: "action_description" } });
-    await expect(all.load("test")).rejects.toThrow(/scruples_gold_title_action\.jsonl:2: field 'action_description': expected non-empty text, got null/);
+    expect((await all.load("test")).map((r) => r.id)).toEqual(recs.map((r) => r.id));
+    // An action that is present but empty is still an error naming file, line and field.
+    const bad = jsonl("gold-empty-action.jsonl", [{ ...rows[0], action_description: "" }]);
+    await expect((await getTask("ethics", { data: { test: bad }, fields: { action: "action_description" } })).load("test")).rejects.toThrow(/gold-empty-action\.jsonl:1: field 'action_description': expected non-empty text, got an empty string/);
   });
 
   it("math: problem prompt, gold answer as label, solution as reference, domain/cluster groups (k=3, cached)", async () => {
@@ -175,13 +178,13 @@ describe("synthetic records", () => {
     await expect((await getTask("summarization", { data: { test: bad } })).load("test")).rejects.toThrow(/bills-bad\.jsonl:2: field 'text': expected non-empty text, got nothing/);
   });
 
-  it("summarization without a local file goes to the Hub and says what to fetch when it cannot", async () => {
+  it("summarization without a local file goes to the Hub and says what to do when it cannot", async () => {
     const s = createServer();
     await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
     const port = (s.address() as AddressInfo).port;
     await new Promise<void>((r) => s.close(() => r()));
-    const task = await getTask("summarization", { cacheDir: join(dir, "hub"), hubUrl: `http://127.0.0.1:${port}` });
-    await expect(task.load("test")).rejects.toThrow(/FiscalNote\/billsum.*\n.*data\/test-00000-of-00001\.parquet[\s\S]*FiscalNote__billsum\/test/);
+    const task = await getTask("summarization", { hubCacheDir: join(dir, "hub"), hubUrl: `http://127.0.0.1:${port}`, offline: false });
+    await expect(task.load("test")).rejects.toThrow(/FiscalNote\/billsum[\s\S]*datasets--FiscalNote--billsum[\s\S]*cannot be reached[\s\S]*--data-file test=PATH/);
   });
 
   it("ethics: Scruples anecdote fields (nested action.description, binarized_label)", async () => {

@@ -5,17 +5,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
-import { ConfigError, UserError } from "../util/errors.ts";
+import { ConfigError, formatZodIssues, UserError } from "../util/errors.ts";
 
-/** Turns zod issues into one readable message: `file: field 'a.b': expected number, got string`. */
-export function formatZodIssues(source: string, issues: readonly z.core.$ZodIssue[]): string {
-  return issues
-    .map((iss) => {
-      const field = iss.path.length ? iss.path.map(String).join(".") : "(root)";
-      return `${source}: field '${field}': ${iss.message}`;
-    })
-    .join("\n");
-}
+export { formatZodIssues };
 
 export class ConfigValidationError extends UserError {
   constructor(

@@ -57,9 +57,9 @@ export interface GenerateOptions {
   seed?: number;
   /** Requests in flight (llm) / records per generate call (policy is sequential per record). */
   concurrency?: number;
-  /** Task data directory and a file replacing the split's data. */
+  /** Base directory for relative data paths, and local files replacing splits' data (`--data-file`). */
   dataDir?: string;
-  dataFile?: string;
+  dataFiles?: Partial<Record<Split, string>>;
   promptsDir?: string;
   /** Progress callback (the CLI draws a bar with it). */
   onProgress?: (done: number, total: number) => void;
@@ -250,7 +250,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const task: TaskDefinition = await getTask(o.task, {
     dataDir: o.dataDir,
     promptsDir: o.promptsDir,
-    ...(o.dataFile ? { data: { [o.split]: o.dataFile } } : {}),
+    ...(o.dataFiles ? { data: o.dataFiles } : {}),
   });
   const records = await task.load(o.split, { dataDir: o.dataDir, limit });
   const seen = new Set<string>();

@@ -9,6 +9,7 @@
  */
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
 import { Rng } from "../util/rng.ts";
+import { sandboxEssayTask } from "../sandbox/task.ts";
 import { WordTokenizer } from "./tokenizer.ts";
 
 export const BUILTIN_WORDS = [
@@ -46,4 +47,5 @@ export const sayWordTask: TaskDefinition = {
   evaluations: [],
 };
 
-export const BUILTIN_TASKS: Record<string, TaskDefinition> = { "say-word": sayWordTask };
+/** Built-in tasks by name: the toy task and the sandbox's essay world (prompts built in, no data files). */
+export const BUILTIN_TASKS: Record<string, TaskDefinition> = { "say-word": sayWordTask, [sandboxEssayTask.name]: sandboxEssayTask };

@@ -4,6 +4,7 @@
  * `mpo train --config FILE` reads this shape (YAML/JSON); every flag of the CLI maps onto one key.
  * The resolved object (defaults filled in) is written to RUN/config.json.
  */
+import { dataConfigSchema } from "../tasks/data-files.ts";
 import { z } from "zod";
 import { llmEndpointSchema } from "../llm/config.ts";
 
@@ -83,6 +84,11 @@ export const trainConfigSchema = z
     /** A built-in task ("say-word") or a registered task name. */
     task: z.string().min(1).default("say-word"),
     dataDir: z.string().optional(),
+    /**
+     * Task data per split: a local file (`--data-file train=PATH`), or — written by the trainer CLI — the exact
+     * source the run resolved (a Hub dataset pinned to its commit, or a file), so --resume reads the same rows.
+     */
+    data: dataConfigSchema.optional(),
     /** Limit the number of training records (0 = all). */
     limit: z.number().int().min(0).default(0),
     /** Policy checkpoint directory (config.json, model.safetensors, tokenizer.json); absent → fresh init. */

@@ -9,6 +9,7 @@
  * A sample whose judge call still fails after the client's retries gets score null: the trainer
  * excludes it from the update and counts it.
  */
+import type { TaskOptions } from "../tasks/spec.ts";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { RubricJudge } from "../judge/rubric-judge.ts";
@@ -40,10 +41,10 @@ import { rollbackRubricStore, RuleRubricReward } from "./rewards/rule-rubric.ts"
 const REPO_ROOT = resolve(import.meta.dirname, "..", "..");
 
 /** A built-in toy task or a registered task (name or task config path). */
-export async function resolveTask(name: string, opts: { dataDir?: string } = {}): Promise<TaskDefinition> {
+export async function resolveTask(name: string, opts: Pick<TaskOptions, "dataDir" | "data"> = {}): Promise<TaskDefinition> {
   if (BUILTIN_TASKS[name]) return BUILTIN_TASKS[name];
   const { getTask } = await import("../tasks/registry.ts");
-  return getTask(name, opts.dataDir ? { dataDir: opts.dataDir } : {});
+  return getTask(name, { ...(opts.dataDir ? { dataDir: opts.dataDir } : {}), ...(opts.data ? { data: opts.data } : {}) });
 }
 
 /** Initial rubric: a file path, or a task name whose prompts/tasks/NAME/initial-rubric.txt exists. */

@@ -40,6 +40,7 @@ import { gae, grpoAdvantages, klPerToken, maskedMean, ppoTokenRewards, rlooAdvan
 import { BUILTIN_TASKS, builtinTokenizer } from "./builtin-task.ts";
 import { groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
 import { UsageMeter } from "../llm/usage.ts";
+import { everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
 import { clippedValueLoss, grpoLoss, ppoPolicyLoss } from "./losses.ts";
 import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
 import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
@@ -227,7 +228,7 @@ export class Trainer {
   private st!: TrainerState;
   private genRng!: Rng;
   private mbRng!: Rng;
-  private metaPromise: Promise<MetaOutcome> | null = null;
+  private meta!: MetaScheduler<MetaRolloutSample[], MetaOutcome>;
   private lastCheckpointStep = -1;
   private stopRequested = false;
   private abandonRequested = false;
@@ -335,6 +336,7 @@ export class Trainer {
     const optOpts = { lr, weightDecay: cfg.weightDecay };
 
     this.reward = await makeReward(this.runDir);
+    this.meta = this.metaScheduler();
 
     if (resume && latest) {
       const ckDir = join(this.runDir, latest.path);
@@ -355,7 +357,13 @@ export class Trainer {
       this.st = s;
       this.lastCheckpointStep = s.step;
       this.rollBackTo(s);
-      await this.reward.restoreState?.(s.rewardState);
+      // A meta step pending in the checkpoint may have finished before the crash: adopt it, never redo it.
+      const commit = s.pendingMeta ? await this.meta.recover({ key: s.pendingMeta.step, input: s.pendingMeta.rollouts }) : null;
+      if (commit) {
+        this.st.completedMeta = commit.outcome as MetaOutcome;
+        this.st.pendingMeta = null;
+        await this.reward.restoreState?.(commit.state);
+      } else await this.reward.restoreState?.(s.rewardState);
       this.log(`mpo: resuming ${this.runDir} after step ${s.step} (rubric v${this.reward.rubricVersion()})`);
     } else {
       // A fresh run (or a resume of a run that died before its first checkpoint: start over cleanly).
@@ -401,6 +409,7 @@ export class Trainer {
         if (m && Number(m[1]) > s.step) rmSync(join(rdir, f), { force: true });
       }
     }
+    this.meta.rollBackAfter(s.step);
   }
 
   // ---------------------------------------------------------------- data
@@ -490,16 +499,16 @@ export class Trainer {
 
   async run(): Promise<TrainResult> {
     await this.startProgress();
-    if (this.st.pendingMeta) this.startMeta(this.st.pendingMeta);
+    if (this.st.pendingMeta) this.meta.start({ key: this.st.pendingMeta.step, input: this.st.pendingMeta.rollouts });
     let final: "finished" | "stopped" = "finished";
     try {
       while (this.st.step < this.cfg.steps) {
         if (this.stopRequested) {
           final = "stopped";
-          if (this.metaPromise) {
+          const settled = await this.meta.settle();
+          if (settled) {
             // Let a running meta step finish (no writes after we exit) and keep its result in the checkpoint.
-            this.st.completedMeta = await this.metaPromise;
-            this.metaPromise = null;
+            this.st.completedMeta = settled.outcome;
             this.st.pendingMeta = null;
             this.st.rewardState = this.reward.saveState?.() ?? null;
             this.checkpoint();
@@ -519,7 +528,7 @@ export class Trainer {
         this.hooks.onStep?.(m);
         this.report(m);
       }
-      if (final === "finished" && this.metaPromise) await this.metaPromise.catch(() => undefined);
+      if (final === "finished") await this.meta.settle().catch(() => undefined);
     } catch (err) {
       this.bar?.stop();
       this.writeStatus("crashed", (err as Error).message);
@@ -546,24 +555,33 @@ export class Trainer {
     }
   }
 
-  private startMeta(p: { step: number; rollouts: MetaRolloutSample[] }): void {
+  /** The meta-step schedule: every mpoInterval steps, run by the reward (rewards without metaStep: never). */
+  private metaScheduler(): MetaScheduler<MetaRolloutSample[], MetaOutcome> {
     const reward = this.reward;
-    if (!reward.metaStep) return;
-    const fromVersion = reward.rubricVersion();
-    this.metaPromise = reward.metaStep(p.rollouts, { step: p.step }).then((o): MetaOutcome => ({ ...o, step: p.step })).catch(
-      (err): MetaOutcome => ({
-        ok: false,
-        step: p.step,
-        fromVersion,
-        toVersion: fromVersion,
-        summary: `rubric v${fromVersion} kept: meta step error`,
-        itemsBefore: 0,
-        itemsAfter: 0,
-        added: 0,
-        removed: 0,
-        error: (err as Error).message,
-      }),
-    );
+    return new MetaScheduler<MetaRolloutSample[], MetaOutcome>({
+      runDir: this.runDir,
+      trigger: reward.metaStep ? everySteps(this.cfg.mpoInterval, { lastStep: this.cfg.steps }) : never,
+      run: async (job) => ({ ...(await reward.metaStep!(job.input, { step: job.key })), step: job.key }),
+      onError: (err, job): MetaOutcome => {
+        const fromVersion = reward.rubricVersion();
+        return {
+          ok: false,
+          step: job.key,
+          fromVersion,
+          toVersion: fromVersion,
+          summary: `rubric v${fromVersion} kept: meta step error`,
+          itemsBefore: 0,
+          itemsAfter: 0,
+          added: 0,
+          removed: 0,
+          error: (err as Error).message,
+        };
+      },
+      // The reward's state after the step (its rubric version): what a resume adopts instead of re-running it.
+      commitState: () => reward.saveState?.() ?? null,
+      // A half-made step is undone by rolling the reward back to the checkpoint (versions move aside).
+      discard: () => reward.restoreState?.(this.st.rewardState),
+    });
   }
 
   /** One training step; returns its metrics after the checkpoint committed it. */
@@ -595,10 +613,9 @@ export class Trainer {
 
     // 2. the meta step started after the previous step must finish before we score with its rubric.
     let metaOutcome: MetaOutcome | undefined;
-    if (this.metaPromise) {
+    if (this.meta.unsettled) {
       tg = now();
-      metaOutcome = await this.metaPromise;
-      this.metaPromise = null;
+      metaOutcome = (await this.meta.settle())!.outcome;
       this.st.pendingMeta = null;
       secs.meta = now() - tg;
       this.checkAbandon();
@@ -699,7 +716,7 @@ export class Trainer {
     appendJsonl(join(this.runDir, "metrics.jsonl"), m);
 
     // The next meta step is decided now so the checkpoint carries it (a resume re-runs it).
-    const metaDue = cfg.mpoInterval > 0 && !!this.reward.metaStep && step % cfg.mpoInterval === 0 && step < cfg.steps;
+    const metaDue = this.meta.isDue({ step, windowSamples: this.st.metaBuffer.length });
     if (metaDue) {
       this.st.pendingMeta = { step, rollouts: this.st.metaBuffer };
       this.st.metaBuffer = [];
@@ -712,7 +729,7 @@ export class Trainer {
     this.st.elapsedSeconds += now() - t0;
     if (step % cfg.checkpointEvery === 0 || step === cfg.steps || this.stopRequested) this.checkpoint();
     this.writeStatus("running");
-    if (metaDue) this.startMeta(this.st.pendingMeta!);
+    if (metaDue) this.meta.start({ key: step, input: this.st.pendingMeta!.rollouts });
     return m;
   }
 

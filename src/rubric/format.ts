@@ -10,7 +10,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
-import { formatZodIssues } from "../config/load.ts";
+import { formatZodIssues } from "../util/errors.ts";
 import { UserError } from "../util/errors.ts";
 import type { Rubric, RubricItem } from "./types.ts";
 

@@ -3,9 +3,8 @@
  * rewrites one group at a time; the set is versioned in the run directory like a rubric (`guidelines/`).
  */
 import { z } from "zod";
-import { formatZodIssues } from "../config/load.ts";
 import { existsSync, readFileSync } from "node:fs";
-import { UserError } from "../util/errors.ts";
+import { formatZodIssues, UserError } from "../util/errors.ts";
 import { guidelineBlock, RubricError } from "./format.ts";
 import type { GuidelineSet } from "./types.ts";
 

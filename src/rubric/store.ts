@@ -8,8 +8,9 @@
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join, relative } from "node:path";
 import { z } from "zod";
-import { formatZodIssues } from "../config/load.ts";
+import { formatZodIssues } from "../util/errors.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
+import { VERSION_FILE_RE, versionFileName } from "../util/run-layout.ts";
 import { UserError } from "../util/errors.ts";
 import { parseRubricJson, RubricError, rubricToText } from "./format.ts";
 import { guidelinesToText, parseGuidelineSetJson } from "./guidelines.ts";
@@ -55,6 +56,7 @@ const authorSchema = z.union([
   z.object({ kind: z.literal("initial") }),
   z.object({ kind: z.literal("user"), note: z.string().optional() }),
   z.object({ kind: z.literal("meta"), step: z.number().int().nonnegative() }),
+  z.object({ kind: z.literal("autoprompt"), round: z.number().int().positive() }),
 ]);
 
 const metaSchema = z.object({
@@ -67,8 +69,8 @@ const metaSchema = z.object({
   rejected: z.object({ reasons: z.array(z.string()) }).optional(),
 });
 
-const FILE_RE = /^v(\d{4,})\.json$/;
-export const versionFileName = (version: number, ext: "json" | "txt" = "json") => `v${String(version).padStart(4, "0")}.${ext}`;
+const FILE_RE = VERSION_FILE_RE;
+export { versionFileName };
 
 let tmpCounter = 0;
 
@@ -203,7 +205,10 @@ export class VersionStore<K extends string, T> {
   /** Creates v0 from `payload` when the store has no version; otherwise returns the latest. */
   initialize(payload: T, author: RubricAuthor = { kind: "initial" }): StoredVersion<K, T> {
     const existing = this.latest();
-    if (existing) return existing;
+    if (existing) {
+      this.completeTextFiles();
+      return existing;
+    }
     const { problems } = this.scan();
     if (problems.length) throw new RubricError(`cannot initialize ${this.dir}: ${problems[0].error}`);
     const parsed = this.codec.parse(payload, `initial ${this.codec.label}`);
@@ -211,6 +216,22 @@ export class VersionStore<K extends string, T> {
     if (this.createExclusive(record)) return record;
     // Another process created v0 between our check and our create: use theirs.
     return this.latest() ?? this.get(0);
+  }
+
+  /**
+   * Writes the text file of every readable version that lacks one. A version's JSON is claimed first and its
+   * text written right after, so a kill between the two leaves a version without its text; the text is
+   * derived from the JSON, so finishing it is always safe. Returns the versions completed.
+   */
+  completeTextFiles(): number[] {
+    const done: number[] = [];
+    for (const v of this.scan().versions) {
+      const { txt } = this.paths(v.version);
+      if (existsSync(txt)) continue;
+      writeFileAtomic(txt, this.codec.toText(v[this.codec.key] as T));
+      done.push(v.version);
+    }
+    return done;
   }
 
   private makeRecord(version: number, parent: number | null, step: number, author: RubricAuthor, analyses: string[], payload: T): StoredVersion<K, T> {

@@ -20,7 +20,12 @@ export interface Rubric {
 }
 
 /** Who created a rubric version. */
-export type RubricAuthor = { kind: "initial" } | { kind: "user"; note?: string } | { kind: "meta"; step: number };
+export type RubricAuthor =
+  | { kind: "initial" }
+  | { kind: "user"; note?: string }
+  | { kind: "meta"; step: number }
+  /** Written by `mpo autoprompt` (offline calibration) in the given round. */
+  | { kind: "autoprompt"; round: number };
 
 /** Lineage of one stored version (rubric or guideline set). */
 export interface VersionMeta {

@@ -5,10 +5,11 @@ import { diffRubrics, formatDiff } from "../rubric/diff.ts";
 import { rubricToText } from "../rubric/format.ts";
 import { RubricStore } from "../rubric/store.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
-import type { ArmResult } from "./run.ts";
+import { PAPER_ELO } from "./paper-elo.ts";
+import type { Arm, ArmResult, SandboxOutcome } from "./run.ts";
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-const COLORS: Record<string, string> = { fixed: "#d62728", mpo: "#2ca02c", expert: "#1f77b4" };
+const COLORS: Record<string, string> = { fixed: "#d62728", mpo: "#2ca02c", expert: "#1f77b4", autoprompt: "#9467bd", base: "#7f7f7f" };
 
 /** A small line chart as inline SVG (no scripts, no CDN). */
 function lineChart(title: string, series: Array<{ name: string; color: string; points: Array<[number, number]>; markers?: number[] }>, yLabel: string): string {
@@ -51,13 +52,40 @@ interface Sample {
   oracle: number;
 }
 
-export function writeReport(out: string, results: ArmResult[], base: { mean: number; samples: Sample[] }): string {
+/** The Elo section: the sandbox's table, then the paper's tables with the same arms for orientation. */
+function eloSection(elo: NonNullable<SandboxOutcome["elo"]>): string[] {
+  const s = elo.settings;
+  const html = [
+    `<h2>Elo (pairwise judge), next to the oracle</h2>`,
+    `<p>Per training seed, every arm's first sample on each held-out test prompt meets the others in the paper's tournament (the code of <code>mpo eval elo</code>): a random pair and prompt per match, K ${s.k}, start ${s.initial}, single order, ${s.seeds.length} Elo seeds × ${s.matches} matches. The judge is the sim-server's evaluation judge: it prefers the oracle-better response with probability ${s.agreement} and answers A ${s.positionBias} more often (position bias). Spread = population std over all tournaments. Match logs: ${elo.dirs.map((d) => `<code>${esc(d)}</code>`).join(", ")}.</p>`,
+    `<table><tr><th>arm</th><th>what</th><th>Elo ± spread</th><th>oracle (test)</th><th>tournaments</th></tr>`,
+    ...elo.rows.map((r) => `<tr><td class="arm-${r.arm}">${r.arm}</td><td style="text-align:left">${esc(r.label)}</td><td><b>${r.elo.toFixed(1)}</b> ± ${r.spread.toFixed(1)}</td><td>${r.oracle.toFixed(3)}</td><td>${r.tournaments}</td></tr>`),
+    `</table>`,
+    `<h3>The paper's Elo (policy Qwen2-1.5B; authors' result files)</h3><div class="charts">`,
+  ];
+  for (const t of PAPER_ELO) {
+    html.push(`<table><tr><th colspan="3">${esc(t.title)}</th></tr><tr><th>arm</th><th>system</th><th>Elo ± spread</th></tr>`);
+    for (const r of t.rows) html.push(`<tr><td class="arm-${r.arm}">${r.arm}</td><td>${esc(r.system)}</td><td>${r.elo.toFixed(1)} ± ${r.spread.toFixed(1)}</td></tr>`);
+    html.push(`<tr><td colspan="3" style="text-align:left;font-size:11px">${esc(t.source)}</td></tr></table>`);
+  }
+  html.push(
+    `</div><p>What the simulation can and cannot say: it shows each method's mechanism (which rubric closes which exploit, and how that moves a pairwise ranking) under judges whose perception and the oracle share one built-in world vocabulary; it cannot say how real LLM judges and real policies would rank these methods — the paper's numbers above are the measurement of that.</p>`,
+  );
+  return html;
+}
+
+export function writeReport(
+  out: string,
+  results: ArmResult[],
+  base: { mean: number; samples: Sample[] },
+  extra: { arms?: Arm[]; elo?: SandboxOutcome["elo"] } = {},
+): string {
   const seeds = [...new Set(results.map((r) => r.seed))];
   const html: string[] = [
     `<!doctype html><html><head><meta charset="utf-8"><title>mpo sandbox report</title><style>
 body{font-family:system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f4f4f4}td:first-child{text-align:left}pre{background:#f7f7f7;padding:8px;white-space:pre-wrap;font-size:12px}.charts{display:flex;flex-wrap:wrap;gap:12px}
-.arm-fixed{color:${COLORS.fixed}}.arm-mpo{color:${COLORS.mpo}}.arm-expert{color:${COLORS.expert}}details{margin:6px 0}</style></head><body>`,
+.arm-fixed{color:${COLORS.fixed}}.arm-mpo{color:${COLORS.mpo}}.arm-expert{color:${COLORS.expert}}.arm-autoprompt{color:${COLORS.autoprompt}}.arm-base{color:${COLORS.base}}details{margin:6px 0}</style></head><body>`,
     `<h1>mpo sandbox: reward hacking and MPO</h1>`,
     `<p>Base policy oracle score on held-out test prompts: <b>${base.mean.toFixed(3)}</b>. Arms trained from the same base policy; the judges are simulated LLMs, the oracle is never seen by the judges or the reward.</p>`,
     `<h2>Results</h2><table><tr><th>seed</th><th>arm</th><th>RM score step 1 → last</th><th>oracle, training rollouts (first 5 → last 5 steps)</th><th>oracle (test) before → after</th><th>KL</th><th>mean words</th><th>rubric versions</th><th>seconds</th></tr>`,
@@ -66,7 +94,16 @@ th{background:#f4f4f4}td:first-child{text-align:left}pre{background:#f7f7f7;padd
         `<tr><td>${r.seed}</td><td class="arm-${r.arm}">${r.arm}</td><td>${r.rmScoreFirst.toFixed(3)} → ${r.rmScore.toFixed(3)}</td><td>${r.oracleTrainFirst.toFixed(3)} → ${r.oracleTrainLast.toFixed(3)}</td><td>${r.oracleBefore.toFixed(3)} → <b>${r.oracleAfter.toFixed(3)}</b></td><td>${r.kl.toFixed(3)}</td><td>${r.lengthWords.toFixed(1)}</td><td>${r.rubricVersions}</td><td>${r.seconds.toFixed(0)}</td></tr>`,
     ),
     `</table>`,
+    ...(extra.elo ? eloSection(extra.elo) : []),
   ];
+  for (const r of results.filter((x) => x.calibration)) {
+    const c = r.calibration!;
+    html.push(
+      `<h3 class="arm-autoprompt">Seed ${r.seed}: AutoPrompt calibration of the weak rubric</h3>`,
+      `<p>${c.cases} annotated boundary cases; chosen version v${c.version} (${c.items.map(esc).join(", ")}), agreement with the annotator on all cases: MAE ${c.mae?.toFixed(3) ?? "n/a"}, rank correlation ${c.spearman?.toFixed(3) ?? "n/a"}. Log: <code>${esc(relative(out, c.dir))}</code></p>`,
+      `<table><tr><th>round</th><th>rubric</th><th>MAE on the round's new cases</th><th>rank correlation</th></tr>${c.rounds.map((x) => `<tr><td>${x.round}</td><td>v${x.version}</td><td>${x.maeNew?.toFixed(3) ?? "n/a"}</td><td>${x.spearmanNew?.toFixed(3) ?? "n/a"}</td></tr>`).join("")}</table>`,
+    );
+  }
   for (const seed of seeds) {
     const rs = results.filter((r) => r.seed === seed);
     const series = (key: "rm" | "oracle" | "length") =>
@@ -90,7 +127,7 @@ th{background:#f4f4f4}td:first-child{text-align:left}pre{background:#f7f7f7;padd
       versions.forEach((v, i) => {
         const body =
           i === 0 || v.parent === null ? rubricToText(v.rubric) : formatDiff(diffRubrics(store.get(v.parent).rubric, v.rubric));
-        html.push(`<details${i === versions.length - 1 ? " open" : ""}><summary>v${v.version} — ${esc(v.author.kind)}${v.author.kind === "meta" ? ` at step ${v.step}` : ""}, ${v.rubric.items.length} items: ${esc(v.rubric.items.map((it) => it.name).join(", "))}</summary><pre>${esc(body)}</pre></details>`);
+        html.push(`<details${i === versions.length - 1 ? " open" : ""}><summary>v${v.version} — ${esc(v.author.kind)}${v.author.kind === "meta" ? ` at step ${v.step}` : v.author.kind === "autoprompt" ? ` round ${v.author.round}` : ""}, ${v.rubric.items.length} items: ${esc(v.rubric.items.map((it) => it.name).join(", "))}</summary><pre>${esc(body)}</pre></details>`);
       });
       const first = readRollouts(join(r.runDir, "rollouts", "step-000001.jsonl")).slice(0, 2);
       const finalEval = existsSync(join(r.runDir, "final-eval.json")) ? (JSON.parse(readFileSync(join(r.runDir, "final-eval.json"), "utf8")).samples as Sample[]).slice(0, 3) : [];

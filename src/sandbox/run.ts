@@ -2,11 +2,16 @@
  * `npm start` / `mpo sandbox`: reward hacking and MPO, end to end, offline. From one base policy, seed and
  * step budget it trains several arms with the real trainer, judge, meta step and rubric store — only the
  * two judge LLMs are simulated (served over real HTTP by ./sim-server.ts):
- *   fixed   a fixed weak rubric (one vague item, in the spirit of the paper's one-line iter0 rubric)
- *   mpo     MPO starting from that same rubric
- *   expert  a hand-written detailed rubric, fixed
+ *   base        the base policy itself, untrained (a row of the tables, like the paper's base-1.5b)
+ *   fixed       a fixed weak rubric (one vague item, in the spirit of the paper's one-line iter0 rubric)
+ *   expert      a hand-written detailed rubric, fixed
+ *   autoprompt  the weak rubric calibrated offline by `mpo autoprompt` (../autoprompt/) against the same
+ *               simulated judges before training, then fixed
+ *   mpo         MPO starting from the weak rubric
  * After training each arm is evaluated on held-out test prompts with the oracle (./oracle.ts), which no
- * judge and no reward ever sees. Results: a table on stdout and RUN/report.html.
+ * judge and no reward ever sees, and the arms' test generations meet in the paper's pairwise Elo tournament
+ * (the code behind `mpo eval elo`) judged by the sim-server's evaluation judge, whose preference follows
+ * the oracle with seeded noise and a position bias. Results: tables on stdout and RUN/report.html.
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -19,7 +24,11 @@ import { trainConfigSchema, type TrainConfigInput } from "../rl/config.ts";
 import { createReward } from "../rl/reward-factory.ts";
 import { tokenizerFromJson } from "../rl/tokenizer.ts";
 import { Trainer, type StepMetrics } from "../rl/trainer.ts";
-import { appendJsonl, readJsonl, writeJsonAtomic } from "../util/atomic.ts";
+import { runAutoPrompt } from "../autoprompt/calibrate.ts";
+import { runEloReport } from "../eval/report.ts";
+import { loadGenerationFile } from "../eval/runs.ts";
+import { loadRubricFile } from "../rubric/format.ts";
+import { appendJsonl, readJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { UserError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
 import { SANDBOX_POLICY_DIR } from "./base-policy.ts";
@@ -28,11 +37,13 @@ import { writeReport } from "./report.ts";
 import { startSimServer } from "./sim-server.ts";
 import { SANDBOX_RUBRICS, sandboxEssayTask } from "./task.ts";
 
-export type Arm = "fixed" | "mpo" | "expert";
-export const ARMS: Record<Arm, { label: string; rubric: string; mpo: boolean }> = {
-  fixed: { label: "fixed weak rubric", rubric: SANDBOX_RUBRICS.weak, mpo: false },
-  mpo: { label: "MPO from the weak rubric", rubric: SANDBOX_RUBRICS.weak, mpo: true },
-  expert: { label: "fixed expert rubric", rubric: SANDBOX_RUBRICS.expert, mpo: false },
+export type Arm = "base" | "fixed" | "expert" | "autoprompt" | "mpo";
+export const ARMS: Record<Arm, { label: string; rubric: string; mpo: boolean; train: boolean; calibrate?: boolean }> = {
+  base: { label: "base policy, no RL", rubric: "", mpo: false, train: false },
+  fixed: { label: "fixed weak rubric", rubric: SANDBOX_RUBRICS.weak, mpo: false, train: true },
+  expert: { label: "fixed expert rubric", rubric: SANDBOX_RUBRICS.expert, mpo: false, train: true },
+  autoprompt: { label: "AutoPrompt-calibrated weak rubric, fixed", rubric: SANDBOX_RUBRICS.weak, mpo: false, train: true, calibrate: true },
+  mpo: { label: "MPO from the weak rubric", rubric: SANDBOX_RUBRICS.weak, mpo: true, train: true },
 };
 
 export interface SandboxOptions {
@@ -51,13 +62,22 @@ export interface SandboxOptions {
   epochs: number;
   maxNewTokens: number;
   testPrompts: number;
+  /** AutoPrompt arm: calibration rounds and prompts per round (7 boundary cases per prompt). */
+  autopromptRounds: number;
+  autopromptPrompts: number;
+  /** Elo tournament per training seed (paper protocol: K 4, start 1000, single order); matches 0 = no Elo. */
+  eloMatches: number;
+  eloSeeds: number[];
+  /** The simulated evaluation judge: P(prefers the oracle-better response), and the extra P of answering A. */
+  eloAgreement: number;
+  eloPositionBias: number;
   policy?: string;
   log?: (line: string) => void;
   progress?: boolean;
 }
 
 export const SANDBOX_DEFAULTS: Omit<SandboxOptions, "out"> = {
-  arms: ["fixed", "mpo", "expert"],
+  arms: ["base", "fixed", "expert", "autoprompt", "mpo"],
   seeds: [0],
   steps: 30,
   algo: "grpo",
@@ -70,6 +90,12 @@ export const SANDBOX_DEFAULTS: Omit<SandboxOptions, "out"> = {
   epochs: 1,
   maxNewTokens: 128,
   testPrompts: 60,
+  autopromptRounds: 4,
+  autopromptPrompts: 4,
+  eloMatches: 2000,
+  eloSeeds: [0, 1, 2, 3, 4],
+  eloAgreement: 0.8,
+  eloPositionBias: 0.05,
 };
 
 export interface ArmResult {
@@ -89,6 +115,8 @@ export interface ArmResult {
   lengthWords: number;
   rubricVersions: number;
   seconds: number;
+  /** AutoPrompt arm: the calibration that produced its rubric. */
+  calibration?: { dir: string; version: number; items: string[]; mae: number | null; spearman: number | null; cases: number; rounds: Array<{ round: number; version: number; maeNew: number | null; spearmanNew: number | null }> };
   perStep: Array<{ step: number; rm: number; oracle: number; kl: number; length: number; rubricVersion: number; meta?: string }>;
 }
 
@@ -122,29 +150,87 @@ function evaluatePolicy(dir: string, oracle: EssayOracle, prompts: { id: string;
   return { mean: out.reduce((s, r) => s + r.oracle, 0) / Math.max(out.length, 1), samples: out };
 }
 
-export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
+export interface EloRow {
+  arm: Arm;
+  label: string;
+  /** Mean rating over all tournaments (training seeds × Elo seeds) and its population spread. */
+  elo: number;
+  spread: number;
+  /** Oracle on the held-out test prompts (mean over training seeds). */
+  oracle: number;
+  tournaments: number;
+}
+
+export interface SandboxOutcome {
+  results: ArmResult[];
+  base: { oracle: number; words: number };
+  elo: { rows: EloRow[]; dirs: string[]; settings: { matches: number; seeds: number[]; k: number; initial: number; agreement: number; positionBias: number } } | null;
+  seconds: number;
+}
+
+export async function runSandbox(o: SandboxOptions): Promise<SandboxOutcome> {
+  const t0 = performance.now();
   const log = o.log ?? ((l: string) => process.stderr.write(l + "\n"));
   const policy = resolve(o.policy ?? SANDBOX_POLICY_DIR);
   if (!existsSync(join(policy, "model.safetensors"))) throw new UserError(`sandbox base policy not found at ${policy}; build it with: npm run sandbox:policy`);
   const testPrompts = (await sandboxEssayTask.load("test")).slice(0, o.testPrompts);
   mkdirSync(o.out, { recursive: true });
-  const sim = await startSimServer();
+  const sim = await startSimServer({ elo: { agreement: o.eloAgreement, positionBias: o.eloPositionBias } });
   const oracle = new EssayOracle();
   const results: ArmResult[] = [];
+  /** First test sample per prompt of every (seed, arm): the generations the Elo tournament compares. */
+  const generations = new Map<string, Array<{ id: string; prompt: string; response: string }>>();
+  let elo: SandboxOutcome["elo"] = null;
+  let baseOut: SandboxOutcome["base"];
   try {
     const base = evaluatePolicy(policy, oracle, testPrompts, 0, o.maxNewTokens);
+    baseOut = { oracle: base.mean, words: base.samples.reduce((s, r) => s + words(r.response), 0) / Math.max(base.samples.length, 1) };
     log(`mpo sandbox: base policy oracle score on ${testPrompts.length} test prompts (2 samples each): ${base.mean.toFixed(3)}`);
     writeJsonAtomic(join(o.out, "base-eval.json"), { oracle: base.mean, samples: base.samples });
     for (const seed of o.seeds) {
+      generations.set(`${seed}/base`, base.samples.slice(0, testPrompts.length));
       for (const arm of o.arms) {
         const spec = ARMS[arm];
+        if (!spec.train) continue;
         const runDir = join(o.out, `seed-${seed}`, arm);
+        const t0 = performance.now();
+        let rubricPath = spec.rubric;
+        let calibration: ArmResult["calibration"];
+        if (spec.calibrate) {
+          // AutoPrompt: calibrate the weak rubric offline against the same simulated judges, then train with it fixed.
+          const dir = join(o.out, `seed-${seed}`, "autoprompt-calibration");
+          log(`mpo sandbox: seed ${seed}, arm '${arm}': calibrating the weak rubric (${o.autopromptRounds} rounds × ${o.autopromptPrompts} prompts)`);
+          const judge = createChatModel({ baseURL: sim.url, model: "mpo-sim-judge", maxConcurrency: 32 });
+          const cal = await runAutoPrompt({
+            runDir: dir,
+            senior: judge,
+            junior: judge,
+            taskDescription: sandboxEssayTask.description,
+            prompts: (await sandboxEssayTask.load("train")).map((r) => ({ id: r.id, prompt: r.prompt })),
+            initialRubric: loadRubricFile(spec.rubric),
+            rounds: o.autopromptRounds,
+            promptsPerRound: o.autopromptPrompts,
+            seed,
+            concurrency: 32,
+            log: (l) => log(`  [${arm}] ${l.replace(/^mpo autoprompt: /, "")}`),
+          });
+          rubricPath = cal.rubricFile;
+          calibration = {
+            dir,
+            version: cal.best.version,
+            items: cal.best.rubric.items.map((i) => i.name),
+            mae: cal.bestAgreement.mae,
+            spearman: cal.bestAgreement.spearman,
+            cases: cal.cases,
+            rounds: cal.rounds.map((r) => ({ round: r.round, version: r.current, maeNew: r.currentOnNew.mae, spearmanNew: r.currentOnNew.spearman })),
+          };
+        }
         const input: TrainConfigInput = {
           algo: o.algo,
           task: sandboxEssayTask.name,
           policy,
           critic: "separate",
-          reward: { kind: "judge", rm: { baseURL: sim.url, model: "mpo-sim-judge", maxConcurrency: 32 }, rubric: spec.rubric, metaSamples: o.metaSamples, concurrency: 32 },
+          reward: { kind: "judge", rm: { baseURL: sim.url, model: "mpo-sim-judge", maxConcurrency: 32 }, rubric: rubricPath, metaSamples: o.metaSamples, concurrency: 32 },
           run: runDir,
           seed,
           steps: o.steps,
@@ -162,7 +248,6 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
         };
         const cfg = trainConfigSchema.parse(input);
         const perStep: ArmResult["perStep"] = [];
-        const t0 = performance.now();
         log(`mpo sandbox: seed ${seed}, arm '${arm}' (${spec.label}): ${o.steps} ${o.algo.toUpperCase()} steps`);
         const trainer = await Trainer.open({
           config: cfg,
@@ -186,6 +271,7 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
         const ck = JSON.parse(readFileSync(join(runDir, "checkpoints", "latest.json"), "utf8")) as { path: string };
         const after = evaluatePolicy(join(runDir, ck.path, "policy"), oracle, testPrompts, seed, o.maxNewTokens);
         writeJsonAtomic(join(runDir, "final-eval.json"), { oracle: after.mean, samples: after.samples });
+        generations.set(`${seed}/${arm}`, after.samples.slice(0, testPrompts.length));
         const last = perStep[perStep.length - 1];
         const res: ArmResult = {
           arm,
@@ -202,6 +288,7 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
           rubricVersions: RubricStore.open(runDir).list().length,
           seconds: (performance.now() - t0) / 1000,
           perStep,
+          ...(calibration ? { calibration } : {}),
         };
         results.push(res);
         log(
@@ -209,16 +296,70 @@ export async function runSandbox(o: SandboxOptions): Promise<ArmResult[]> {
         );
       }
     }
-    writeJsonAtomic(join(o.out, "summary.json"), { options: { ...o, log: undefined }, base: base.mean, results });
-    writeReport(o.out, results, base);
+
+    // Elo: per training seed, the arms' test generations in the paper's tournament (the code of `mpo eval elo`).
+    const eloArms = o.arms.filter((a) => a === "base" || results.some((r) => r.arm === a));
+    if (o.eloMatches > 0 && eloArms.length >= 2) {
+      const judge = createChatModel({ baseURL: sim.url, model: "mpo-sim-judge", maxConcurrency: 32 });
+      const ratings = new Map<Arm, number[]>(eloArms.map((a) => [a, []]));
+      const dirs: string[] = [];
+      for (const seed of o.seeds) {
+        const genDir = join(o.out, `seed-${seed}`, "generations");
+        const systems = eloArms.map((arm) => {
+          const file = join(genDir, `${arm}.jsonl`);
+          writeFileAtomic(file, generations.get(`${seed}/${arm}`)!.map((g) => JSON.stringify({ id: g.id, query: g.prompt, model_response: g.response })).join("\n") + "\n");
+          return loadGenerationFile(file, arm);
+        });
+        const outDir = join(o.out, `seed-${seed}`, "elo");
+        log(`mpo sandbox: seed ${seed}: Elo tournament of ${eloArms.join(", ")} (${o.eloSeeds.length} seeds × ${o.eloMatches} matches, K 4, single order)`);
+        const rep = await runEloReport({
+          systems,
+          judge,
+          seeds: o.eloSeeds,
+          matches: o.eloMatches,
+          k: 4,
+          initial: 1000,
+          bothOrders: false,
+          concurrency: 32,
+          taskDescription: sandboxEssayTask.description,
+          outDir,
+          judgeInfo: { endpoint: sim.url, model: "mpo-sim-judge", kind: "simulated evaluation judge (oracle preference + seeded noise + position bias)", agreement: o.eloAgreement, positionBias: o.eloPositionBias },
+        });
+        dirs.push(outDir);
+        for (const s of rep.result.perSeed) for (const a of eloArms) ratings.get(a)!.push(s.ratings[a]);
+      }
+      const rows: EloRow[] = eloArms.map((arm) => {
+        const xs = ratings.get(arm)!;
+        const m = meanOf(xs);
+        const rs = results.filter((r) => r.arm === arm);
+        return {
+          arm,
+          label: ARMS[arm].label,
+          elo: m,
+          spread: Math.sqrt(meanOf(xs.map((x) => (x - m) ** 2))),
+          oracle: arm === "base" ? base.mean : meanOf(rs.map((r) => r.oracleAfter)),
+          tournaments: xs.length,
+        };
+      });
+      elo = { rows, dirs, settings: { matches: o.eloMatches, seeds: o.eloSeeds, k: 4, initial: 1000, agreement: o.eloAgreement, positionBias: o.eloPositionBias } };
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    writeJsonAtomic(join(o.out, "summary.json"), { options: { ...o, log: undefined }, base: base.mean, baseWords: baseOut.words, results, elo, seconds });
+    writeReport(o.out, results, base, { arms: o.arms, elo });
+    return { results, base: baseOut, elo, seconds };
   } finally {
     await sim.app.close();
   }
-  return results;
 }
 
-/** The per-arm table printed at the end (means over seeds). */
-export function summaryTable(results: ArmResult[]): string {
+function formatTable(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
+}
+
+/** The per-arm table printed at the end (means over seeds); the base policy as a first row when given. */
+export function summaryTable(results: ArmResult[], base?: { oracle: number; words: number }): string {
   const arms = [...new Set(results.map((r) => r.arm))];
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
   const rows = arms.map((a) => {
@@ -236,8 +377,18 @@ export function summaryTable(results: ArmResult[]): string {
       String(rs.length),
     ];
   });
+  if (base) rows.unshift(["base", "-", "-", base.oracle.toFixed(3), base.oracle.toFixed(3), "-", "0", base.words.toFixed(1), "-", "-"]);
   const head = ["arm", "RM score (step 1 → last)", "oracle, train (first 5 → last 5 steps)", "oracle test: base", "after", "Δ test", "KL", "mean words", "rubric versions", "seeds"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ");
-  return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
+  return formatTable(head, rows);
+}
+
+/** Elo ± spread per arm next to the oracle, in the paper's form. */
+export function eloTable(elo: NonNullable<SandboxOutcome["elo"]>): string {
+  const rows = elo.rows.map((r) => [r.arm, r.label, `${r.elo.toFixed(1)} ± ${r.spread.toFixed(1)}`, r.oracle.toFixed(3), String(r.tournaments)]);
+  const s = elo.settings;
+  return (
+    formatTable(["arm", "what", "Elo ± spread", "oracle (test)", "tournaments"], rows) +
+    `\n(pairwise judge: the sim-server's evaluation judge, prefers the oracle-better response with p=${s.agreement}, position bias +${s.positionBias} for A; ` +
+    `${s.seeds.length} Elo seeds × ${s.matches} matches per training seed, K ${s.k}, start ${s.initial}, single order; spread = population std over all tournaments)`
+  );
 }

@@ -4,6 +4,7 @@
  */
 import Fastify, { type FastifyInstance } from "fastify";
 import { z } from "zod";
+import { DEFAULT_ELO_JUDGE, type EloJudgeSettings } from "./sim/elo-judge.ts";
 import { SimulatedJudgeModel } from "./sim/sim-model.ts";
 
 const chatBody = z.object({
@@ -14,8 +15,10 @@ const chatBody = z.object({
   stream: z.boolean().optional(),
 });
 
-export async function startSimServer(opts: { host?: string; port?: number; seed?: number } = {}): Promise<{ app: FastifyInstance; url: string }> {
-  const model = new SimulatedJudgeModel("both", opts.seed ?? 0);
+export async function startSimServer(
+  opts: { host?: string; port?: number; seed?: number; elo?: Partial<EloJudgeSettings> } = {},
+): Promise<{ app: FastifyInstance; url: string }> {
+  const model = new SimulatedJudgeModel("both", opts.seed ?? 0, { ...DEFAULT_ELO_JUDGE, ...opts.elo });
   const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
   let counter = 0;
   app.get("/v1/models", async () => ({ object: "list", data: [{ id: "mpo-sim-judge", object: "model", created: 0, owned_by: "mpo" }] }));

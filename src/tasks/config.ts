@@ -16,7 +16,7 @@ import { resolveTemplateText, type DataSource, type TaskSpec } from "./spec.ts";
 const dataSource = z.union([
   z.string().min(1),
   z.object({ path: z.string().min(1) }).strict(),
-  z.object({ hf: z.string().regex(/^[\w.-]+\/[\w.-]+$/, "a Hub dataset name like owner/name"), split: z.string().min(1), files: z.array(z.string()).optional() }).strict(),
+  z.object({ hf: z.string().regex(/^[\w.-]+\/[\w.-]+$/, "a Hub dataset name like owner/name"), split: z.string().min(1), revision: z.string().min(1).optional(), files: z.array(z.string()).optional() }).strict(),
 ]);
 
 const fieldPath = z.string().min(1);

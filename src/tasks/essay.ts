@@ -1,19 +1,25 @@
 /**
  * Essay writing (paper task 1): instruction-following essays and stories of at most 350 words, judged
- * by a rubric RM refined by the MRM, evaluated by pairwise Elo. Records: `{id, prompt}` JSONL — by
- * default `essay/prompts.jsonl` in the data dir (the paper's 4,096 test instructions); pass your own
- * file for training. This module is the worked example in docs/tasks.md.
+ * by a rubric RM refined by the MRM, evaluated by pairwise Elo. Records: `{prompt}` (+ optional `id`) — by
+ * default the Hub dataset the paper used (zaemyung/writing_prompts_collection, train/test splits); when it
+ * is neither cached nor reachable, the 4,096 test prompts shipped in data/essay. This module is the worked
+ * example in docs/tasks.md.
  */
 import { join } from "node:path";
 import type { TaskSpec } from "./spec.ts";
 import { REPO_ROOT } from "./spec.ts";
 
+/** The paper's essay prompts on the Hub (Apache-2.0; data/{train,test}-00000-of-00001.parquet, field `prompt`). */
+export const ESSAY_HF = "zaemyung/writing_prompts_collection";
+/** Shipped with the project (data/essay/README.md): the 4,096 prompts of the paper's essay test generations. */
+const SHIPPED_PROMPTS = { path: "data/essay/prompts.jsonl", note: "the 4,096 essay prompts shipped in data/essay (the paper's test prompts)" };
+
 export const essaySpec: TaskSpec = {
   name: "essay",
   description: "Essay writing: the policy writes an essay or story of at most 350 words that follows a writing instruction.",
   data: {
-    train: { path: "essay/prompts.jsonl" },
-    test: { path: "essay/prompts.jsonl" },
+    train: { hf: ESSAY_HF, split: "train", fallback: SHIPPED_PROMPTS },
+    test: { hf: ESSAY_HF, split: "test", fallback: SHIPPED_PROMPTS },
   },
   fields: { id: "id", vars: { prompt: "prompt" } },
   // As the reference: no system turn of our own, the instruction in the user turn, no quality demands.

@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { defaultCacheDir } from "../data/hf.ts";
+import { lastBoxed } from "../verify/boxed.ts";
 import { assignCluster, clusterTexts, type KMeansModel } from "./cluster.ts";
 import { REPO_ROOT, type LoadContext, type TaskSpec } from "./spec.ts";
 import type { Split, TaskRecord } from "./types.ts";
@@ -103,12 +104,25 @@ export function applyMathClusters(records: TaskRecord[], split: Split, c: MathCl
   });
 }
 
+/**
+ * The Hub copy of MATH has `type` ("Counting & Probability") but no `domain` and no extracted answer:
+ * domain = the type as a folder-style slug (counting_and_probability, the dataset's own folder names),
+ * label = the content of the solution's last \boxed{} (the usual MATH convention).
+ */
+export function completeMathRecord(r: TaskRecord): TaskRecord {
+  const meta = { ...r.meta };
+  if ((typeof meta.domain !== "string" || meta.domain === "") && typeof meta.type === "string") meta.domain = meta.type.trim().toLowerCase().replace(/\s*&\s*/g, "_and_").replace(/\s+/g, "_");
+  const label = r.label ?? (r.reference ? (lastBoxed(r.reference) ?? undefined) : undefined);
+  return { ...r, meta, ...(label !== undefined ? { label } : {}) };
+}
+
 export const mathSpec: TaskSpec = {
   name: "math",
   description: "Math reasoning: the policy solves a competition math problem (MATH dataset) step by step and gives the final answer in \\boxed{}.",
   data: {
-    train: { path: "math/train.jsonl" },
-    test: { path: "math/test.jsonl" },
+    // MIT; one Parquet file per subject and split (algebra/train-00000-of-00001.parquet, …).
+    train: { hf: "EleutherAI/hendrycks_math", split: "train" },
+    test: { hf: "EleutherAI/hendrycks_math", split: "test" },
   },
   fields: { id: "id", vars: { problem: "problem" }, reference: "solution", label: "answer", meta: ["domain", "level", "type"] },
   templates: { instruction: "tasks/math/instruction.md", user: "tasks/math/user.md" },
@@ -125,7 +139,8 @@ export const mathSpec: TaskSpec = {
   evaluations: ["accuracy", "elo"],
   accuracy: { checker: "boxed", goldField: "answer" },
   source: "built-in",
-  async postprocess(records, split, ctx) {
+  async postprocess(raw, split, ctx) {
+    const records = raw.map(completeMathRecord);
     const k = ctx.options.clusters ?? 3;
     const seed = ctx.options.clusterSeed ?? 0;
     return applyMathClusters(records, split, await clustersFor(ctx, k, seed));

@@ -12,16 +12,20 @@ import type { ChatMessage } from "../llm/types.ts";
 import { UserError } from "../util/errors.ts";
 import { loadTemplates, renderTemplate, type Templates } from "../judge/templates.ts";
 import { readTable, requireText, optionalText, getField, type Row } from "../data/files.ts";
-import { hfDataset } from "../data/hf.ts";
-import type { Split, TaskDefinition, TaskRecord, TaskRewardSpec } from "./types.ts";
+import { hfDatasetResolved, HfUnavailableError } from "../data/hf.ts";
+import type { ResolvedDataSource, Split, TaskDefinition, TaskRecord, TaskRewardSpec } from "./types.ts";
 
-/** Repository root (for built-in prompt files and the default shared data directory). */
+/** Repository root (for built-in prompt files and the data shipped in data/). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-/** Where a split's rows come from: a local file (relative paths resolve against the data dir) or a Hub dataset. */
+/**
+ * Where a split's rows come from: a local file (relative paths resolve against the data dir) or a Hub
+ * dataset (read through the Hugging Face cache). `fallback` is a file shipped with the project, used when
+ * the Hub dataset is neither cached nor reachable (so the default works offline).
+ */
 export type DataSource =
   | { path: string }
-  | { hf: string; split: string; files?: string[]; hintFiles?: string[] };
+  | { hf: string; split: string; revision?: string; files?: string[]; fallback?: { path: string; note: string } };
 
 export interface FieldMapping {
   /** Record id field; missing → `<task>-<split>-<row index>`. */
@@ -36,6 +40,12 @@ export interface FieldMapping {
   group?: string;
   /** Extra fields copied to TaskRecord.meta. */
   meta?: string[];
+  /**
+   * Placeholders (names in `vars`) whose rows are dropped when the field is missing/null, instead of being
+   * an error; the count is reported on stderr. For published datasets whose protocol filters incomplete
+   * rows (Scruples anecdotes without an extracted action).
+   */
+  skipMissing?: string[];
 }
 
 export interface TemplateRef {
@@ -82,18 +92,25 @@ export interface TaskSpec {
 }
 
 export interface TaskOptions {
-  /** Base directory for relative data paths (default $MPO_DATA_DIR, else <repo>/../shared/data). */
+  /** Base directory for relative data paths (default $MPO_DATA_DIR, else the current directory). */
   dataDir?: string;
-  /** Replace a split's source with a local file (JSONL/JSON/CSV/Parquet). */
-  data?: Partial<Record<Split, string>>;
+  /**
+   * Replace a split's source: a local file (JSONL/JSON/CSV/Parquet; `--data-file`), or a source recorded
+   * by an earlier run (`task.dataSource(split)`), which loads exactly the same rows again.
+   */
+  data?: Partial<Record<Split, string | ResolvedDataSource>>;
   /** Override field mappings (placeholder → field path), e.g. { action: "action_description" }. */
   fields?: Record<string, string>;
   /** Directory overriding prompt templates (same relative names as prompts/). */
   promptsDir?: string;
-  /** Dataset download cache (Hub datasets) and derived caches (math clusters). */
+  /** Cache for derived data (math clusters; default $MPO_DATA_CACHE, else ~/.cache/mpo). */
   cacheDir?: string;
-  /** Hub URL override (tests). */
+  /** Hugging Face hub cache (default $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub). */
+  hubCacheDir?: string;
+  /** Hub URL override (default $HF_ENDPOINT, else https://huggingface.co). */
   hubUrl?: string;
+  /** Never try the network for Hub datasets (default $HF_HUB_OFFLINE=1). */
+  offline?: boolean;
   /** Math: clusters per domain (default 3) and the clustering seed (default 0). */
   clusters?: number;
   clusterSeed?: number;
@@ -110,7 +127,7 @@ export interface LoadContext {
 }
 
 export function defaultDataDir(): string {
-  return process.env.MPO_DATA_DIR || resolve(REPO_ROOT, "..", "shared", "data");
+  return process.env.MPO_DATA_DIR || process.cwd();
 }
 
 /** Reads a template by built-in name or path; relative paths resolve against `baseDir` first. */
@@ -142,32 +159,51 @@ export function buildTask(spec: TaskSpec, options: TaskOptions = {}, baseDir?: s
   const optional = new Set(spec.fields.optional ?? []);
   const dataDir = options.dataDir ?? defaultDataDir();
 
+  /** The split's source after options: a local file override, a recorded source, or the spec's own. */
+  const sourceOf = (split: Split): DataSource | undefined => {
+    const o = options.data?.[split];
+    if (typeof o === "string") return { path: resolve(o) };
+    return o ?? spec.data[split];
+  };
   const sourceFileIn = (split: Split, dir: string): string | null => {
-    const override = options.data?.[split];
-    if (override) return resolve(override);
-    const src = spec.data[split];
+    const src = sourceOf(split);
     if (src && "path" in src) return isAbsolute(src.path) ? src.path : join(baseDir && !spec.source?.startsWith("built-in") ? baseDir : dir, src.path);
     return null;
   };
   const sourceFile = (split: Split) => sourceFileIn(split, dataDir);
+  const flag = (split: Split) => `--data-file ${split}=PATH`;
+  /** What each split was actually read from (recorded in a run's config so --resume reads the same rows). */
+  const resolved = new Map<Split, ResolvedDataSource>();
 
   const readRows = async (split: Split, limit: number | undefined, dir: string): Promise<{ rows: Row[]; file: string }> => {
     const file = sourceFileIn(split, dir);
     if (file) {
-      if (!existsSync(file)) {
-        const override = options.data?.[split];
-        throw new UserError(
-          `task '${spec.name}': ${split} data not found at ${file}` +
-            (override ? "" : ` — pass a local file (e.g. --data ${split}=PATH) or set MPO_DATA_DIR to the folder holding ${spec.data[split] && "path" in spec.data[split]! ? (spec.data[split] as { path: string }).path : "it"}`),
-        );
-      }
+      if (!existsSync(file)) throw new UserError(`task '${spec.name}': ${split} data not found at ${file}` + (options.data?.[split] ? "" : ` — pass a local file with ${flag(split)}`));
+      resolved.set(split, { path: file });
       return { rows: await readTable(file, { limit }), file };
     }
-    const src = spec.data[split];
-    if (!src) throw new UserError(`task '${spec.name}' has no '${split}' split (it has: ${Object.keys(spec.data).join(", ") || "none"}); pass a file for it`);
+    const src = sourceOf(split);
+    if (!src) throw new UserError(`task '${spec.name}' has no '${split}' split (it has: ${Object.keys(spec.data).join(", ") || "none"}); pass a file for it with ${flag(split)}`);
     if ("hf" in src) {
-      const rows = await hfDataset(src.hf, src.split, { cacheDir: options.cacheDir, hubUrl: options.hubUrl, files: src.files, hintFiles: src.hintFiles, limit });
-      return { rows, file: `hf:${src.hf}/${src.split}` };
+      try {
+        const got = await hfDatasetResolved(src.hf, src.split, {
+          cacheDir: options.hubCacheDir,
+          hubUrl: options.hubUrl,
+          offline: options.offline,
+          revision: src.revision,
+          files: src.files,
+          localFlag: flag(split),
+          limit,
+        });
+        resolved.set(split, got.source);
+        return { rows: got.rows, file: `hf:${src.hf}@${got.source.revision.slice(0, 12)}/${src.split}` };
+      } catch (err) {
+        if (!(err instanceof HfUnavailableError) || !("fallback" in src) || !src.fallback) throw err;
+        const fb = isAbsolute(src.fallback.path) ? src.fallback.path : join(REPO_ROOT, src.fallback.path);
+        process.stderr.write(`mpo: task '${spec.name}' ${split} data: ${src.hf} is not cached and ${err.cause}; using ${src.fallback.note} (${fb}). ${flag(split)} uses your own file.\n`);
+        resolved.set(split, { path: fb });
+        return { rows: await readTable(fb, { limit }), file: fb };
+      }
     }
     throw new UserError(`task '${spec.name}': invalid data source for '${split}'`);
   };
@@ -201,7 +237,10 @@ export function buildTask(spec: TaskSpec, options: TaskOptions = {}, baseDir?: s
   const loadRaw = async (split: Split, limit?: number, dir = dataDir): Promise<TaskRecord[]> => {
     const read = async () => {
       const { rows, file } = await readRows(split, limit, dir);
-      return rows.map((r, i) => toRecord(r, i, split, file));
+      const skip = (spec.fields.skipMissing ?? []).map((name) => vars[name] ?? name);
+      const kept = skip.length ? rows.filter((r) => skip.every((f) => getField(r, f) !== undefined && getField(r, f) !== null)) : rows;
+      if (kept.length < rows.length) process.stderr.write(`mpo: task '${spec.name}' ${split}: skipped ${rows.length - kept.length} of ${rows.length} rows missing ${skip.join(" / ")}\n`);
+      return kept.map((r, i) => toRecord(r, i, split, file));
     };
     if (limit !== undefined) return read();
     const key = `${split}\u0000${dir}`;
@@ -232,6 +271,7 @@ export function buildTask(spec: TaskSpec, options: TaskOptions = {}, baseDir?: s
       messages.push({ role: "user", content: record.prompt });
       return messages;
     },
+    dataSource: (split) => resolved.get(split),
     reward: spec.reward,
     ...(instruction !== undefined ? { instruction } : {}),
     ...(spec.meta ? { metaDefaults: spec.meta } : {}),

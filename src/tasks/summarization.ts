@@ -1,8 +1,8 @@
 /**
  * Summarization (paper task 2): a US congressional bill → a concise, faithful summary of at most 400
  * words; rubric RM + MRM; evaluated by Elo and ROUGE against the human summary. Data: BillSum
- * (`text`, `summary`, `title`) from a local JSONL/Parquet file or the Hub dataset FiscalNote/billsum
- * (downloaded once into the cache; splits train / test / ca_test).
+ * (`text`, `summary`, `title`): the Hub dataset FiscalNote/billsum (CC0-1.0; read through the Hugging Face
+ * cache; splits train / test / ca_test), or a local JSONL/Parquet file.
  */
 import { join } from "node:path";
 import type { TaskSpec } from "./spec.ts";
@@ -12,8 +12,8 @@ export const summarizationSpec: TaskSpec = {
   name: "summarization",
   description: "Summarization: the policy summarizes a US congressional bill in at most 400 words, concisely and faithfully.",
   data: {
-    train: { hf: "FiscalNote/billsum", split: "train", hintFiles: ["data/train-00000-of-00001.parquet"] },
-    test: { hf: "FiscalNote/billsum", split: "test", hintFiles: ["data/test-00000-of-00001.parquet"] },
+    train: { hf: "FiscalNote/billsum", split: "train" },
+    test: { hf: "FiscalNote/billsum", split: "test" },
   },
   fields: { vars: { text: "text", title: "title" }, optional: ["title"], reference: "summary", meta: ["title"] },
   templates: { instruction: "tasks/summarization/instruction.md", user: "tasks/summarization/user.md" },

@@ -19,12 +19,20 @@ export interface TaskRecord {
   meta?: Record<string, unknown>;
 }
 
+/**
+ * Exactly where a split's rows were read from: a local file, or a Hub dataset pinned to a commit with
+ * its files. A run records it (config.json `data`), so `--resume` reads the same rows with no flags.
+ */
+export type ResolvedDataSource = { path: string } | { hf: string; split: string; revision: string; files: string[] };
+
 export interface TaskDefinition {
   name: string;
   /** What the judges are told the task is. */
   description: string;
   /** Loads records of a split; throws UserError naming the missing file / field. */
   load(split: Split, opts?: { dataDir?: string; limit?: number }): Promise<TaskRecord[]>;
+  /** Where `load(split)` read from (undefined before the first load, or for tasks not built from a spec). */
+  dataSource?(split: Split): ResolvedDataSource | undefined;
   /** The policy's input for a record (chat messages; a plain-text policy uses the rendered text). */
   buildMessages(record: TaskRecord): ChatMessage[];
   /** Reward recipe, resolved by the reward factory (src/rl/reward.ts). */

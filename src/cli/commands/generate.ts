@@ -4,6 +4,7 @@
  * `id`, `prompt`, `finish_reason`, `reference`, `label`) for `mpo eval`. Resumable: rerunning with the same
  * --out skips ids already written. The logic lives in src/generate/.
  */
+import { DATA_FILE_HELP, parseDataFiles } from "../../tasks/data-files.ts";
 import type { Command } from "commander";
 import { UserError } from "../../util/errors.ts";
 
@@ -32,8 +33,7 @@ export function register(program: Command): void {
     .option("--seed <n>", "sampling seed (default 0 for --policy; sent as `seed` to the server)")
     .option("--concurrency <n>", "--llm: requests in flight (default 8)")
     .option("--separator <text>", "--policy: text between prompt and response (default: the training run's, else a blank line)")
-    .option("--data-dir <dir>", "task data directory (default $MPO_DATA_DIR, else ../shared/data)")
-    .option("--data <file>", "replace the split's data with this file (JSONL/JSON/CSV/Parquet)")
+    .option("--data-file <split=path,...>", `${DATA_FILE_HELP}; a bare PATH means the --split`)
     .option("--prompts <dir>", "directory overriding prompt templates (same relative names as prompts/)")
     .option("--engine <kind>", "--policy compute path: ts | native | auto")
     .option("--no-progress", "no progress bar on stderr")
@@ -78,7 +78,7 @@ export function register(program: Command): void {
           seed: num("seed", s("seed"), true),
           concurrency: num("concurrency", s("concurrency"), true),
           dataDir: s("dataDir"),
-          dataFile: s("data"),
+          dataFiles: s("dataFile") ? parseDataFiles(s("dataFile")!, split) : undefined,
           promptsDir: s("prompts"),
           signal: ac.signal,
           onProgress: (done, total) => {

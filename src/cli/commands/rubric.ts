@@ -41,8 +41,9 @@ async function openGuidelineStore(runDir: string | undefined, opts: { mustExist?
   return store;
 }
 
-function authorLabel(a: { kind: string; note?: string; step?: number }): string {
+function authorLabel(a: { kind: string; note?: string; step?: number; round?: number }): string {
   if (a.kind === "meta") return `meta@${a.step}`;
+  if (a.kind === "autoprompt") return `autoprompt round ${a.round}`;
   if (a.kind === "user") return a.note ? `user (${a.note})` : "user";
   return a.kind;
 }
@@ -52,7 +53,7 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ").trimEnd()).join("\n");
 }
 
-type HistoryRow = { version: number; parent: number | null; step: number; author: { kind: string; note?: string; step?: number }; analyses: string[]; items: number };
+type HistoryRow = { version: number; parent: number | null; step: number; author: { kind: string; note?: string; step?: number; round?: number }; analyses: string[]; items: number };
 
 function printHistory(rows: HistoryRow[], json: boolean | undefined, dir: string, label: string, countLabel: string): void {
   if (json) {

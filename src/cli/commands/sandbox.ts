@@ -14,8 +14,9 @@ export function register(program: Command): void {
     .description("offline demo (the default of `npm start`): reward hacking under a weak rubric, and MPO countering it")
     .option("--out <dir>", "output directory (default runs/sandbox-<time>)")
     .option("--steps <n>", "RL steps per arm")
-    .option("--arms <list>", "comma-separated arms: fixed,mpo,expert")
-    .option("--seeds <list>", "comma-separated seeds, e.g. 0,1,2")
+    .option("--arms <list>", "comma-separated arms: base,fixed,expert,autoprompt,mpo (default: all)")
+    .option("--seeds <list>", "comma-separated seeds, e.g. 0,1,2 (default 0)")
+    .option("--full", "the full table: seeds 0,1,2 (unless --seeds is given)")
     .option("--algo <algo>", "grpo | ppo | rloo")
     .option("--batch <n>", "prompts per step")
     .option("--group-size <n>", "responses per prompt")
@@ -26,9 +27,15 @@ export function register(program: Command): void {
     .option("--epochs <n>", "policy-gradient epochs per batch")
     .option("--max-new-tokens <n>", "response length limit in tokens")
     .option("--test-prompts <n>", "held-out prompts for the oracle evaluation")
+    .option("--autoprompt-rounds <n>", "autoprompt arm: calibration rounds")
+    .option("--autoprompt-prompts <n>", "autoprompt arm: prompts per calibration round (7 boundary cases each)")
+    .option("--elo-matches <n>", "Elo matches per tournament (0 = no Elo table)")
+    .option("--elo-seeds <list>", "Elo tournament seeds per training seed, e.g. 0,1,2,3,4")
+    .option("--elo-agreement <p>", "simulated pairwise judge: probability of preferring the oracle-better response")
+    .option("--elo-position-bias <b>", "simulated pairwise judge: added probability of answering A")
     .option("--policy <dir>", "base policy checkpoint (default: the shipped assets/sandbox-policy)")
     .action(async (o: Record<string, string | undefined>) => {
-      const { runSandbox, summaryTable, SANDBOX_DEFAULTS, ARMS } = await import("../../sandbox/run.ts");
+      const { runSandbox, summaryTable, eloTable, SANDBOX_DEFAULTS, ARMS } = await import("../../sandbox/run.ts");
       const num = (k: string, v: string | undefined, d: number, int = true) => {
         if (v === undefined) return d;
         const n = Number(v);
@@ -44,7 +51,7 @@ export function register(program: Command): void {
       const opts = {
         out,
         arms: arms as Array<keyof typeof ARMS>,
-        seeds: o.seeds ? intList(o.seeds) : d.seeds,
+        seeds: o.seeds ? intList(o.seeds) : o.full ? [0, 1, 2] : d.seeds,
         steps: num("steps", o.steps, d.steps),
         algo,
         batchSize: num("batch", o.batch, d.batchSize),
@@ -56,14 +63,24 @@ export function register(program: Command): void {
         epochs: num("epochs", o.epochs, d.epochs),
         maxNewTokens: num("max-new-tokens", o.maxNewTokens, d.maxNewTokens),
         testPrompts: num("test-prompts", o.testPrompts, d.testPrompts),
+        autopromptRounds: num("autoprompt-rounds", o.autopromptRounds, d.autopromptRounds),
+        autopromptPrompts: num("autoprompt-prompts", o.autopromptPrompts, d.autopromptPrompts),
+        eloMatches: num("elo-matches", o.eloMatches, d.eloMatches),
+        eloSeeds: o.eloSeeds ? intList(o.eloSeeds) : d.eloSeeds,
+        eloAgreement: num("elo-agreement", o.eloAgreement, d.eloAgreement, false),
+        eloPositionBias: num("elo-position-bias", o.eloPositionBias, d.eloPositionBias, false),
         policy: o.policy,
       };
+      if (opts.eloAgreement > 1) throw new UserError(`--elo-agreement: expected a probability in [0, 1], got '${o.eloAgreement}'`);
+      if (opts.eloPositionBias > 0.5) throw new UserError(`--elo-position-bias: expected a number in [0, 0.5], got '${o.eloPositionBias}'`);
+      if (opts.autopromptRounds < 1 && opts.arms.includes("autoprompt")) throw new UserError("--autoprompt-rounds: the autoprompt arm needs at least 1 round");
       process.stderr.write(
         `mpo sandbox: ${opts.arms.join(", ")} × seeds ${opts.seeds.join(",")}, ${opts.steps} ${algo.toUpperCase()} steps each → ${out}\n` +
           `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`,
       );
       const t0 = performance.now();
-      const results = await runSandbox(opts);
-      process.stdout.write(`\n${summaryTable(results)}\n\nreport: ${out}/report.html   (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+      const res = await runSandbox(opts);
+      const elo = res.elo ? `\n\n${eloTable(res.elo)}` : "";
+      process.stdout.write(`\n${summaryTable(res.results, opts.arms.includes("base") ? res.base : undefined)}${elo}\n\nreport: ${out}/report.html   (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
     });
 }

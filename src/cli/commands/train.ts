@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../../util/errors.ts";
+import { DATA_FILE_HELP, parseDataFiles } from "../../tasks/data-files.ts";
 
 const num = (v: string) => {
   const n = Number(v);
@@ -77,7 +78,7 @@ export function register(program: Command): void {
     .option("--run <dir>", "run directory (default runs/<task>-<algo>-<time>)")
     .option("--algo <name>", "ppo | grpo | rloo")
     .option("--task <name>", "built-in task (say-word) or a registered task / task config file")
-    .option("--data-dir <dir>", "data directory for the task")
+    .option("--data-file <split=path,...>", DATA_FILE_HELP)
     .option("--limit <n>", "use at most n training records", int)
     .option("--policy <dir>", "policy checkpoint (config.json, model.safetensors, tokenizer.json); default: fresh tiny model")
     .option("--critic <kind>", "PPO critic: separate | shared")
@@ -167,6 +168,7 @@ export function register(program: Command): void {
       const taskName = (given("task") ? opts.task : raw.task) as string | undefined;
       const task0 = !resume && taskName ? await resolveTask(taskName, { dataDir: (given("dataDir") ? opts.dataDir : raw.dataDir) as string | undefined }).catch(() => undefined) : undefined;
       for (const [flag, key] of Object.entries(FLAG_KEYS)) if (given(flag)) over[key] = opts[flag];
+      if (given("dataFile")) over.data = parseDataFiles(String(opts.dataFile));
       if (given("mpo") && opts.mpo === false) over.mpoInterval = 0;
       if (!resume) {
         if (given("reward")) over["reward.kind"] = opts.reward;
@@ -203,10 +205,18 @@ export function register(program: Command): void {
       const config = validate(trainConfigSchema, merged, source === "flags" ? "train flags" : `${source} (+ flags)`);
       if (!resume) runDir = config.run ?? join("runs", `${config.task.replace(/[^\w.-]+/g, "_")}-${config.algo}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
 
-      const task = await resolveTask(config.task, { dataDir: config.dataDir });
+      const task = await resolveTask(config.task, { dataDir: config.dataDir, data: config.data });
+      // Resolve the training data now and record exactly what was read (a Hub dataset pinned to its commit, or
+      // a file) in the run's config, so --resume needs no flags, environment or network.
+      let data = config.data;
+      if (!resume && task.dataSource) {
+        await task.load("train", { dataDir: config.dataDir });
+        const src = task.dataSource("train");
+        if (src) data = { ...data, train: src };
+      }
       const reward = config.reward ?? defaultRewardFor(task);
       const trainer = await Trainer.open({
-        config: { ...config, reward, run: runDir },
+        config: { ...config, ...(data ? { data } : {}), reward, run: runDir },
         runDir,
         task,
         resume: !!resume,

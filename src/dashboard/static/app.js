@@ -314,6 +314,7 @@ function authorText(v) {
   if (!v.author) return "unknown author";
   if (v.author.kind === "meta") return `meta step ${v.author.step}`;
   if (v.author.kind === "user") return `user${v.author.note ? `: ${v.author.note}` : ""}`;
+  if (v.author.kind === "autoprompt") return `autoprompt round ${v.author.round}`;
   return "initial";
 }
 function renderValue(v) {

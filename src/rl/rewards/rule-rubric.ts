@@ -6,9 +6,10 @@
  * policy leans on, and adds an "avoid" criterion for it — a toy of the paper's "the rubric learns what
  * the policy exploits". Used to run and test MPO schedules (intervals, overlap, resume) offline.
  */
-import { existsSync, readdirSync, unlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { RubricStore, versionFileName } from "../../rubric/store.ts";
+import { RubricStore } from "../../rubric/store.ts";
+import { VERSION_FILE_RE, versionFileName } from "../../util/run-layout.ts";
 import type { Rubric, RubricItem } from "../../rubric/types.ts";
 import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "../reward-types.ts";
 import { KeywordReward } from "./keyword.ts";
@@ -23,21 +24,28 @@ export function initialRuleRubric(): Rubric {
   return { items: [{ name: "target", text: "Say the word the user asks for (0-1: share of the response that is that word).", min: 0, max: 1 }] };
 }
 
-/** Deletes rubric (or guideline) versions newer than `keep` (they were made after the checkpoint being resumed). */
+/**
+ * Rolls a rubric (or guideline) store back to version `keep`: newer versions (made after the checkpoint being
+ * resumed) move into `<store>/rolled-back/<time>/` — never deleted — and their numbers become free again.
+ */
 export function rollbackRubricStore(store: { dir: string }, keep: number): number[] {
-  const removed: number[] = [];
-  if (!existsSync(store.dir)) return removed;
+  const moved: number[] = [];
+  if (!existsSync(store.dir)) return moved;
   for (const f of readdirSync(store.dir)) {
-    const m = /^v(\d{4,})\.json$/.exec(f);
-    if (!m || Number(m[1]) <= keep) continue;
-    const v = Number(m[1]);
+    const m = VERSION_FILE_RE.exec(f);
+    if (m && Number(m[1]) > keep) moved.push(Number(m[1]));
+  }
+  if (moved.length === 0) return moved;
+  const dest = join(store.dir, "rolled-back", `${new Date().toISOString().replace(/[:.]/g, "-")}-${process.pid}`);
+  mkdirSync(dest, { recursive: true });
+  // Newest first, so a concurrent reader never sees a gap below a surviving version.
+  for (const v of moved.sort((a, b) => b - a)) {
     for (const ext of ["json", "txt"] as const) {
       const p = join(store.dir, versionFileName(v, ext));
-      if (existsSync(p)) unlinkSync(p);
+      if (existsSync(p)) renameSync(p, join(dest, versionFileName(v, ext)));
     }
-    removed.push(v);
   }
-  return removed.sort((a, b) => a - b);
+  return moved.sort((a, b) => a - b);
 }
 
 export class RuleRubricReward implements RewardFunction {

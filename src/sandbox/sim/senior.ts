@@ -67,6 +67,11 @@ const CRITERIA: Record<Aspect, { title: string; body: string }> = {
   },
 };
 
+/** The senior's title for the criterion on an aspect (e.g. "No filler"). */
+export function criterionTitle(a: Aspect): string {
+  return CRITERIA[a].title;
+}
+
 export function criterionItem(a: Aspect): string {
   return `<item>\n### ${CRITERIA[a].title}\n${CRITERIA[a].body}\n</item>`;
 }

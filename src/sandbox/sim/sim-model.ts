@@ -6,6 +6,8 @@
  */
 import type { ChatModel, ChatRequest, ChatResponse } from "../../llm/types.ts";
 import { deriveItemName, inferScoreRange } from "../../rubric/format.ts";
+import { simAnalyze, simAnnotate, simGenerate, simRevise } from "./autoprompt.ts";
+import { DEFAULT_ELO_JUDGE, isEloPrompt, SimEloJudge, type EloJudgeSettings } from "./elo-judge.ts";
 import { juniorJudgeItem } from "./junior.ts";
 import { analyze, merge, prescreen, refine } from "./senior.ts";
 
@@ -38,11 +40,15 @@ const estimateTokens = (s: string) => Math.max(1, Math.ceil(s.length / 4));
 
 export class SimulatedJudgeModel implements ChatModel {
   readonly id: string;
+  /** The pairwise evaluation judge (Elo prompts); it reads the oracle, which no reward ever does. */
+  readonly elo: SimEloJudge;
   constructor(
     readonly role: "junior" | "senior" | "both" = "both",
     readonly seed = 0,
+    eloSettings: EloJudgeSettings = DEFAULT_ELO_JUDGE,
   ) {
     this.id = `sim:${role}`;
+    this.elo = new SimEloJudge(eloSettings, seed);
   }
 
   async chat(req: ChatRequest): Promise<ChatResponse> {
@@ -55,6 +61,14 @@ export class SimulatedJudgeModel implements ChatModel {
     const users = messages.filter((m) => m.role === "user");
     const last = users[users.length - 1]?.content ?? "";
     const first = users[0]?.content ?? "";
+
+    // Evaluation judge (prompts/eval/elo-judge.md) and the calibration prompts of `mpo autoprompt`
+    // (prompts/autoprompt/*.md), recognised by their section headings.
+    if (isEloPrompt(last)) return this.elo.reply(last);
+    if (/## Boundary cases to write\n/.test(last)) return simGenerate(last, this.seed);
+    if (/## Response to label\n/.test(last)) return simAnnotate(last);
+    if (/## Disagreements \(largest first\)\n/.test(last)) return simAnalyze(last);
+    if (/## Error analysis\n/.test(last) && /## Revised rubric\n/.test(last)) return simRevise(last);
 
     // Paper-profile prompts (prompts/rm/paper, prompts/mrm/paper): the item turn shows only "Rubric item #N"
     // and the item text; name and range are read from the text as the rubric parser would.
