@@ -37,7 +37,7 @@ const last = (req: FakeRequestInfo) => req.messages.at(-1)?.content ?? "";
 function paperJudge(req: FakeRequestInfo): string {
   const u = last(req);
   if (u.includes("Give your feedback on this item")) return "The text answers the instruction clearly.<EOE>";
-  if (u.includes("give this item's score as a single integer")) return "4";
+  if (u.includes("Give this item's score now")) return "4";
   if (u.includes("how many distinct scoring criteria are needed")) return "2";
   if (/Write scoring criterion #(\d+)/.test(u)) return `### Focus ${/#(\d+)/.exec(u)![1]}\n- 5: stays on the prompt, e.g. every paragraph serves it.\n- 0: ignores it.<EOE>`;
   if (u.includes("how many distinct, non-overlapping scoring criteria")) return "2";

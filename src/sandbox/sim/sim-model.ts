@@ -77,7 +77,7 @@ export class SimulatedJudgeModel implements ChatModel {
       const { min, max } = inferScoreRange(text);
       return juniorJudgeItem({ name: deriveItemName(text), min, max, text }, promptOf(first), responseOf(first), this.seed);
     };
-    if (/give this item's score as a single integer/i.test(last)) {
+    if (/Give this item's score now: one integer score/i.test(last)) {
       const itemMsg = [...users].reverse().find((m) => paperItem.test(m.content));
       const m = itemMsg && paperItem.exec(itemMsg.content);
       return m ? String(paperJudge(m[1]).score) : "3";
