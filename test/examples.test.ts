@@ -5,7 +5,7 @@
  * installed — the example reward functions themselves are run against the service.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -43,7 +43,11 @@ const scripted = () =>
     return "One sentence of rationale.";
   });
 
-async function startService(judge: ChatModel, outage?: { deadlineMs: number; backoffBaseMs: number; backoffMaxMs: number }): Promise<ServerHandle> {
+async function startService(
+  judge: ChatModel,
+  outage?: { deadlineMs: number; backoffBaseMs: number; backoffMaxMs: number },
+  unreadable?: { onUnreadable: "retry" | "sentinel"; reasks: number; minSamples: number },
+): Promise<ServerHandle> {
   const runDir = mkdtempSync(join(tmpdir(), "mpo-examples-"));
   const rubric = join(runDir, "rubric.txt");
   writeFileSync(rubric, "<rubric><item>Quality: how good the response is. Score from 0 to 5.</item></rubric>");
@@ -60,6 +64,7 @@ async function startService(judge: ChatModel, outage?: { deadlineMs: number; bac
     seed: 0,
     concurrency: 8,
     outage,
+    unreadable,
   });
   return startServer(cfg, service, new ServiceMetrics());
 }
@@ -162,7 +167,7 @@ describe.skipIf(!HAS_REQUESTS)("examples: the Python reward functions against th
       ].join("\n"),
     );
     const [one, many] = JSON.parse(stdout);
-    expect(one).toEqual({ score: 0.8, rubric_version: 0, raw_score: 4 });
+    expect(one).toEqual({ score: 0.8, rubric_version: 0, raw_score: 4, mpo_unreadable: 0 });
     expect(many.map((x: any) => x.score)).toEqual([0.8, 0.2]);
   });
 
@@ -187,6 +192,70 @@ describe.skipIf(!HAS_REQUESTS)("examples: the Python reward functions against th
       ].join("\n"),
     );
     expect(JSON.parse(stdout)).toEqual([[0.8, 0.2], [0.8, 0.2], [["mpo/rubric_version", 0]]]);
+  });
+
+  /** What the judge was shown for the rollouts logged so far (the open window of `h`). */
+  const logged = () =>
+    readFileSync(join(h.service.store.dir, "..", "rollouts", "step-000000.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+
+  it("TRL: content blocks with images (unserializable objects), tool-call-only completions and the system turn reach the judge as text", async () => {
+    const { stdout } = await py(
+      "trl",
+      [
+        "import json, grpo_mpo as g",
+        "class Image: pass  # stands in for PIL.Image.Image: not JSON serializable",
+        "prompt = [{'role': 'system', 'content': [{'type': 'text', 'text': 'You are a poet.'}]},",
+        "          {'role': 'user', 'content': [{'type': 'image', 'image': Image()}, {'type': 'text', 'text': 'Describe this picture.'}]}]",
+        "tool = [{'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'function': {'name': 'search', 'arguments': {'q': 'good rain'}}}]}]",
+        "text = [{'role': 'assistant', 'content': [{'type': 'text', 'text': 'a good picture of rain'}]}]",
+        "print(json.dumps(g.mpo_reward(prompts=[prompt, prompt], completions=[tool, text])))",
+      ].join("\n"),
+    );
+    expect(JSON.parse(stdout)).toEqual([0.8, 0.8]);
+    const [tool, text] = logged().slice(-2);
+    expect(tool.prompt).toBe("[system]\nYou are a poet.\n\n[user]\n[image]\nDescribe this picture.");
+    expect(tool.response).toBe('[tool call] search({"q": "good rain"})');
+    expect(text.response).toBe("a good picture of rain");
+  });
+
+  it("any JSON label reaches the judge as the reference (OpenRLHF labels, veRL ground_truth)", async () => {
+    const body = { query: [0, 1, 2].map(() => BODIES.openrlhf.query[0]), prompts: [0, 1, 2].map(() => BODIES.openrlhf.prompts[0]), labels: [42, ["x = 2", "x = -2"], { gold: "permissible" }] };
+    const r = await post(h, "/get_reward", body);
+    expect(r.status).toBe(200);
+    expect(r.body.rewards).toEqual([0.8, 0.8, 0.8]);
+    expect(logged().slice(-3).map((x) => [x.reference, x.label])).toEqual([
+      ["42", 42],
+      ['["x = 2","x = -2"]', ["x = 2", "x = -2"]],
+      ['{"gold":"permissible"}', { gold: "permissible" }],
+    ]);
+    const { stdout } = await py("verl", "import json, mpo_reward as m\nprint(json.dumps(m.compute_score('s', 'good', 7, {'question': 'Q'})))");
+    expect(JSON.parse(stdout).score).toBe(0.8);
+    expect(logged().at(-1).reference).toBe("7");
+  });
+
+  describe("unreadable judge replies under the sentinel policy", () => {
+    let unread: ServerHandle;
+    beforeAll(async () => {
+      const judge = new ScriptedChatModel((req: ChatRequest) => (/integer score/i.test(req.messages.at(-1)!.content) ? (/good/.test(req.messages[1].content) ? "4" : "I'd rather not say.") : "Rationale."));
+      unread = await startService(judge, undefined, { onUnreadable: "sentinel", reasks: 0, minSamples: 1000 });
+    });
+    afterAll(async () => {
+      await unread?.close();
+    });
+
+    it("TRL returns None (unscorable row) and veRL raises unless MPO_UNREADABLE_SCORE is set, then flags it", async () => {
+      const trl = await py("trl", "import json, grpo_mpo as g\nprint(json.dumps(g.mpo_reward(prompts=['Q', 'Q'], completions=['good', 'other'])))", { MPO_URL: unread.url });
+      expect(JSON.parse(trl.stdout)).toEqual([0.8, null]);
+      const code = "import json, mpo_reward as m\nprint(json.dumps(m.compute_score('s', 'other', None, {'question': 'Q'})))";
+      const err = await py("verl", code, { MPO_URL: unread.url }).catch((e) => e);
+      expect(err.code).toBe(1);
+      expect(err.stderr).toMatch(/stayed unreadable.*MPO_UNREADABLE_SCORE/);
+      const ok = await py("verl", code, { MPO_URL: unread.url, MPO_UNREADABLE_SCORE: "0" });
+      expect(JSON.parse(ok.stdout)).toEqual({ score: 0, rubric_version: 0, raw_score: 0, mpo_unreadable: 1 });
+    });
   });
 
   describe("judge outage", () => {
@@ -217,7 +286,7 @@ describe.skipIf(!HAS_REQUESTS)("examples: the Python reward functions against th
       const outages = async () => (await down.metrics.errors.get()).values.find((v) => v.labels.kind === "judge_unavailable")?.value ?? 0;
       const before = fake.requests.length;
       const ok = await py("verl", "import json, mpo_reward as m\nprint(json.dumps(m.compute_score('s', 'x', None, {'question': 'Q'})))", { MPO_URL: down.url });
-      expect(JSON.parse(ok.stdout)).toEqual({ score: 0.6, rubric_version: 0, raw_score: 3 });
+      expect(JSON.parse(ok.stdout)).toEqual({ score: 0.6, rubric_version: 0, raw_score: 3, mpo_unreadable: 0 });
       expect(fake.requests.length - before).toBe(3); // the failed call, then rationale + score
       expect(await outages()).toBe(0); // no 503 reached the client
       failuresLeft = 1_000;

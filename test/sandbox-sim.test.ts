@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { aspectsOf, perceive } from "../src/sandbox/sim/perception.ts";
 import { juniorJudgeItem } from "../src/sandbox/sim/junior.ts";
 import { analyze, merge } from "../src/sandbox/sim/senior.ts";
+import { loadTemplates } from "../src/judge/templates.ts";
 import { SimulatedJudgeModel } from "../src/sandbox/sim/sim-model.ts";
 import { EssayOracle } from "../src/sandbox/oracle.ts";
 import { sandboxPrompts } from "../src/sandbox/world.ts";
@@ -75,11 +76,12 @@ describe("simulated senior: analysis of crafted responses", () => {
 describe("simulated judge model over the real message format", () => {
   it("answers a rationale turn with a sentence and a score turn with an integer", async () => {
     const m = new SimulatedJudgeModel();
-    const first = { role: "user" as const, content: `## Task\nEssay\n\n## Prompt\n${prompt}\n\n## Response to grade\n<response>\n${repeated}\n</response>` };
-    const item = { role: "user" as const, content: "Rubric item 1 of 1: rep (scored from 0 to 5)\n\nPenalize repeated sentences.\n\nIn exactly one sentence, state how well." };
+    const t = loadTemplates();
+    const first = { role: "user" as const, content: t.render("rm/response.md", { taskDescription: "Essay", prompt, response: repeated, reference: "" }) };
+    const item = { role: "user" as const, content: t.render("rm/item-rationale.md", { index: 1, count: 1, name: "rep", min: 0, max: 5, text: "Penalize repeated sentences." }) };
     const r1 = await m.chat({ messages: [first, item] });
     expect(r1.text).toMatch(/repeats/);
-    const r2 = await m.chat({ messages: [first, item, { role: "assistant", content: r1.text }, { role: "user", content: "reply with only the integer score" }] });
+    const r2 = await m.chat({ messages: [first, item, { role: "assistant", content: r1.text }, { role: "user", content: t.render("rm/item-score.md", { name: "rep", min: 0, max: 5 }) }] });
     expect(r2.text).toMatch(/^\d+$/);
   });
 });

@@ -66,6 +66,35 @@ describe("query splitting (OpenRLHF query = templated prompt + response)", () =>
   });
 });
 
+describe("query splitting: the common chat templates (rendered as their tokenizer_config.json chat_template does)", () => {
+  const cases: Array<[string, string, string]> = [
+    // Gemma 2/3: "model" is the assistant role; <bos> first, <end_of_turn> ends a turn.
+    ["gemma", "<bos><start_of_turn>user\nWrite a haiku.<end_of_turn>\n<start_of_turn>model\n", "Rain on leaves.<end_of_turn>\n<eos>"],
+    // Mistral [INST]: the user turn ends at [/INST]; </s> ends the reply.
+    ["mistral", "<s>[INST] Write a haiku. [/INST]", " Rain on leaves.</s>"],
+    // Phi-3: <|end|> ends every turn, <|endoftext|> the text.
+    ["phi3", "<|system|>\nBe brief.<|end|>\n<|user|>\nWrite a haiku.<|end|>\n<|assistant|>\n", "Rain on leaves.<|end|>\n<|endoftext|>"],
+    // DeepSeek V3/R1: full-width bars; the user turn ends where <｜Assistant｜> begins.
+    ["deepseek", "<｜begin▁of▁sentence｜>Be brief.<｜User｜>Write a haiku.<｜Assistant｜>", "Rain on leaves.<｜end▁of▁sentence｜>"],
+  ];
+  it.each(cases)("%s: split by marker (auto) and by the prompt OpenRLHF sends", (name, prompt, reply) => {
+    expect(splitQuery(prompt + reply, "auto")).toEqual({ prompt: "Write a haiku.", response: "Rain on leaves." });
+    expect(splitQuery(prompt + reply, name as never)).toEqual({ prompt: "Write a haiku.", response: "Rain on leaves." });
+    expect(splitQuery(prompt + reply, "auto", prompt)).toEqual({ prompt: "Write a haiku.", response: "Rain on leaves." });
+  });
+
+  it("an unknown template is a 400 naming the markup, never markup sent to the judge", async () => {
+    expect(() => splitQuery("<|turn_start|>user: Write.<|turn_sep|>model: Text", "auto")).toThrow(/chat template not recognised \(found "<\|turn_start\|>"/);
+    expect(() => splitQuery("<|turn_start|>user Write.<|turn_sep|>", "auto", "<|turn_start|>user Write.")).toThrow(/prompt still contains chat-template markup/);
+    // A plain-text prompt (no chat template) is fine; end tokens are stripped from the response.
+    expect(splitQuery("Q: 2+2?\nA: 4<|endoftext|>", "auto", "Q: 2+2?\nA:")).toEqual({ prompt: "Q: 2+2?\nA:", response: "4" });
+    const { h } = await start();
+    const r = await post(h, "/get_reward", { query: ["<|turn_start|>user Write.<|turn_sep|>Text"], prompts: [], labels: [null] });
+    expect(r.status).toBe(400);
+    expect(r.body.error.message).toMatch(/query\.0.*chat template not recognised/);
+  });
+});
+
 describe("POST /get_reward (OpenRLHF protocol)", () => {
   it("answers rewards, scores and extra_logs as long as query; empty lists for an empty batch", async () => {
     const { h } = await start();
@@ -122,7 +151,7 @@ describe("POST /v1/score (native API)", () => {
     const fake = await startFakeOpenAI({ reply: () => ({ status: 500, body: { error: { message: "overloaded" } } }) });
     try {
       const judge = createChatModel({ baseURL: fake.url, model: "m", maxTries: 2, backoffBaseMs: 1, backoffMaxMs: 2 });
-      const { h } = await start({ outage: { deadlineMs: 2000, backoffBaseMs: 5, backoffMaxMs: 20, queueMax: 100 } }, judge);
+      const { h } = await start({ outage: { deadlineMs: 3000, backoffBaseMs: 5, backoffMaxMs: 20, queueMax: 100 } }, judge);
       const r = await post(h, "/v1/score", { items: [{ prompt: "p", response: "r" }] });
       expect(r.status).toBe(503);
       expect(r.body.error.type).toBe("judge_unavailable");

@@ -1,15 +1,19 @@
 """MPO rewards for veRL: a custom reward function that asks a running `mpo serve` for scores.
 
 veRL calls ``compute_score(data_source, solution_str, ground_truth, extra_info, **reward_kwargs)`` once per
-response (naive reward manager) and ``compute_score_batch(data_sources, solution_strs, ground_truths,
-extra_infos, **reward_kwargs)`` once per batch (batch reward manager). ``solution_str`` is the decoded
+response (``naive`` / ``rate_limited`` reward managers) and, on veRL ≤ 0.6 only, ``compute_score_batch(data_sources,
+solution_strs, ground_truths, extra_infos, **reward_kwargs)`` once per batch (legacy ``batch`` manager; the
+reward loop of 0.7.0 and later has no ``batch`` manager). ``solution_str`` is the decoded
 response only, so the question must travel in the parquet's ``extra_info`` (``extra_info["question"]``,
 see README.md).
 
 Both POST to ``{url}/v1/score`` with ``{"items": [{"prompt", "response", "reference"?, "metadata"?}]}`` and
-return ``{"score": normalized score in [0, 1], "rubric_version": int, "raw_score": rubric total}``.
-A judge outage (HTTP 503) or a lost connection is retried with backoff; if the service still cannot score,
-the function raises instead of inventing a reward.
+return ``{"score": normalized score in [0, 1], "rubric_version": int, "raw_score": rubric total,
+"mpo_unreadable": 0.0}``. A judge outage (HTTP 503) or a lost connection is retried with backoff; if the
+service still cannot score, the function raises instead of inventing a reward. veRL has no "no reward"
+value (a None score breaks its reward tensor), so a sample the judge could not read (service policy
+``unreadable.onUnreadable: sentinel``) raises too — unless ``unreadable_score`` / MPO_UNREADABLE_SCORE
+names the number to use, which is then flagged ``mpo_unreadable: 1.0`` in veRL's reward metrics.
 
 Settings: reward_kwargs ``mpo_url``, ``mpo_token``, ``timeout``, ``retries`` or the environment variables
 MPO_URL (default http://127.0.0.1:5000), MPO_TOKEN, MPO_TIMEOUT (seconds, default 300), MPO_RETRIES (default 5).
@@ -41,6 +45,7 @@ def _settings(kw):
         "token": kw.get("mpo_token") or os.environ.get("MPO_TOKEN"),
         "timeout": float(kw.get("timeout") or os.environ.get("MPO_TIMEOUT") or 300),
         "retries": int(kw.get("retries") or os.environ.get("MPO_RETRIES") or 5),
+        "unreadable_score": kw.get("unreadable_score", os.environ.get("MPO_UNREADABLE_SCORE")),
     }
 
 
@@ -53,8 +58,8 @@ def _item(solution_str, ground_truth, extra_info, data_source):
             "(see examples/verl/README.md)"
         )
     item = {"prompt": prompt, "response": solution_str if isinstance(solution_str, str) else str(solution_str)}
-    if isinstance(ground_truth, str) and ground_truth:
-        item["reference"] = ground_truth
+    if ground_truth is not None and ground_truth != "":
+        item["reference"] = ground_truth  # any JSON value (a number, a list of answers…): the judge reads it as text
     if data_source is not None:
         item["metadata"] = {"data_source": str(data_source)}
     return item
@@ -84,15 +89,23 @@ def _post_score(items, cfg):
     raise RuntimeError("mpo serve could not score after %d tries (last: %s)" % (cfg["retries"], last))
 
 
-def _as_reward(result):
-    return {"score": float(result["normalized"]), "rubric_version": int(result["rubricVersion"]), "raw_score": float(result["score"])}
+def _as_reward(result, cfg):
+    if result.get("unreadable") or result.get("normalized") is None:
+        if cfg["unreadable_score"] is None:
+            raise RuntimeError(
+                "mpo serve: the judge's reply for this sample stayed unreadable (flags: %s); set MPO_UNREADABLE_SCORE "
+                "to use a fixed score instead, or run the service with unreadable.onUnreadable: retry" % result.get("flags")
+            )
+        s = float(cfg["unreadable_score"])
+        return {"score": s, "rubric_version": int(result["rubricVersion"]), "raw_score": s, "mpo_unreadable": 1.0}
+    return {"score": float(result["normalized"]), "rubric_version": int(result["rubricVersion"]), "raw_score": float(result["score"]), "mpo_unreadable": 0.0}
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     """Naive reward manager entry point: one response → {"score": float, ...}."""
     cfg = _settings(kwargs)
     [result] = _post_score([_item(solution_str, ground_truth, extra_info, data_source)], cfg)
-    return _as_reward(result)
+    return _as_reward(result, cfg)
 
 
 def compute_score_batch(data_sources, solution_strs, ground_truths, extra_infos, **kwargs):
@@ -103,7 +116,7 @@ def compute_score_batch(data_sources, solution_strs, ground_truths, extra_infos,
     items = [_item(solution_strs[i], ground_truths[i], infos[i], data_sources[i]) for i in range(n)]
     out = []
     for start in range(0, n, MAX_ITEMS_PER_REQUEST):
-        out.extend(_as_reward(r) for r in _post_score(items[start : start + MAX_ITEMS_PER_REQUEST], cfg))
+        out.extend(_as_reward(r, cfg) for r in _post_score(items[start : start + MAX_ITEMS_PER_REQUEST], cfg))
     return out
 
 

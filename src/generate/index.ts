@@ -202,16 +202,21 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   if (tok.vocabSize > ck.config.vocab_size) throw new UserError(`checkpoint ${dir}: tokenizer has ${tok.vocabSize} tokens but config.json vocab_size is ${ck.config.vocab_size}`);
   const model = TransformerLM.fromParams(ck.config, ck.tensors, { engine: backend.engine });
   const maxPos = ck.config.max_position_embeddings;
-  const fromRun = runSeparator(dir);
-  // A policy trained by `mpo train` saw all message contents joined by "\n" plus the run's separator; any
-  // other checkpoint gets the plain-text form: the last user message followed by a blank line.
+  const { loadGenerationSettings } = await import("../engine/generation-settings.ts");
+  const settings = loadGenerationSettings(dir);
+  const declared = settings.prompt?.kind === "separator" ? settings.prompt.separator : undefined;
+  const fromRun = declared ?? runSeparator(dir);
+  // A policy trained by `mpo train` saw all message contents joined by "\n" plus the run's separator (its
+  // checkpoint declares it in mpo-generation.json); any other checkpoint gets the plain-text form: the last
+  // user message followed by a blank line.
   const separator = backend.separator ?? fromRun ?? "\n\n";
   // A Hugging Face chat policy: its own chat template builds the prompt and every end-of-turn id stops it
   // (unless --separator asks for the plain-text form).
   const { policyFormat } = await import("../rl/policy-format.ts");
   const fmt = policyFormat(ck, tok, separator, join(dir, "tokenizer_config.json"));
   const chat = fmt.kind === "chat-template" && backend.separator === undefined;
-  const stopIds = chat ? fmt.stopIds : [tok.eosId];
+  // Stop ids: the chat template's end-of-turn ids, else what the checkpoint declares (mpo-generation.json), else eos.
+  const stopIds = chat ? fmt.stopIds : (settings.eosTokenIds ?? [tok.eosId]);
   const render = (messages: ChatMessage[]) =>
     chat
       ? fmt.prompt(messages)
@@ -225,12 +230,12 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
       const query = render(messages);
       let ids = tok.encode(query);
       if (tok.bosId !== null && !chat) ids = [tok.bosId, ...ids];
-      const maxNew = Math.min(o.maxNewTokens ?? 1000, maxPos - 1);
+      const maxNew = Math.min(o.maxNewTokens ?? settings.maxNewTokens ?? 1000, maxPos - 1);
       // Keep the end of the prompt: the model never saw positions beyond max_position_embeddings.
       if (ids.length + maxNew > maxPos) ids = ids.slice(ids.length + maxNew - maxPos);
       if (ids.length === 0) ids = [tok.eosId];
       // One RNG per record (seed + id): the same record gets the same sample however the run is resumed.
-      const out = model.generate([ids], { maxNewTokens: maxNew, temperature: o.temperature ?? 0.7, stopTokens: stopIds, rng: new Rng(`generate-${seed}-${record.id}`) });
+      const out = model.generate([ids], { maxNewTokens: maxNew, temperature: o.temperature ?? settings.temperature ?? 0.7, stopTokens: stopIds, rng: new Rng(`generate-${seed}-${record.id}`) });
       const text = tok.decode(out.tokens[0].filter((t) => !stopIds.includes(t)));
       // Yield to the event loop between records so signals and progress output get through.
       await new Promise((r) => setImmediate(r));

@@ -6,7 +6,9 @@
  */
 import { dataConfigSchema } from "../tasks/data-files.ts";
 import { z } from "zod";
+import { LORA_TARGETS } from "../engine/model.ts";
 import { llmEndpointSchema } from "../llm/config.ts";
+import type { GenerationSettings } from "../engine/generation-settings.ts";
 
 const positiveInt = z.number().int().min(1);
 
@@ -96,6 +98,20 @@ export const trainConfigSchema = z
     init: policyInitSchema.default(policyInitSchema.parse({})),
     /** PPO critic: a separate value model initialized from the policy (the paper) or a head on the policy. */
     critic: z.enum(["separate", "shared"]).default("separate"),
+    /**
+     * LoRA (the paper: r 64, α 128, dropout 0.05 on all attention + MLP projections): the base is frozen, only
+     * adapters (+ value head) train; the KL reference is the base with adapters off. See docs/training.md.
+     */
+    lora: z
+      .object({
+        enabled: z.boolean().default(false),
+        r: positiveInt.default(64),
+        alpha: z.number().positive().default(128),
+        dropout: z.number().min(0).lt(1).default(0.05),
+        targets: z.array(z.enum(LORA_TARGETS)).min(1).default([...LORA_TARGETS]),
+      })
+      .strict()
+      .default({ enabled: false, r: 64, alpha: 128, dropout: 0.05, targets: [...LORA_TARGETS] }),
     /** Absent: what the task's reward recipe asks for (see defaultRewardFor in reward-factory.ts). */
     reward: rewardSchema.optional(),
     run: z.string().optional(),
@@ -155,6 +171,25 @@ export const trainConfigSchema = z
     if (c.maxPromptTokens + c.maxNewTokens > (c.policy ? Infinity : c.init.maxPositions))
       ctx.addIssue({ code: "custom", path: ["maxNewTokens"], message: `maxPromptTokens + maxNewTokens must fit init.maxPositions (${c.init.maxPositions})` });
   });
+
+/**
+ * Generation keys a policy checkpoint declares (its mpo-generation.json / HF generation files): filled into a
+ * raw config where neither a flag nor the config file set them, so `--policy DIR` runs with the settings the
+ * policy was made for. The schema defaults (8 / 48 / " <sep>") remain for the fresh toy policy.
+ */
+export function applyPolicyGenerationSettings(raw: Record<string, unknown>, s: GenerationSettings): string[] {
+  const filled: string[] = [];
+  const fill = (key: string, v: unknown) => {
+    if (v === undefined || raw[key] !== undefined) return;
+    raw[key] = v;
+    filled.push(key);
+  };
+  if (s.prompt?.kind === "separator") fill("promptSeparator", s.prompt.separator);
+  fill("maxPromptTokens", s.maxPromptTokens);
+  fill("maxNewTokens", s.maxNewTokens);
+  fill("temperature", s.temperature);
+  return filled;
+}
 
 export type TrainConfigInput = z.input<typeof trainConfigSchema>;
 export type TrainConfig = z.output<typeof trainConfigSchema>;

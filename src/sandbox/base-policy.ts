@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TransformerLM, exampleBatches, sftTrain, type Example } from "../engine/index.ts";
 import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
+import { writeGenerationSettings } from "../engine/generation-settings.ts";
 import { BpeTokenizer } from "../tokenizer/index.ts";
 import { Rng } from "../util/rng.ts";
 import { essayCorpus } from "./essay-writer.ts";
@@ -93,6 +94,8 @@ export async function buildBasePolicy(o: BasePolicyOptions): Promise<{ outDir: s
     trainerState: { kind: "sandbox-base-policy", seed, steps: o.steps ?? 1200, finalLoss: res.losses[res.losses.length - 1] },
     generationConfig: { eos_token_id: eos, pad_token_id: pad, temperature: 1.0 },
   });
+  // How the policy was trained to be prompted ("prompt\n\nessay" documents) and the lengths the sandbox uses.
+  writeGenerationSettings(o.outDir, { separator: "\n\n", maxPromptTokens: 40, maxNewTokens: 128, eosTokenIds: [eos], temperature: 1 });
   return { outDir: o.outDir, params, finalLoss: res.losses[res.losses.length - 1], tokensPerSecond: res.tokensPerSecond };
 }
 

@@ -4,8 +4,9 @@
  */
 import Fastify, { type FastifyInstance } from "fastify";
 import { z } from "zod";
+import { loadTemplates } from "../judge/templates.ts";
 import { DEFAULT_ELO_JUDGE, type EloJudgeSettings } from "./sim/elo-judge.ts";
-import { SimulatedJudgeModel } from "./sim/sim-model.ts";
+import { SimulatedJudgeModel, SimUnrecognisedError } from "./sim/sim-model.ts";
 
 const chatBody = z.object({
   model: z.string().optional(),
@@ -16,9 +17,16 @@ const chatBody = z.object({
 });
 
 export async function startSimServer(
-  opts: { host?: string; port?: number; seed?: number; elo?: Partial<EloJudgeSettings> } = {},
+  opts: {
+    host?: string;
+    port?: number;
+    seed?: number;
+    elo?: Partial<EloJudgeSettings>;
+    /** Template overlay the clients use (`--templates DIR`), so their prompts are recognised. */
+    templatesDir?: string;
+  } = {},
 ): Promise<{ app: FastifyInstance; url: string }> {
-  const model = new SimulatedJudgeModel("both", opts.seed ?? 0, { ...DEFAULT_ELO_JUDGE, ...opts.elo });
+  const model = new SimulatedJudgeModel("both", opts.seed ?? 0, { ...DEFAULT_ELO_JUDGE, ...opts.elo }, opts.templatesDir ? loadTemplates(opts.templatesDir) : undefined);
   const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024 });
   let counter = 0;
   app.get("/v1/models", async () => ({ object: "list", data: [{ id: "mpo-sim-judge", object: "model", created: 0, owned_by: "mpo" }] }));
@@ -31,7 +39,14 @@ export async function startSimServer(
     }
     if (parsed.data.stream) return reply.code(400).send({ error: { message: "streaming is not supported by the simulated judge", type: "invalid_request_error" } });
     const messages = parsed.data.messages.map((m) => ({ role: m.role, content: typeof m.content === "string" ? m.content : m.content.map((c) => c.text ?? "").join("") }));
-    const r = await model.chat({ messages });
+    let r;
+    try {
+      r = await model.chat({ messages });
+    } catch (err) {
+      // Not a plausible text: an error naming what was not understood (a client gets a 400 it does not retry).
+      if (err instanceof SimUnrecognisedError) return reply.code(400).send({ error: { message: `mpo sim-server: ${err.message}`, type: "invalid_request_error", code: "unrecognised_request" } });
+      throw err;
+    }
     return {
       id: `chatcmpl-sim-${++counter}`,
       object: "chat.completion",

@@ -22,6 +22,8 @@ export interface SampleOptions {
   seed?: number;
   n?: number;
   engine?: "ts" | "native" | "auto";
+  /** Continue the prompt exactly as given, without the policy's separator. */
+  raw?: boolean;
 }
 
 export interface SampleResult {
@@ -86,9 +88,13 @@ export async function runSample(o: SampleOptions): Promise<SampleResult> {
     promptText = tpl.render(messages, true);
   } else if (o.system !== undefined) throw new UserError("--system needs --chat");
 
+  const { loadGenerationSettings } = await import("../../engine/generation-settings.ts");
+  const settings = loadGenerationSettings(dir);
   const maxPos = ck.config.max_position_embeddings;
-  const maxNew = num("max-new-tokens", o.maxNewTokens, 1, maxPos - 1, true) ?? Math.min(64, maxPos - 1);
+  const maxNew = num("max-new-tokens", o.maxNewTokens, 1, maxPos - 1, true) ?? Math.min(settings.maxNewTokens ?? 64, maxPos - 1);
   const n = num("n", o.n, 1, 256, true) ?? 1;
+  // A policy trained with a separator after its prompt (mpo-generation.json) continues from prompt + separator.
+  if (o.chat === undefined && settings.prompt?.kind === "separator" && o.prompt !== "" && !o.raw) promptText += settings.prompt.separator;
   let ids = tok.encode(promptText);
   // An empty prompt starts a fresh document (the end-of-text token separates documents in pretraining).
   const start = tok.specialId("<|endoftext|>") ?? (typeof ck.config.bos_token_id === "number" ? ck.config.bos_token_id : undefined);
@@ -102,16 +108,17 @@ export async function runSample(o: SampleOptions): Promise<SampleResult> {
     ids = ids.slice(ids.length + maxNew - maxPos);
     process.stderr.write(`note: prompt truncated to its last ${ids.length} tokens (context ${maxPos}, ${maxNew} new)\n`);
   }
-  // Every end-of-turn id: generation_config.json (Qwen2.5 and Llama 3 list several), config.json, tokenizer eos.
-  const stopTokens = chatStopIds(
-    { generationConfig: ck.generationConfig, config: ck.config as Record<string, unknown>, tokenizerConfig: ck.tokenizerConfig },
-    (t) => tok.specialId(t),
-  );
+  // Every end-of-turn id: mpo-generation.json when the checkpoint declares its own; else generation_config.json
+  // (Qwen2.5 and Llama 3 list several), config.json, tokenizer eos.
+  const stopTokens =
+    settings.sources.eosTokenIds?.endsWith("mpo-generation.json") && settings.eosTokenIds
+      ? settings.eosTokenIds
+      : chatStopIds({ generationConfig: ck.generationConfig, config: ck.config as Record<string, unknown>, tokenizerConfig: ck.tokenizerConfig }, (t) => tok.specialId(t));
   const out = model.generate(
     Array.from({ length: n }, () => ids),
     {
       maxNewTokens: maxNew,
-      temperature: num("temperature", o.temperature, 0, 100, false) ?? 1,
+      temperature: num("temperature", o.temperature, 0, 100, false) ?? settings.temperature ?? 1,
       topK: num("top-k", o.topK, 0, ck.config.vocab_size, true) ?? 0,
       topP: topP(o.topP),
       stopTokens,
@@ -144,8 +151,9 @@ export function register(program: Command): void {
     .option("--prompt <text>", "prompt text (special tokens like <|im_start|> are recognized)", "")
     .option("--chat <text>", "a user message, wrapped in the policy's chat template (tokenizer_config.json) with the assistant header")
     .option("--system <text>", "system message for --chat")
-    .option("--max-new-tokens <n>", "tokens to generate (default 64)")
-    .option("--temperature <x>", "sampling temperature; 0 = greedy (default 1)")
+    .option("--max-new-tokens <n>", "tokens to generate (default: the checkpoint's mpo-generation.json / generation_config.json, else 64)")
+    .option("--temperature <x>", "sampling temperature; 0 = greedy (default: the checkpoint's, else 1)")
+    .option("--raw", "continue --prompt as typed, without the separator the checkpoint declares (mpo-generation.json)")
     .option("--top-k <n>", "keep the k most likely tokens (0 = off)")
     .option("--top-p <x>", "nucleus sampling mass (1 = off)")
     .option("--seed <n>", "random seed (default 0)")
@@ -166,6 +174,7 @@ export function register(program: Command): void {
         seed: flags.seed,
         n: flags.n,
         engine: flags.engine,
+        raw: flags.raw === true,
       });
       if (flags.json) {
         process.stdout.write(JSON.stringify(r) + "\n");

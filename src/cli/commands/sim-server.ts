@@ -10,7 +10,8 @@ export function register(program: Command): void {
     .option("--seed <n>", "seed of the judges' noise", "0")
     .option("--elo-agreement <p>", "pairwise evaluation judge: probability of preferring the oracle-better response", "0.8")
     .option("--elo-position-bias <b>", "pairwise evaluation judge: added to the probability of answering A", "0.05")
-    .action(async (o: { host: string; port: string; seed: string; eloAgreement: string; eloPositionBias: string }) => {
+    .option("--templates <dir>", "prompt template overlay the clients use (as their --templates), so their prompts are recognised")
+    .action(async (o: { host: string; port: string; seed: string; eloAgreement: string; eloPositionBias: string; templates?: string }) => {
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`--port: expected an integer 0–65535, got '${o.port}'`);
       const agreement = Number(o.eloAgreement);
@@ -18,8 +19,8 @@ export function register(program: Command): void {
       const positionBias = Number(o.eloPositionBias);
       if (!Number.isFinite(positionBias) || Math.abs(positionBias) > 0.5) throw new UserError(`--elo-position-bias: expected a number in [-0.5, 0.5], got '${o.eloPositionBias}'`);
       const { startSimServer } = await import("../../sandbox/sim-server.ts");
-      const { app, url } = await startSimServer({ host: o.host, port, seed: Number(o.seed) || 0, elo: { agreement, positionBias } });
-      process.stderr.write(`simulated judge serving at ${url} (model name: any). Ctrl-C to stop.\n`);
+      const { app, url } = await startSimServer({ host: o.host, port, seed: Number(o.seed) || 0, elo: { agreement, positionBias }, templatesDir: o.templates });
+      process.stderr.write(`simulated judge serving at ${url} (model name: any; answers the prompts in prompts/: per-item, single-call, plan/execute, prescreen, analyze/refine/merge, guidelines, Elo pairwise, autoprompt, essay writing). Ctrl-C to stop.\n`);
       const stop = () => void app.close().then(() => process.exit(0));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);

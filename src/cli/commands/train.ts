@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../../util/errors.ts";
+import { trainConfigSchema } from "../../rl/config.ts";
 import { DATA_FILE_HELP, parseDataFiles } from "../../tasks/data-files.ts";
 
 const num = (v: string) => {
@@ -62,6 +63,11 @@ const FLAG_KEYS: Record<string, string> = {
   checkpointEvery: "checkpointEvery",
   keepCheckpoints: "keepCheckpoints",
   engine: "engine",
+  lora: "lora.enabled",
+  loraR: "lora.r",
+  loraAlpha: "lora.alpha",
+  loraDropout: "lora.dropout",
+  loraTargets: "lora.targets",
   hiddenSize: "init.hiddenSize",
   layers: "init.numLayers",
   heads: "init.numHeads",
@@ -70,12 +76,13 @@ const FLAG_KEYS: Record<string, string> = {
 };
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("train")
     .description("RL-train the policy with PPO/GRPO/RLOO against a reward; MPO refines the judge's rubric every --mpo-interval steps")
     .option("--config <file>", "YAML/JSON config (keys as in docs/training.md); flags override it")
     .option("--resume <run>", "continue the run in this directory from its newest checkpoint")
-    .option("--run <dir>", "run directory (default runs/<task>-<algo>-<time>)")
+    .option("--run <dir>", "run directory (default runs/<task>-<algo>-<time>); must be empty or new")
+    .option("--overwrite", "start over in a non-empty --run directory: its files move into moved-aside/ (nothing is deleted)")
     .option("--algo <name>", "ppo | grpo | rloo")
     .option("--task <name>", "built-in task (say-word) or a registered task / task config file")
     .option("--data-file <split=path,...>", DATA_FILE_HELP)
@@ -123,7 +130,7 @@ export function register(program: Command): void {
     .option("--max-positions <n>", "fresh policy: context length", int)
     .option("--reward <kind>", "keyword | length | rule-rubric | judge")
     .option("--word <w>", "keyword / rule-rubric: target word for every prompt")
-    .option("--llm <url>", "judge: OpenAI-compatible base URL of the junior judge (implies --reward judge)")
+    .option("--llm <url>", "judge: OpenAI-compatible base URL of the junior judge, or gguf:/path/model.gguf (implies --reward judge)")
     .option("--model <name>", "judge: junior judge model name")
     .option("--server <kind>", "judge: vllm | sglang | llamacpp | ollama | openai | generic")
     .option("--mrm-llm <url>", "judge: senior judge base URL (default: --llm)")
@@ -133,7 +140,12 @@ export function register(program: Command): void {
     .option("--protocol <name>", "judge protocol profile: paper (default; the reference's stages) | hardened (docs/paper-protocol.md)")
     .option("--judge-sees-reference", "judge: show the junior judge the reference answer (e.g. the gold summary)")
     .option("--meta-samples <n>", "judge: rollouts analyzed per meta step (math-mixed: cases per guideline group)", int)
-    .option("--progress", "force the progress bar")
+    .option("--lora", "LoRA: freeze the base, train adapters (+ value head); KL reference = base without adapters")
+    .option("--lora-r <n>", "LoRA rank (default 64)", int)
+    .option("--lora-alpha <x>", "LoRA alpha; scale = alpha / r (default 128)", num)
+    .option("--lora-dropout <x>", "dropout on the adapter input (default 0.05)", num)
+    .option("--lora-targets <list>", "comma-separated projections (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
+    .option("--progress", "force the progress bar (default: when stderr is a terminal)")
     .option("--no-progress", "no progress bar")
     .action(async (opts: Record<string, unknown>, cmd: Command) => {
       const { readConfigFile, validate, deepMerge } = await import("../../config/load.ts");
@@ -153,6 +165,7 @@ export function register(program: Command): void {
         raw = readConfigFile(p) as Record<string, unknown>;
         source = p;
         runDir = resume;
+        if (given("overwrite")) throw new UserError("--overwrite starts a new run; it cannot be combined with --resume");
         const extra = Object.keys(opts).filter((k) => given(k) && !["resume", "steps", "progress", "engine"].includes(k));
         if (extra.length) throw new UserError(`--resume uses the run's saved config; only --steps, --engine and --progress may change (got --${extra.join(", --")})`);
       } else {
@@ -172,16 +185,25 @@ export function register(program: Command): void {
       if (given("mpo") && opts.mpo === false) over.mpoInterval = 0;
       if (!resume) {
         if (given("reward")) over["reward.kind"] = opts.reward;
-        if (given("word")) over["reward.word"] = opts.word;
+        if (given("word")) {
+          over["reward.word"] = opts.word;
+          // `--word` alone means "the task's own reward, with this word" (keyword for say-word), not a kind-less reward.
+          const fileKind = (raw.reward as { kind?: string } | undefined)?.kind;
+          if (!given("reward") && !fileKind) {
+            const t = task0 ?? (await resolveTask((taskName ?? "say-word") as string, {}).catch(() => undefined));
+            over["reward.kind"] = t ? defaultRewardFor(t).kind : "keyword";
+          }
+        }
         if (given("llm") || given("model")) {
           // An LLM judge: the task's recipe decides which (rubric judge, or the mixed math reward).
           if (!given("reward")) over["reward.kind"] = task0?.reward.kind === "math-mixed" ? "math-mixed" : "judge";
           if (given("llm")) over["reward.rm.baseURL"] = opts.llm;
           if (given("model")) over["reward.rm.model"] = opts.model;
+          else if (String(opts.llm ?? "").startsWith("gguf:")) over["reward.rm.model"] = "gguf"; // a local GGUF file needs no model name
           if (given("server")) over["reward.rm.server"] = opts.server;
           if (given("mrmLlm") || given("mrmModel")) {
             over["reward.mrm.baseURL"] = opts.mrmLlm ?? opts.llm;
-            over["reward.mrm.model"] = opts.mrmModel ?? opts.model;
+            over["reward.mrm.model"] = opts.mrmModel ?? opts.model ?? (String(opts.mrmLlm ?? opts.llm ?? "").startsWith("gguf:") ? "gguf" : undefined);
             if (given("server")) over["reward.mrm.server"] = opts.server;
           }
         }
@@ -201,6 +223,12 @@ export function register(program: Command): void {
         if (given("run")) over.run = opts.run;
       }
       const merged = deepMerge(raw, over);
+      // A policy checkpoint's own generation settings (separator, lengths, temperature) unless set above.
+      if (!resume && typeof merged.policy === "string" && existsSync(merged.policy)) {
+        const { loadGenerationSettings } = await import("../../engine/generation-settings.ts");
+        const { applyPolicyGenerationSettings } = await import("../../rl/config.ts");
+        applyPolicyGenerationSettings(merged, loadGenerationSettings(merged.policy));
+      }
       // A reward kind switched by flag must not inherit the file's fields of another kind.
       const config = validate(trainConfigSchema, merged, source === "flags" ? "train flags" : `${source} (+ flags)`);
       if (!resume) runDir = config.run ?? join("runs", `${config.task.replace(/[^\w.-]+/g, "_")}-${config.algo}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
@@ -220,6 +248,7 @@ export function register(program: Command): void {
         runDir,
         task,
         resume: !!resume,
+        overwrite: opts.overwrite === true,
         makeReward: (dir) => createReward(reward, { runDir: dir, task, seed: config.seed }),
         hooks: given("progress") ? { progress: opts.progress === true } : {},
       });
@@ -242,4 +271,36 @@ export function register(program: Command): void {
         process.off("SIGTERM", onSigint);
       }
     });
+  showDefaults(cmd);
+}
+
+/** Defaults the checkpoint given with --policy may declare (its mpo-generation.json / generation_config.json). */
+const FROM_POLICY = new Set(["maxNewTokens", "maxPromptTokens", "promptSeparator", "temperature"]);
+const EXTRA_DEFAULTS: Record<string, string> = {
+  groupSize: "1 for ppo, 4 for grpo/rloo",
+  lr: "3e-6 with --policy (the paper), 1e-3 for the fresh tiny policy",
+  criticLr: "--lr",
+  reward: "the task's own (say-word: keyword)",
+  judgeMode: "per-item",
+  metaSamples: "20 (math-mixed: 4 cases per group)",
+  server: "generic",
+};
+
+/** Appends each flag's default (from the config schema, so help and behaviour cannot drift) to its help text. */
+function showDefaults(cmd: Command): void {
+  const defaults = trainConfigSchema.parse({}) as Record<string, unknown>;
+  const at = (key: string) => key.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], defaults);
+  for (const opt of cmd.options) {
+    const name = opt.attributeName();
+    if (opt.negate || /\(default/.test(opt.description ?? "")) continue;
+    const key = FLAG_KEYS[name];
+    let text = EXTRA_DEFAULTS[name];
+    if (text === undefined && key !== undefined) {
+      const v = at(key);
+      if (v === undefined) continue;
+      text = JSON.stringify(v);
+      if (FROM_POLICY.has(key)) text = `the --policy checkpoint's mpo-generation.json, else ${text}`;
+    }
+    if (text !== undefined) opt.description = `${opt.description} (default: ${text})`;
+  }
 }
