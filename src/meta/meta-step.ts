@@ -25,6 +25,7 @@ import { writeJsonAtomic } from "../util/atomic.ts";
 import type { Rng } from "../util/rng.ts";
 import { formatEvaluation, formatTotal, itemTextKey, type MetaRollout, stripStops, truncateWords, wordCount, writeCriteria } from "./format.ts";
 import type { GuardDecision } from "./guard.ts";
+import type { MetaDecision } from "./triggers.ts";
 import { MeteredModel } from "./metered.ts";
 
 export type { MetaRollout } from "./format.ts";
@@ -65,6 +66,8 @@ export interface MetaStepOptions {
    * current rubric and stores nothing, like any other failed stage.
    */
   guard?: (candidate: Rubric, ctx: { previous: RubricVersion; analyzedIds: ReadonlySet<string> }) => Promise<GuardDecision>;
+  /** Why this step runs (adaptive schedule), recorded in the log. */
+  trigger?: MetaDecision;
 }
 
 export interface RubricDiffCounts {
@@ -134,6 +137,8 @@ export interface MetaLog {
   diff?: RubricDiffCounts;
   /** The acceptance guard's decision, numbers and probe scores (when the guard is on). */
   guard?: GuardDecision;
+  /** The schedule's decision that started this step (adaptive schedule: reason, triggers and evidence). */
+  trigger?: MetaDecision;
 }
 
 export function metaLogPath(step: number, suffix = ""): string {
@@ -237,6 +242,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
     samples: [],
     errors: [],
     usage: {},
+    ...(opts.trigger ? { trigger: opts.trigger } : {}),
   };
   const rubricText = showRubric(previous.rubric);
   const system: ChatMessage = { role: "system", content: opts.persona?.trim() || templates.render(T.mrmSystem, {}) };

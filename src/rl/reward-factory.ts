@@ -20,7 +20,9 @@ import type { ScoreInput } from "../judge/types.ts";
 import { createChatModel } from "../llm/openai-client.ts";
 import type { ChatModel, UsageByStage } from "../llm/types.ts";
 import { UsageMeter } from "../llm/usage.ts";
+import { type GuardOptions, judgeGuard } from "../meta/guard.ts";
 import { metaStep, type MetaRollout } from "../meta/meta-step.ts";
+import type { MetaDecision } from "../meta/triggers.ts";
 import { loadRubricFile } from "../rubric/format.ts";
 import { GuidelineStore, RubricStore } from "../rubric/store.ts";
 import { loadGuidelineFile } from "../rubric/guidelines.ts";
@@ -77,6 +79,8 @@ export interface JudgeRewardOptions {
   protocol?: ProtocolName;
   judgeSeesReference?: boolean;
   showRationales?: boolean;
+  /** Rubric acceptance guard settings (null/undefined = no guard). */
+  guard?: Partial<GuardOptions> | null;
 }
 
 /**
@@ -138,7 +142,7 @@ export class JudgeReward implements RewardFunction {
     );
   }
 
-  async metaStep(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number }): Promise<MetaOutcome> {
+  async metaStep(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number; decision?: MetaDecision }): Promise<MetaOutcome> {
     const metaRollouts: MetaRollout[] = rollouts
       .filter((r) => r.result.evaluation)
       .map((r, i) => {
@@ -146,7 +150,12 @@ export class JudgeReward implements RewardFunction {
         return { id: `${ctx.step}-${i}-${r.record.id}`, ...senior, evaluation: r.result.evaluation! };
       });
     const persona = rollouts.length ? judgeInputs(this.o.task, this.protocol, rollouts[0]).senior.persona : undefined;
+    const guard = this.o.guard
+      ? judgeGuard({ judge: this.judge, window: metaRollouts, runDir: this.o.runDir, store: this.store, rng: new Rng(`${this.o.seed}:guard:${ctx.step}`), options: this.o.guard })
+      : undefined;
     const res = await metaStep({
+      ...(guard ? { guard } : {}),
+      ...(ctx.decision ? { trigger: ctx.decision } : {}),
       protocol: this.protocol,
       ...(persona ? { persona } : {}),
       ...(this.o.showRationales !== undefined ? { showRationales: this.o.showRationales } : {}),
@@ -171,6 +180,8 @@ export class JudgeReward implements RewardFunction {
       added: res.diff?.added ?? 0,
       removed: res.diff?.removed ?? 0,
       ...(res.error ? { error: res.error } : {}),
+      ...(res.guard ? { guard: { accepted: res.guard.accepted, reasons: res.guard.reasons, scorings: res.guard.scorings, numbers: res.guard.numbers } } : {}),
+      ...(res.rejected ? { rejectedVersion: res.rejected.version } : {}),
     };
   }
 
@@ -337,7 +348,7 @@ export function defaultRewardFor(task: TaskDefinition): RewardConfig {
 }
 
 /** The RewardFunction a config asks for, bound to a run directory. */
-export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: TaskDefinition; seed: number }): RewardFunction {
+export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: TaskDefinition; seed: number; guard?: Partial<GuardOptions> | null }): RewardFunction {
   switch (cfg.kind) {
     case "verifier":
       return new VerifierReward(cfg.verifier);
@@ -390,6 +401,7 @@ export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: Tas
         protocol: cfg.protocol,
         ...(cfg.judgeSeesReference !== undefined ? { judgeSeesReference: cfg.judgeSeesReference } : {}),
         ...(cfg.showRationales !== undefined ? { showRationales: cfg.showRationales } : {}),
+        guard: ctx.guard ?? null,
       });
     }
   }
