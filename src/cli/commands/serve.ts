@@ -14,6 +14,9 @@ export function register(program: Command): void {
     .option("--port <n>", "port (default 5000)")
     .option("--meta-every <n>", "meta step every N scored samples (0 = fixed rubric)")
     .option("--protocol <name>", "judge protocol profile: paper (default) | hardened (docs/paper-protocol.md)")
+    .option("--mpo-schedule <kind>", "fixed (every --meta-every samples) | adaptive (when triggers fire; docs/meta-schedule.md)")
+    .option("--rubric-guard", "reject a merged rubric that makes scoring worse on a probe set (default: on with --mpo-schedule adaptive)")
+    .option("--no-rubric-guard", "turn the rubric guard off")
     .option("--token <token>", "require this bearer token (default: $MPO_SERVE_TOKEN)")
     .option("--allow-unauthenticated-admin", "without a token, still allow POST /v1/meta-step (any local process or web page could change the rubric)")
     .option("--insecure", "allow a non-loopback --host without a token")
@@ -35,6 +38,8 @@ export function register(program: Command): void {
         port: num(o.port),
         metaEvery: num(o.metaEvery),
         protocol: o.protocol,
+        metaSchedule: o.mpoSchedule,
+        rubricGuard: typeof o.rubricGuard === "boolean" ? o.rubricGuard : undefined,
         token: o.token ?? process.env.MPO_SERVE_TOKEN,
         allowUnauthenticatedAdmin: o.allowUnauthenticatedAdmin ? true : undefined,
         insecure: o.insecure ? true : undefined,
