@@ -11,6 +11,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimServer } from "../src/sandbox/sim-server.ts";
 import { makeHfChatPolicy } from "./helpers/hf-policy.ts";
+import { existsSync } from "node:fs";
+import { readSafetensorsHeader } from "../src/engine/io/safetensors.ts";
+import { loadAdapterDir } from "../src/engine/io/lora.ts";
+import { loadCheckpoint } from "../src/engine/io/checkpoint.ts";
+import { loraModel } from "../src/rl/lora-policy.ts";
+import { Rng } from "../src/util/rng.ts";
 
 const root = mkdtempSync(join(tmpdir(), "mpo-hf-train-"));
 const dataDir = join(root, "data");
@@ -56,4 +62,35 @@ describe("mpo train --policy <HF chat policy dir>", () => {
       expect(JSON.parse(readFileSync(join(d, "config.json"), "utf8")).model_type).toBe("qwen2");
     }
   }, 120_000);
+
+  it("--lora (PPO, separate critic): adapters saved in PEFT's format, the adapter loads back, the run resumes", async () => {
+    const run = join(root, "run-lora");
+    const common = ["--no-progress"];
+    const { code, out } = await mpo([
+      "train", "--task", "essay", "--policy", policyDir, "--lora", "--lora-r", "4", "--lora-alpha", "8", "--algo", "ppo", "--batch", "2", "--steps", "2",
+      "--max-new-tokens", "8", "--mpo-interval", "1", "--meta-samples", "2", "--llm", sim.url, "--model", "mpo-sim-judge", "--run", run, ...common,
+    ]);
+    expect(code, out).toBe(0);
+    const pol = join(run, "checkpoints", "step-000002", "policy");
+    expect(existsSync(join(pol, "model.safetensors"))).toBe(false);
+    const cfg = JSON.parse(readFileSync(join(pol, "adapter_config.json"), "utf8"));
+    expect(cfg).toMatchObject({ peft_type: "LORA", task_type: "CAUSAL_LM", r: 4, lora_alpha: 8, lora_dropout: 0.05, base_model_name_or_path: policyDir, bias: "none" });
+    expect(cfg.target_modules).toEqual(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]);
+    const header = readSafetensorsHeader(join(pol, "adapter_model.safetensors"));
+    expect(header["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"].shape).toEqual([4, 32]);
+    expect(header["base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"].shape).toEqual([32, 4]);
+    expect(Object.keys(header).length).toBe(2 * 7 * 2);
+    expect(existsSync(join(run, "checkpoints", "step-000002", "critic", "value_head.safetensors"))).toBe(true);
+    // The adapter loads back onto the base, and it trained (B moved away from its zero init).
+    const ad = loadAdapterDir(pol);
+    const base = loadCheckpoint(join(run, "reference"));
+    const m = loraModel({ ...base.config, mpo_value_head: false }, base.tensors, ad.settings, {}, new Rng(0), ad);
+    const b = m.loraTensors().get("model.layers.0.self_attn.q_proj.lora_B.weight")!;
+    expect(Math.max(...b.data.map(Math.abs))).toBeGreaterThan(0);
+    // Resume continues from the adapter checkpoint.
+    const r2 = await mpo(["train", "--resume", run, "--steps", "3", ...common]);
+    expect(r2.code, r2.out).toBe(0);
+    expect(r2.out).toMatch(/resuming .* after step 2/);
+    expect(existsSync(join(run, "checkpoints", "step-000003", "policy", "adapter_model.safetensors"))).toBe(true);
+  }, 180_000);
 });

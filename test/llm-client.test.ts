@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFakeOpenAI, type FakeOpenAI, type FakeReplyFn } from "./helpers/fake-openai-server.ts";
-import { createChatModel, LlmError, UsageMeter, type ChatModelOptions, type LlmEndpointInput } from "../src/llm/index.ts";
+import { createChatModel, LlmError, type OpenAIChatModel, UsageMeter, type ChatModelOptions, type LlmEndpointInput } from "../src/llm/index.ts";
 
 const servers: FakeOpenAI[] = [];
 const tmpDirs: string[] = [];
@@ -34,7 +34,7 @@ function recordingSleep() {
 }
 
 function model(server: FakeOpenAI, cfg: Partial<LlmEndpointInput> = {}, opts: ChatModelOptions = {}) {
-  return createChatModel({ baseURL: server.url, model: "judge-7b", ...cfg }, opts);
+  return createChatModel({ baseURL: server.url, model: "judge-7b", ...cfg }, opts) as OpenAIChatModel; // an http URL: never the GGUF model
 }
 
 const user = (content: string) => [{ role: "user" as const, content }];

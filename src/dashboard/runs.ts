@@ -11,6 +11,7 @@ import type { RubricItem, RubricVersion } from "../rubric/types.ts";
 import { isInside, runIdOf, safeFile } from "./paths.ts";
 import { diffRubricItems, type RubricDiff } from "./rubric-diff.ts";
 import { repetitionStats, type StepPoint } from "../meta/signals.ts";
+import { scanLines } from "../util/lines.ts";
 
 export interface Problem {
   file: string;
@@ -44,39 +45,71 @@ async function readJsonFile(root: string, runDir: string, rel: string): Promise<
   }
 }
 
-/** Reads a JSONL file whole (for the small per-step logs); bad lines become problems, a torn last line is noted. */
+/** Problems kept per file; the rest are counted in one summary line (a file of bad lines must not flood the API). */
+const MAX_PROBLEMS_PER_FILE = 20;
+
+/** Collects a file's problems up to MAX_PROBLEMS_PER_FILE, then counts. */
+class ProblemList {
+  readonly list: Problem[] = [];
+  private more = 0;
+  constructor(private readonly file: string) {}
+  add(message: string): void {
+    if (this.list.length < MAX_PROBLEMS_PER_FILE) this.list.push({ file: this.file, message });
+    else this.more++;
+  }
+  done(): Problem[] {
+    if (this.more > 0) this.list.push({ file: this.file, message: `${this.more} more problems not listed` });
+    this.more = 0;
+    return this.list;
+  }
+}
+
+/**
+ * Reads a JSONL file line by line (streaming: no whole-file string, linear in its size whatever its line
+ * lengths); bad lines become problems, a torn last line is noted, an oversized line is skipped and noted.
+ */
 export async function readJsonlFile(root: string, runDir: string, rel: string): Promise<{ records: Record<string, unknown>[]; problems: Problem[]; missing: boolean; mtimeMs?: number }> {
-  const problems: Problem[] = [];
   let path: string | null;
   try {
     path = safeFile(root, runDir, rel);
   } catch (err) {
     return { records: [], problems: [{ file: rel, message: (err as Error).message }], missing: false };
   }
-  if (!path) return { records: [], problems, missing: true };
-  let text: string;
+  if (!path) return { records: [], problems: [], missing: true };
+  const problems = new ProblemList(rel);
+  const records: Record<string, unknown>[] = [];
   let mtimeMs: number | undefined;
   try {
-    text = await fsp.readFile(path, "utf8");
     mtimeMs = (await fsp.stat(path)).mtimeMs;
+    await scanLines(
+      path,
+      (buf, lineNo, _offset, complete) => {
+        const line = buf.toString("utf8");
+        if (line.trim() === "") return;
+        try {
+          const v = JSON.parse(line);
+          if (v && typeof v === "object" && !Array.isArray(v)) records.push(v);
+          else problems.add(`line ${lineNo}: not a JSON object`);
+        } catch {
+          problems.add(complete ? `line ${lineNo}: invalid JSON, skipped` : `line ${lineNo}: incomplete last line (being written, or torn by a crash)`);
+        }
+      },
+      { includeTail: true, maxLineBytes: MAX_LINE_BYTES, onOversized: (lineNo, _o, bytes) => problems.add(`line ${lineNo}: ${bytes} bytes, longer than ${MAX_LINE_BYTES}; skipped`) },
+    );
   } catch (err) {
     return { records: [], problems: [{ file: rel, message: `cannot read (${errText(err)})` }], missing: false };
   }
-  const lines = text.split("\n");
-  const records: Record<string, unknown>[] = [];
-  lines.forEach((line, i) => {
-    if (line.trim() === "") return;
-    try {
-      const v = JSON.parse(line);
-      if (v && typeof v === "object" && !Array.isArray(v)) records.push(v);
-      else problems.push({ file: rel, message: `line ${i + 1}: not a JSON object` });
-    } catch {
-      const torn = i === lines.length - 1;
-      problems.push({ file: rel, message: torn ? `line ${i + 1}: incomplete last line (being written, or torn by a crash)` : `line ${i + 1}: invalid JSON, skipped` });
-    }
-  });
-  return { records, problems, missing: false, mtimeMs };
+  return { records, problems: problems.done(), missing: false, mtimeMs };
 }
+
+/** Lines longer than this (a corrupt file, a runaway record) are skipped rather than buffered. */
+const MAX_LINE_BYTES = 16 * 1024 * 1024;
+
+const maxOf = (xs: readonly number[]): number | null => {
+  let m: number | null = null;
+  for (const x of xs) if (m === null || x > m) m = x;
+  return m;
+};
 
 const SKIP_DIRS = new Set(["checkpoints", "rollouts", "rubrics", "guidelines", "meta", "node_modules"]);
 const RUN_MARKERS = ["status.json", "metrics.jsonl"];
@@ -178,7 +211,7 @@ export async function summarizeRun(root: string, runDir: string, staleMs = 10 * 
   const config = await readJsonFile(root, runDir, "config.json");
   if (config.problem) problems.push(config.problem);
   const metrics = await readJsonlFile(root, runDir, "metrics.jsonl");
-  problems.push(...metrics.problems);
+  for (const p of metrics.problems) problems.push(p);
   const s = (status.value && typeof status.value === "object" ? status.value : {}) as Record<string, unknown>;
   const c = (config.value && typeof config.value === "object" ? config.value : {}) as Record<string, unknown>;
   const cTask = c.task as unknown;
@@ -195,7 +228,7 @@ export async function summarizeRun(root: string, runDir: string, staleMs = 10 * 
     (await mtimeOf(join(runDir, "status.json"))) ?? NaN,
     (await mtimeOf(join(runDir, "rollouts"))) ?? NaN,
   ].filter((t) => Number.isFinite(t));
-  const last = times.length ? Math.max(...times) : null;
+  const last = maxOf(times);
   const rubrics = await listVersionFiles(runDir, "rubrics", /^v(\d+)\.json$/);
   // kill -9 leaves state "running" behind; a pid that no longer exists here (or long silence) gives it away.
   let staleReason: string | null = null;
@@ -216,10 +249,31 @@ export async function summarizeRun(root: string, runDir: string, staleMs = 10 * 
     step: num(s.step),
     totalSteps: num(s.totalSteps),
     steps: metrics.records.length,
-    lastStep: steps.length ? Math.max(...steps) : null,
+    lastStep: maxOf(steps),
     rubricVersions: rubrics.length,
     lastUpdate: last !== null ? new Date(last).toISOString() : null,
     problems,
+  };
+}
+
+/** The list entry of a run whose summary could not be built at all (the error becomes its problem). */
+export function unreadableRun(id: string, err: unknown): RunSummary {
+  return {
+    id,
+    task: null,
+    algorithm: null,
+    arm: null,
+    state: "unknown",
+    stale: false,
+    staleReason: null,
+    message: null,
+    step: null,
+    totalSteps: null,
+    steps: 0,
+    lastStep: null,
+    rubricVersions: 0,
+    lastUpdate: null,
+    problems: [{ file: ".", message: `cannot summarize this run: ${errText(err)}` }],
   };
 }
 
@@ -419,35 +473,26 @@ export class RolloutIndex {
       this.files.set(path, idx);
     }
     if (st.size === idx.size && idx.parsedBytes <= st.size) return idx;
-    const fh = await fsp.open(path, "r");
-    try {
-      const chunk = Buffer.alloc(1 << 20);
-      let pos = idx.parsedBytes;
-      let carry = Buffer.alloc(0);
-      let carryStart = pos;
-      while (pos < st.size) {
-        const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, st.size - pos), pos);
-        if (bytesRead === 0) break;
-        pos += bytesRead;
-        const buf = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : Buffer.from(chunk.subarray(0, bytesRead));
-        let start = 0;
-        let nl: number;
-        while ((nl = buf.indexOf(10, start)) !== -1) {
-          const lineBuf = buf.subarray(start, nl);
-          const offset = carryStart + start;
-          idx.lines++;
-          if (lineBuf.length > 0 && lineBuf.toString("utf8").trim() !== "") this.addLine(idx, lineBuf, offset, rel, stepHint);
-          start = nl + 1;
-        }
-        carryStart += start;
-        carry = Buffer.from(buf.subarray(start));
-      }
-      // Only whole lines count; a partial last line (a writer mid-append) is parsed once its newline arrives.
-      idx.parsedBytes = carryStart;
-      idx.size = st.size;
-    } finally {
-      await fh.close();
-    }
+    // Only whole lines count; a partial last line (a writer mid-append) is parsed once its newline arrives.
+    const scan = await scanLines(
+      path,
+      (lineBuf, lineNo, offset) => {
+        idx!.lines = lineNo;
+        if (lineBuf.length > 0 && lineBuf.toString("utf8").trim() !== "") this.addLine(idx!, lineBuf, offset, rel, stepHint);
+      },
+      {
+        start: idx.parsedBytes,
+        firstLine: idx.lines + 1,
+        maxLineBytes: MAX_LINE_BYTES,
+        onOversized: (lineNo, _o, bytes) => {
+          idx!.lines = lineNo;
+          if (idx!.bad.length < MAX_PROBLEMS_PER_FILE) idx!.bad.push({ file: rel, message: `line ${lineNo}: ${bytes} bytes, longer than ${MAX_LINE_BYTES}; skipped` });
+        },
+      },
+    );
+    idx.lines = scan.lines;
+    idx.parsedBytes = scan.parsedBytes;
+    idx.size = st.size;
     return idx;
   }
 
@@ -457,7 +502,7 @@ export class RolloutIndex {
       r = JSON.parse(lineBuf.toString("utf8"));
       if (!r || typeof r !== "object" || Array.isArray(r)) throw new Error("not an object");
     } catch {
-      idx.bad.push({ file: rel, message: `line ${idx.lines}: invalid JSON, skipped` });
+      if (idx.bad.length < MAX_PROBLEMS_PER_FILE) idx.bad.push({ file: rel, message: `line ${idx.lines}: invalid JSON, skipped` });
       return;
     }
     const response = typeof r.response === "string" ? r.response : "";
@@ -541,7 +586,7 @@ export async function queryRollouts(root: string, runDir: string, index: Rollout
       const path = safeFile(root, runDir, rel);
       if (!path) continue;
       idx = await index.index(path, rel, f.n);
-      problems.push(...idx.bad);
+      for (const b of idx.bad) problems.push(b);
       for (const e of idx.entries) {
         count++;
         steps.add(e.step);

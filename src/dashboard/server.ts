@@ -21,6 +21,7 @@ import {
   RolloutIndex,
   rolloutStepStats,
   summarizeRun,
+  unreadableRun,
   type RolloutQuery,
 } from "./runs.ts";
 import { detectSignals, type StepPoint } from "../meta/signals.ts";
@@ -165,7 +166,14 @@ export async function createDashboard(opts: DashboardOptions): Promise<Dashboard
   app.get("/api/runs", async () => {
     const ids = await discoverRuns(root);
     const runs = [];
-    for (const id of ids) runs.push(await summarizeRun(root, join(root, id), opts.staleMs));
+    // One unreadable run is reported in its own entry; it never fails the list.
+    for (const id of ids) {
+      try {
+        runs.push(await summarizeRun(root, join(root, id), opts.staleMs));
+      } catch (err) {
+        runs.push(unreadableRun(id, err));
+      }
+    }
     return { root, runs };
   });
   app.get("/api/runs/:id", async (req) => {

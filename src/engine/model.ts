@@ -24,7 +24,29 @@ export interface ParamTensor {
   name: string;
   shape: number[];
   data: Float32Array;
+  /** Gradient accumulator; empty for frozen matrices (their weight gradient is never computed). */
   grad: Float32Array;
+  /** Not trained (LoRA freezes the base); frozen params are left out of trainableParams(). */
+  frozen?: boolean;
+}
+
+/** Linear projections LoRA can adapt (PEFT target_modules names). */
+export const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+
+export interface LoraOptions {
+  r: number;
+  alpha: number;
+  /** Dropout on the adapter input (PEFT lora_dropout); active only while `loraTrain` is on. */
+  dropout: number;
+  targets: readonly LoraTarget[];
+  /** Initializes A (kaiming-uniform like nn.Linear, as PEFT does); B starts at zero so the adapted model = base. */
+  rng: Rng;
+}
+
+interface Adapter {
+  A: ParamTensor;
+  B: ParamTensor;
 }
 
 export interface NamedTensor {
@@ -37,6 +59,8 @@ export interface ModelOptions {
   engine?: EngineChoice;
   /** "float64" is for gradient checks only (runs the TS path; arrays are Float64Array behind the F32 type). */
   dtype?: "float32" | "float64";
+  /** fromParams: keep the given f32 arrays instead of copying them (for weights no optimizer will touch). */
+  shareTensors?: boolean;
 }
 
 export interface ScoreOptions {
@@ -77,6 +101,9 @@ export interface GenerateOutput {
 }
 
 interface Layer {
+  index: number;
+  /** LoRA adapters by projection (empty without LoRA). */
+  lora: Partial<Record<LoraTarget, Adapter>>;
   ln1: ParamTensor;
   ln1b: ParamTensor | null;
   wq: ParamTensor;
@@ -137,9 +164,20 @@ interface ScoreState {
   tokens: Int32Array;
   /** Targets of the Na head rows. */
   targets: Int32Array;
+  /** LoRA dropout of this forward (seed of its masks; 0 = off), replayed by backward. */
+  dropSeed: number;
   /** Entropy of the Na head rows (when computed). */
   entropy: F | null;
   invTemp: number;
+}
+
+/** Deterministic keep/drop bit for element i of a dropout mask (seed, salt): forward and backward agree without storing it. */
+function keepBit(seed: number, salt: number, i: number, keep: number): boolean {
+  let h = Math.imul(seed, 0x9e3779b1) ^ Math.imul(salt + 1, 0x85ebca77) ^ Math.imul(i, 0xc2b2ae3d);
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
+  h ^= h >>> 16;
+  return (h >>> 0) / 4294967296 < keep;
 }
 
 export class TransformerLM {
@@ -160,6 +198,17 @@ export class TransformerLM {
   private arena: Arena;
   private last: ScoreState | null = null;
   private readonly actCode: number;
+  /** LoRA settings once addLora() ran. */
+  lora: { r: number; alpha: number; scale: number; dropout: number; targets: LoraTarget[] } | null = null;
+  /** Adapters on (false: the frozen base alone, e.g. the KL reference). */
+  loraEnabled = true;
+  /** Adapter dropout on (training forward/backward); sampling and rollout scoring keep it off. */
+  loraTrain = false;
+  /** Fixed dropout seed for every training forward (gradient checks); null: a new mask per forward. */
+  loraDropSeed: number | null = null;
+  private dropSeed = 0;
+  private dropCount = 0;
+  private decoding = false;
 
   private constructor(config: ModelConfig, tensors: Map<string, NamedTensor> | null, rng: Rng | null, opts: ModelOptions) {
     this.config = config;
@@ -175,8 +224,11 @@ export class TransformerLM {
     const ln = dm.norm === "layernorm";
     const add = (name: string, shape: number[], init: "normal" | "ones" | "zeros"): ParamTensor => {
       const size = shape.reduce((a, b) => a * b, 1);
-      const data = this.alloc(size);
-      if (tensors) {
+      const given = tensors?.get(name);
+      // shareTensors: use the caller's f32 arrays as they are (a frozen base shared by policy, critic, reference).
+      const share = opts.shareTensors && !f64 && given?.data instanceof Float32Array && given.data.length === size && given.shape.every((s, i) => s === shape[i]);
+      const data = share ? given!.data : this.alloc(size);
+      if (tensors && !share) {
         const t = tensors.get(name);
         if (!t) throw new UserError(`model tensors: missing tensor '${name}' (expected shape [${shape.join(", ")}])`);
         if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
@@ -211,7 +263,7 @@ export class TransformerLM {
       const wg = dm.gated ? add(pre + "mlp.gate_proj.weight", [ff, d], "normal") : null;
       const wu = add(pre + "mlp.up_proj.weight", [ff, d], "normal");
       const wd = add(pre + "mlp.down_proj.weight", [d, ff], "normal");
-      this.layers.push({ ln1, ln1b, wq, wk, wv, wo, bq, bk, bv, bo, qNorm, kNorm, ln2, ln2b, wg, wu, wd });
+      this.layers.push({ index: l, lora: {}, ln1, ln1b, wq, wk, wv, wo, bq, bk, bv, bo, qNorm, kNorm, ln2, ln2b, wg, wu, wd });
     }
     this.normF = add("model.norm.weight", [d], "ones");
     this.normFb = ln ? add("model.norm.bias", [d], "zeros") : null;
@@ -244,7 +296,88 @@ export class TransformerLM {
   /** Parameters by HF name (data shared with the model, not copied); tied models have no lm_head.weight. */
   namedTensors(): Map<string, NamedTensor> {
     const m = new Map<string, NamedTensor>();
-    for (const p of this.params) m.set(p.name, { shape: p.shape.slice(), data: p.data });
+    for (const p of this.params) if (!p.name.includes(".lora_")) m.set(p.name, { shape: p.shape.slice(), data: p.data });
+    return m;
+  }
+
+  /** Parameters the optimizer updates: all of them, or with LoRA the adapters (+ value head). */
+  trainableParams(): ParamTensor[] {
+    return this.params.filter((p) => !p.frozen);
+  }
+
+  /**
+   * Adds LoRA adapters (Hu et al. 2021, as PEFT implements them) to the target projections of every layer:
+   * y = x·Wᵀ + (α/r)·(dropout(x)·Aᵀ)·Bᵀ with A [r, in], B [out, r]. The base weights are frozen: their
+   * gradients are never computed and their grad buffers are released, so only the adapters (and a value
+   * head) train. Adapter tensors are named like PEFT's without its prefix: `<projection>.lora_A.weight`.
+   */
+  addLora(o: LoraOptions): void {
+    if (this.lora) throw new Error("addLora: the model already has adapters");
+    const { d, ff, H, Hkv, D } = this.dims;
+    if (!(Number.isInteger(o.r) && o.r > 0)) throw new UserError(`--lora-r: expected a positive integer, got ${o.r}`);
+    if (!(o.alpha > 0)) throw new UserError(`--lora-alpha: expected a positive number, got ${o.alpha}`);
+    if (!(o.dropout >= 0 && o.dropout < 1)) throw new UserError(`--lora-dropout: expected a number in [0, 1), got ${o.dropout}`);
+    for (const t of o.targets)
+      if (!(LORA_TARGETS as readonly string[]).includes(t)) throw new UserError(`--lora-targets: unknown projection "${t}" (known: ${LORA_TARGETS.join(", ")})`);
+    for (const p of this.params) {
+      if (p.name.startsWith("value_head.")) continue;
+      p.frozen = true;
+      if (p.shape.length === 2) p.grad = this.alloc(0);
+    }
+    const shapes: Record<LoraTarget, [number, number]> = {
+      q_proj: [H * D, d], k_proj: [Hkv * D, d], v_proj: [Hkv * D, d], o_proj: [d, H * D],
+      gate_proj: [ff, d], up_proj: [ff, d], down_proj: [d, ff],
+    };
+    const targets = [...new Set(o.targets)].filter((t) => t !== "gate_proj" || this.dims.gated);
+    for (const ly of this.layers) {
+      for (const t of targets) {
+        const [out, inp] = shapes[t];
+        const base = `model.layers.${ly.index}.${t.endsWith("_proj") && ["gate_proj", "up_proj", "down_proj"].includes(t) ? "mlp" : "self_attn"}.${t}`;
+        const A: ParamTensor = { name: `${base}.lora_A.weight`, shape: [o.r, inp], data: this.alloc(o.r * inp), grad: this.alloc(o.r * inp) };
+        const B: ParamTensor = { name: `${base}.lora_B.weight`, shape: [out, o.r], data: this.alloc(out * o.r), grad: this.alloc(out * o.r) };
+        // kaiming_uniform_(a=√5) on [r, in]: U(−1/√in, 1/√in).
+        const bound = 1 / Math.sqrt(inp);
+        for (let i = 0; i < A.data.length; i++) A.data[i] = (2 * o.rng.random() - 1) * bound;
+        for (const p of [A, B]) {
+          this.params.push(p);
+          this.byName.set(p.name, p);
+        }
+        ly.lora[t] = { A, B };
+      }
+    }
+    this.lora = { r: o.r, alpha: o.alpha, scale: o.alpha / o.r, dropout: o.dropout, targets };
+  }
+
+  /** Adapter tensors by name (data shared with the model). */
+  loraTensors(): Map<string, NamedTensor> {
+    const m = new Map<string, NamedTensor>();
+    for (const p of this.params) if (p.name.includes(".lora_")) m.set(p.name, { shape: p.shape.slice(), data: p.data });
+    return m;
+  }
+
+  /** Base weights with the adapters folded in (W + (α/r)·B·A), as new arrays; the model is unchanged. */
+  mergedTensors(): Map<string, NamedTensor> {
+    const m = new Map<string, NamedTensor>();
+    for (const [name, t] of this.namedTensors()) m.set(name, { shape: t.shape, data: Float32Array.from(t.data) });
+    if (!this.lora) return m;
+    const s = this.lora.scale;
+    for (const ly of this.layers) {
+      for (const [t, ad] of Object.entries(ly.lora) as [LoraTarget, Adapter][]) {
+        const name = ad.A.name.replace(".lora_A.weight", ".weight");
+        const w = m.get(name)!.data;
+        const [r, inp] = ad.A.shape;
+        const out = ad.B.shape[0];
+        for (let o = 0; o < out; o++)
+          for (let k = 0; k < r; k++) {
+            const b = s * ad.B.data[o * r + k];
+            if (b === 0) continue;
+            const ao = k * inp;
+            const wo = o * inp;
+            for (let i = 0; i < inp; i++) w[wo + i] += b * ad.A.data[ao + i];
+          }
+        void t;
+      }
+    }
     return m;
   }
 
@@ -284,6 +417,62 @@ export class TransformerLM {
   }
 
   // ---------------------------------------------------------------------------------------------------
+  // Linear projections with an optional LoRA adapter:  y (+)= x·Wᵀ + (α/r)·(drop(x)·Aᵀ)·Bᵀ
+
+  /** drop(x) for the adapter of (layer, target): x itself when dropout is off, else a masked, rescaled copy. */
+  private loraInput(x: F, n: number, seed: number, salt: number): F {
+    const p = this.lora?.dropout ?? 0;
+    if (!seed || p === 0) return x;
+    const xd = this.arena.get("lora.xd", n);
+    const keep = 1 - p;
+    for (let i = 0; i < n; i++) xd[i] = keepBit(seed, salt, i, keep) ? x[i] / keep : 0;
+    return xd;
+  }
+
+  private linear(y: F, x: F, w: ParamTensor, ly: Layer, t: LoraTarget, R: number, I: number, O: number, acc: boolean): void {
+    this.kernels.matmulXWt(y, x, w.data, R, I, O, acc);
+    const ad = this.loraEnabled && this.lora ? ly.lora[t] : undefined;
+    if (!ad || !this.lora) return;
+    const { r, scale } = this.lora;
+    const A = this.arena;
+    const xa = A.get(this.decoding ? "g.lora.xa" : `lora.xa.${ly.index}.${t}`, R * r);
+    const seed = this.decoding ? 0 : this.dropSeed;
+    this.kernels.matmulXWt(xa, this.loraInput(x, R * I, seed, ly.index * 8 + LORA_TARGETS.indexOf(t)), ad.A.data, R, I, r, false);
+    const xs = A.get("lora.xs", R * r);
+    for (let i = 0; i < R * r; i++) xs[i] = xa[i] * scale;
+    this.kernels.matmulXWt(y, xs, ad.B.data, R, r, O, true);
+  }
+
+  /** Backward of linear(): dx (+)= dy·W (+ the adapter path); W's gradient unless frozen; A, B gradients. */
+  private linearBack(dx: F, dy: F, x: F, w: ParamTensor, ly: Layer, t: LoraTarget, R: number, I: number, O: number, acc: boolean): void {
+    const K = this.kernels;
+    K.matmulDyW(dx, dy, w.data, R, O, I, acc);
+    if (!w.frozen) K.matmulDyTX(w.grad, dy, x, R, O, I);
+    const ad = this.loraEnabled && this.lora ? ly.lora[t] : undefined;
+    if (!ad || !this.lora) return;
+    const { r, scale } = this.lora;
+    const A = this.arena;
+    const xa = A.get(`lora.xa.${ly.index}.${t}`, R * r);
+    const xs = A.get("lora.xs", R * r);
+    for (let i = 0; i < R * r; i++) xs[i] = xa[i] * scale;
+    K.matmulDyTX(ad.B.grad, dy, xs, R, O, r); // dB += dyᵀ·(s·xa)
+    const dxa = A.get("lora.dxa", R * r);
+    K.matmulDyW(dxa, dy, ad.B.data, R, O, r, false);
+    for (let i = 0; i < R * r; i++) dxa[i] *= scale; // dxa = s·dy·B
+    const seed = this.last?.dropSeed ?? 0;
+    const salt = ly.index * 8 + LORA_TARGETS.indexOf(t);
+    K.matmulDyTX(ad.A.grad, dxa, this.loraInput(x, R * I, seed, salt), R, r, I); // dA += dxaᵀ·drop(x)
+    if (!seed || this.lora.dropout === 0) {
+      K.matmulDyW(dx, dxa, ad.A.data, R, r, I, true);
+      return;
+    }
+    const keep = 1 - this.lora.dropout;
+    const tmp = A.get("lora.dxd", R * I);
+    K.matmulDyW(tmp, dxa, ad.A.data, R, r, I, false);
+    for (let i = 0; i < R * I; i++) if (keepBit(seed, salt, i, keep)) dx[i] += tmp[i] / keep;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
   // Transformer block pieces, shared by score() (training forward), inferStep() (KV-cached decode) and
   // backward(). One block over R rows, x the residual stream:
   //   h = norm₁(x);  q = h·W_qᵀ + b_q,  k = h·W_kᵀ + b_k,  v = h·W_vᵀ + b_v     (biases: qwen2 / attention_bias)
@@ -302,9 +491,9 @@ export class TransformerLM {
     const K = this.kernels;
     const qOut = ly.qNorm && qr ? qr : q;
     const kOut = ly.kNorm && kr ? kr : k;
-    K.matmulXWt(qOut, h, ly.wq.data, R, d, H * D, false);
-    K.matmulXWt(kOut, h, ly.wk.data, R, d, Hkv * D, false);
-    K.matmulXWt(v, h, ly.wv.data, R, d, Hkv * D, false);
+    this.linear(qOut, h, ly.wq, ly, "q_proj", R, d, H * D, false);
+    this.linear(kOut, h, ly.wk, ly, "k_proj", R, d, Hkv * D, false);
+    this.linear(v, h, ly.wv, ly, "v_proj", R, d, Hkv * D, false);
     if (ly.bq && ly.bk && ly.bv) {
       ops.addBias(qOut, ly.bq.data, R, H * D);
       ops.addBias(kOut, ly.bk.data, R, Hkv * D);
@@ -347,26 +536,22 @@ export class TransformerLM {
       ops.biasGrad(ly.bk.grad, dkr, R, Hkv * D);
       ops.biasGrad(ly.bv.grad, dv, R, Hkv * D);
     }
-    K.matmulDyW(dh, dqr, ly.wq.data, R, H * D, d, false);
-    K.matmulDyW(dh, dkr, ly.wk.data, R, Hkv * D, d, true);
-    K.matmulDyW(dh, dv, ly.wv.data, R, Hkv * D, d, true);
-    K.matmulDyTX(ly.wq.grad, dqr, h, R, H * D, d);
-    K.matmulDyTX(ly.wk.grad, dkr, h, R, Hkv * D, d);
-    K.matmulDyTX(ly.wv.grad, dv, h, R, Hkv * D, d);
+    this.linearBack(dh, dqr, h, ly.wq, ly, "q_proj", R, d, H * D, false);
+    this.linearBack(dh, dkr, h, ly.wk, ly, "k_proj", R, d, Hkv * D, true);
+    this.linearBack(dh, dv, h, ly.wv, ly, "v_proj", R, d, Hkv * D, true);
   }
 
   /** Attention output into the residual: x += att·W_oᵀ + b_o. */
   private attnOutForward(ly: Layer, x: F, att: F, R: number): void {
     const { d, H, D } = this.dims;
-    this.kernels.matmulXWt(x, att, ly.wo.data, R, H * D, d, true);
+    this.linear(x, att, ly.wo, ly, "o_proj", R, H * D, d, true);
     if (ly.bo) ops.addBias(x, ly.bo.data, R, d);
   }
 
   /** Backward of attnOutForward: datt = dx·W_o; W_o and b_o gradients accumulate. */
   private attnOutBackward(ly: Layer, datt: F, dx: F, att: F, R: number): void {
     const { d, H, D } = this.dims;
-    this.kernels.matmulDyW(datt, dx, ly.wo.data, R, d, H * D, false);
-    this.kernels.matmulDyTX(ly.wo.grad, dx, att, R, d, H * D);
+    this.linearBack(datt, dx, att, ly.wo, ly, "o_proj", R, H * D, d, false);
     if (ly.bo) ops.biasGrad(ly.bo.grad, dx, R, d);
   }
 
@@ -375,14 +560,14 @@ export class TransformerLM {
     const { d, ff } = this.dims;
     const K = this.kernels;
     if (ly.wg) {
-      K.matmulXWt(g, h, ly.wg.data, R, d, ff, false);
-      K.matmulXWt(u, h, ly.wu.data, R, d, ff, false);
+      this.linear(g, h, ly.wg, ly, "gate_proj", R, d, ff, false);
+      this.linear(u, h, ly.wu, ly, "up_proj", R, d, ff, false);
       K.gluForward(m, g, u, R * ff, this.actCode);
     } else {
-      K.matmulXWt(g, h, ly.wu.data, R, d, ff, false);
+      this.linear(g, h, ly.wu, ly, "up_proj", R, d, ff, false);
       K.gluForward(m, g, null, R * ff, this.actCode);
     }
-    K.matmulXWt(x, m, ly.wd.data, R, ff, d, true);
+    this.linear(x, m, ly.wd, ly, "down_proj", R, ff, d, true);
   }
 
   /** Backward of mlpForward from dx (the residual gradient): writes dh, accumulates the MLP weight gradients. */
@@ -391,20 +576,16 @@ export class TransformerLM {
     const K = this.kernels;
     const A = this.arena;
     const dm = A.get("dm", R * ff);
-    K.matmulDyW(dm, dx, ly.wd.data, R, d, ff, false);
-    K.matmulDyTX(ly.wd.grad, dx, m, R, d, ff);
+    this.linearBack(dm, dx, m, ly.wd, ly, "down_proj", R, ff, d, false);
     const dg = A.get("dg", R * ff);
     if (ly.wg && u) {
       const du = A.get("du", R * ff);
       K.gluBackward(dg, du, dm, g, u, R * ff, this.actCode);
-      K.matmulDyW(dh, dg, ly.wg.data, R, ff, d, false);
-      K.matmulDyW(dh, du, ly.wu.data, R, ff, d, true);
-      K.matmulDyTX(ly.wg.grad, dg, h, R, ff, d);
-      K.matmulDyTX(ly.wu.grad, du, h, R, ff, d);
+      this.linearBack(dh, dg, h, ly.wg, ly, "gate_proj", R, d, ff, false);
+      this.linearBack(dh, du, h, ly.wu, ly, "up_proj", R, d, ff, true);
     } else {
       K.gluBackward(dg, null, dm, g, null, R * ff, this.actCode);
-      K.matmulDyW(dh, dg, ly.wu.data, R, ff, d, false);
-      K.matmulDyTX(ly.wu.grad, dg, h, R, ff, d);
+      this.linearBack(dh, dg, h, ly.wu, ly, "up_proj", R, d, ff, false);
     }
   }
 
@@ -431,6 +612,9 @@ export class TransformerLM {
     this.ensureRope(T);
     const A = this.arena;
     const K = this.kernels;
+    this.decoding = false;
+    // A fresh dropout mask per training forward (seeded counter, replayed by backward).
+    this.dropSeed = this.lora && this.loraEnabled && this.loraTrain && this.lora.dropout > 0 ? (this.loraDropSeed ?? ++this.dropCount) : 0;
     const tok = A.int("tokens", N);
     tok.set(tokens);
     const tgt = A.int("targets", N);
@@ -524,7 +708,7 @@ export class TransformerLM {
       }
       out.values = vals;
     }
-    this.last = { B, T, N, Na, rows, tokens: tok, targets: tgtA, entropy: entA, invTemp };
+    this.last = { B, T, N, Na, rows, tokens: tok, targets: tgtA, entropy: entA, invTemp, dropSeed: this.dropSeed };
     return out;
   }
 
@@ -578,7 +762,7 @@ export class TransformerLM {
     const dhfa = full ? dhf : A.get("dhfa", Na * d);
     if (Na > 0) {
       K.matmulDyW(dhfa, dlogits, this.lmHead.data, Na, V, d, false);
-      K.matmulDyTX(this.lmHead.grad, dlogits, hfa, Na, V, d);
+      if (!this.lmHead.frozen) K.matmulDyTX(this.lmHead.grad, dlogits, hfa, Na, V, d);
     }
     if (!full) {
       dhf.fill(0);
@@ -635,7 +819,7 @@ export class TransformerLM {
       );
       this.normBwd(dx, dh1, A.get(`res${l}`, N * d), ly.ln1, ly.ln1b, A.get(`mean1.${l}`, N), A.get(`rstd1.${l}`, N), N);
     }
-    ops.embeddingBackward(this.embed.grad, dx, st.tokens, N, d);
+    if (!this.embed.frozen) ops.embeddingBackward(this.embed.grad, dx, st.tokens, N, d);
   }
 
   /**
@@ -744,6 +928,7 @@ export class TransformerLM {
     const { V, d, ff, H, Hkv, D, L } = this.dims;
     const A = this.arena;
     const K = this.kernels;
+    this.decoding = true;
     const x = A.get("g.x", R * d);
     const h = A.get("g.h", R * d);
     const mean = A.get("g.mean", R);

@@ -22,7 +22,8 @@ export const samplingDefaultsSchema = z
 export const llmEndpointSchema = z
   .object({
     /** e.g. http://127.0.0.1:8000/v1 (the path up to, not including, /chat/completions). */
-    baseURL: z.url({ protocol: /^https?$/ }),
+    /** Or `gguf:/path/model.gguf[?ctx=&seqs=&threads=&gpu=]`: a local GGUF file run in-process (./gguf-client.ts). */
+    baseURL: z.union([z.url({ protocol: /^https?$/ }), z.string().regex(/^gguf:.+/, "gguf:/path/model.gguf")]),
     model: z.string().min(1),
     /** Default: $OPENAI_API_KEY, else "EMPTY" (local servers ignore it; the openai client requires one). Resolved when the model is created. */
     apiKey: z.string().optional(),

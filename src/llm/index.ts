@@ -34,3 +34,4 @@ export { ReplyCache, cacheKey, isCacheable, canonicalJson, type CachedReply, typ
 export { Semaphore, endpointSemaphore } from "./semaphore.ts";
 export { ScriptedChatModel, type ScriptFn, type ScriptedReply } from "./scripted.ts";
 export { probeEndpoint, type ProbeResult } from "./probe.ts";
+export { GgufChatModel, parseGgufUrl, isGgufUrl, disposeGgufRuntimes, schemaWithinBudget, GGUF_SCHEME, type GgufOptions } from "./gguf-client.ts";

@@ -15,6 +15,7 @@ import { cacheKey, isCacheable, ReplyCache, type CachedReply } from "./cache.ts"
 import { LlmError, isRetryableStatus, type LlmErrorKind } from "./errors.ts";
 import { endpointSemaphore, type Semaphore } from "./semaphore.ts";
 import { UsageMeter } from "./usage.ts";
+import { GgufChatModel, isGgufUrl } from "./gguf-client.ts";
 import type { ChatModel, ChatRequest, ChatResponse, Stage } from "./types.ts";
 
 /**
@@ -549,6 +550,7 @@ export function apiErrorMessage(err: APIError | undefined, rawBody?: string): st
 }
 
 /** A ChatModel for one configured endpoint (validates `cfg` and fills defaults). */
-export function createChatModel(cfg: LlmEndpointInput | LlmEndpointConfig, opts: ChatModelOptions = {}): OpenAIChatModel {
+export function createChatModel(cfg: LlmEndpointInput | LlmEndpointConfig, opts: ChatModelOptions = {}): OpenAIChatModel | GgufChatModel {
+  if (isGgufUrl(cfg.baseURL)) return new GgufChatModel(cfg, opts);
   return new OpenAIChatModel(cfg, opts);
 }

@@ -6,6 +6,7 @@
  */
 import { dataConfigSchema } from "../tasks/data-files.ts";
 import { z } from "zod";
+import { LORA_TARGETS } from "../engine/model.ts";
 import { llmEndpointSchema } from "../llm/config.ts";
 import type { GenerationSettings } from "../engine/generation-settings.ts";
 
@@ -84,6 +85,20 @@ export const trainConfigSchema = z
     init: policyInitSchema.default(policyInitSchema.parse({})),
     /** PPO critic: a separate value model initialized from the policy (the paper) or a head on the policy. */
     critic: z.enum(["separate", "shared"]).default("separate"),
+    /**
+     * LoRA (the paper: r 64, α 128, dropout 0.05 on all attention + MLP projections): the base is frozen, only
+     * adapters (+ value head) train; the KL reference is the base with adapters off. See docs/training.md.
+     */
+    lora: z
+      .object({
+        enabled: z.boolean().default(false),
+        r: positiveInt.default(64),
+        alpha: z.number().positive().default(128),
+        dropout: z.number().min(0).lt(1).default(0.05),
+        targets: z.array(z.enum(LORA_TARGETS)).min(1).default([...LORA_TARGETS]),
+      })
+      .strict()
+      .default({ enabled: false, r: 64, alpha: 128, dropout: 0.05, targets: [...LORA_TARGETS] }),
     /** Absent: what the task's reward recipe asks for (see defaultRewardFor in reward-factory.ts). */
     reward: rewardSchema.optional(),
     run: z.string().optional(),

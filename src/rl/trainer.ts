@@ -31,6 +31,9 @@ import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
 import { writeGenerationSettings } from "../engine/generation-settings.ts";
 import { resolveModelSource } from "../engine/io/hub.ts";
 import { policyFormat, type PolicyFormat } from "./policy-format.ts";
+import { adaptersOff, loraModel, saveLoraModel, type Scorer } from "./lora-policy.ts";
+import { loadAdapterDir } from "../engine/io/lora.ts";
+import { resolveConfig } from "../engine/config.ts";
 import type { Evaluation } from "../judge/types.ts";
 import type { UsageByStage } from "../llm/types.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
@@ -45,6 +48,10 @@ import { everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
 import { clippedValueLoss, grpoLoss, ppoPolicyLoss } from "./losses.ts";
 import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
 import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
+import { commitCheckpoint, findResumePoint, prepareNewRunDir, rollBackRecords, type ResumePoint } from "./checkpointing.ts";
+import { trainerStateSchema } from "./state.ts";
+import { parseStateWith } from "../util/state-file.ts";
+import { checkpointDir, LATEST_CHECKPOINT } from "../util/run-layout.ts";
 
 export type MetaRolloutSample = RewardSample & { result: RewardResult };
 
@@ -203,6 +210,8 @@ export interface TrainerInit {
   /** Builds the reward once the run directory exists (rubric stores live there). */
   makeReward: (runDir: string) => RewardFunction | Promise<RewardFunction>;
   resume?: boolean;
+  /** A new run in a non-empty directory: move its contents into moved-aside/ first (otherwise: refuse). */
+  overwrite?: boolean;
   hooks?: TrainerHooks;
 }
 
@@ -217,7 +226,8 @@ export class Trainer {
 
   private policy!: TransformerLM;
   private critic: TransformerLM | null = null;
-  private ref!: TransformerLM;
+  /** KL reference: a frozen copy of the initial policy, or with LoRA the policy with its adapters off. */
+  private ref!: Scorer;
   private policyOpt!: AdamW;
   private criticOpt: AdamW | null = null;
   private tokenizer!: PolicyTokenizer;
@@ -249,7 +259,7 @@ export class Trainer {
   /** Sets up a new run (or resumes one) and returns a trainer ready to `run()`. */
   static async open(init: TrainerInit): Promise<Trainer> {
     const t = new Trainer(init);
-    await t.setup(!!init.resume, init.makeReward);
+    await t.setup(!!init.resume, !!init.overwrite, init.makeReward);
     return t;
   }
 
@@ -259,22 +269,20 @@ export class Trainer {
 
   // ---------------------------------------------------------------- setup / resume
 
-  private latest(): { step: number; path: string } | null {
-    const p = join(this.runDir, "checkpoints", "latest.json");
-    if (!existsSync(p)) return null;
-    try {
-      const v = JSON.parse(readFileSync(p, "utf8")) as { step: number; path: string };
-      if (typeof v.step === "number" && typeof v.path === "string") return v;
-    } catch {
-      /* falls through to the error below */
-    }
-    throw new UserError(`${p}: unreadable checkpoint pointer (expected {step, path})`);
-  }
-
-  private async setup(resume: boolean, makeReward: TrainerInit["makeReward"]): Promise<void> {
+  private async setup(resume: boolean, overwrite: boolean, makeReward: TrainerInit["makeReward"]): Promise<void> {
     const cfg = this.cfg;
-    const latest = this.latest();
-    if (!resume && latest) throw new UserError(`run directory ${this.runDir} already holds a run (step ${latest.step}); use --resume ${this.runDir} or another --run`);
+    // Where to start: a resume takes the newest checkpoint that verifies; a new run needs an empty directory.
+    let latest: ResumePoint | null = null;
+    if (resume) {
+      latest = findResumePoint(this.runDir);
+      for (const why of latest?.skipped ?? []) this.log(`mpo: skipped ${why}`);
+      if (latest?.skipped.length) this.log(`mpo: using ${latest.path}, the newest checkpoint that verifies`);
+    } else {
+      const pointer = join(this.runDir, LATEST_CHECKPOINT);
+      if (existsSync(pointer) && !overwrite) throw new UserError(`run directory ${this.runDir} already holds a run (${pointer}); use --resume ${this.runDir}, another --run, or --overwrite to move it aside`);
+      const aside = prepareNewRunDir(this.runDir, overwrite);
+      if (aside) this.log(`mpo: moved the previous contents of ${this.runDir} into ${aside}/`);
+    }
     const refDir = join(this.runDir, "reference");
     if (!cfg.policy && !BUILTIN_TASKS[this.task.name] && !(resume && existsSync(join(refDir, "config.json"))))
       throw new UserError(`task ${this.task.name} needs a policy checkpoint (--policy DIR with config.json, model.safetensors, tokenizer.json); only built-in tasks (${Object.keys(BUILTIN_TASKS).join(", ")}) can start from a fresh word-level policy`);
@@ -324,7 +332,9 @@ export class Trainer {
       this.format = policyFormat({ config: baseConfig }, tok, cfg.promptSeparator);
       saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: tok.toJSON() });
     }
-    this.ref = TransformerLM.fromParams(baseConfig, refTensors, engineOpts);
+    const lora = cfg.lora.enabled ? cfg.lora : null;
+    if (!lora) this.ref = TransformerLM.fromParams(baseConfig, refTensors, engineOpts);
+    else this.ref = { dims: resolveConfig(baseConfig), score: () => { throw new Error("LoRA reference before the policy exists"); } };
     const d = this.ref.dims.d;
     if (cfg.maxPromptTokens + cfg.maxNewTokens > this.ref.dims.maxT)
       throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${this.ref.dims.maxT}`);
@@ -339,7 +349,26 @@ export class Trainer {
     this.reward = await makeReward(this.runDir);
     this.meta = this.metaScheduler();
 
-    if (resume && latest) {
+    const loraRng = new Rng(`${cfg.seed}:lora`);
+    if (resume && latest && lora) {
+      // LoRA run: adapters (+ value head, optimizer, trainer state) on the frozen base from reference/.
+      const ckDir = join(this.runDir, latest.path);
+      const pck = loadAdapterDir(join(ckDir, "policy"));
+      this.policy = loraModel(policyConfig, refTensors, lora, engineOpts, loraRng.fork("policy"), pck);
+      this.policyOpt = new AdamW(this.policy.trainableParams(), optOpts);
+      if (!pck.optimizer) throw new UserError(`${ckDir}/policy: optimizer.safetensors missing; cannot resume exactly`);
+      this.policyOpt.loadStateDict(pck.optimizer);
+      if (cfg.algo === "ppo" && !shared) {
+        const cck = loadAdapterDir(join(ckDir, "critic"));
+        this.critic = loraModel(criticConfig, refTensors, lora, engineOpts, loraRng.fork("critic"), cck);
+        const criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
+        if (!cck.optimizer) throw new UserError(`${ckDir}/critic: optimizer.safetensors missing; cannot resume exactly`);
+        criticOpt.loadStateDict(cck.optimizer);
+        this.criticOpt = criticOpt;
+      }
+      this.ref = adaptersOff(this.policy);
+      await this.resumeState(pck.trainerState, ckDir, latest.step);
+    } else if (resume && latest) {
       const ckDir = join(this.runDir, latest.path);
       const pck = loadCheckpoint(join(ckDir, "policy"));
       this.policy = TransformerLM.fromParams(policyConfig, pck.tensors, engineOpts);
@@ -353,8 +382,42 @@ export class Trainer {
         if (!cck.optimizer) throw new UserError(`${ckDir}/critic: optimizer.safetensors missing; cannot resume exactly`);
         this.criticOpt.loadStateDict(cck.optimizer);
       }
-      const s = pck.trainerState as unknown as TrainerState | undefined;
-      if (!s || typeof s.step !== "number" || s.step !== latest.step) throw new UserError(`${ckDir}/policy/trainer_state.json: missing or does not match latest.json (step ${latest.step})`);
+      await this.resumeState(pck.trainerState, ckDir, latest.step);
+    } else if (lora) {
+      // A fresh LoRA run: policy, critic and reference share one frozen base.
+      this.policy = loraModel(policyConfig, refTensors, lora, engineOpts, loraRng.fork("policy"));
+      this.policyOpt = new AdamW(this.policy.trainableParams(), optOpts);
+      if (cfg.algo === "ppo" && !shared) {
+        this.critic = loraModel(criticConfig, refTensors, lora, engineOpts, loraRng.fork("critic"));
+        this.criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
+      }
+      this.ref = adaptersOff(this.policy);
+      this.freshState();
+    } else {
+      // A fresh run (or a resume of a run that died before its first checkpoint: start over, data moved aside).
+      if (resume) this.log(`mpo: ${this.runDir} has no checkpoint that verifies; starting over from step 0 (earlier records are moved aside)`);
+      const policyTensors = shared ? withValueHead(refTensors, d) : cloneTensors(refTensors);
+      this.policy = TransformerLM.fromParams(policyConfig, policyTensors, engineOpts);
+      this.policyOpt = new AdamW(this.policy.params, optOpts);
+      if (cfg.algo === "ppo" && !shared) {
+        this.critic = TransformerLM.fromParams(criticConfig, withValueHead(refTensors, d), engineOpts);
+        this.criticOpt = new AdamW(this.critic.params, { ...optOpts, lr: cfg.criticLr ?? lr });
+      }
+      this.freshState();
+    }
+    this.genRng = Rng.fromState(this.st.genRng);
+    this.mbRng = Rng.fromState(this.st.mbRng);
+    writeJsonAtomic(join(this.runDir, "config.json"), { ...cfg, groupSize: this.G, lr });
+    this.writeStatus("running");
+  }
+
+  /** Trainer state read back from a checkpoint: validated against latest.json, crash leftovers rolled back, reward state restored. */
+  private async resumeState(trainerState: unknown, ckDir: string, step: number): Promise<void> {
+    {
+      const statePath = join(ckDir, "policy", "trainer_state.json");
+      if (trainerState === undefined) throw new UserError(`${statePath}: missing; cannot resume exactly`);
+      const s = parseStateWith(statePath, trainerState, trainerStateSchema, "trainer state") as TrainerState;
+      if (s.step !== step) throw new UserError(`${statePath}: field 'step' is ${s.step}, the checkpoint is step ${step}`);
       this.st = s;
       this.lastCheckpointStep = s.step;
       this.rollBackTo(s);
@@ -366,50 +429,55 @@ export class Trainer {
         await this.reward.restoreState?.(commit.state);
       } else await this.reward.restoreState?.(s.rewardState);
       this.log(`mpo: resuming ${this.runDir} after step ${s.step}${this.hasRubric() ? ` (rubric v${this.reward.rubricVersion()})` : ""}`);
-    } else {
-      // A fresh run (or a resume of a run that died before its first checkpoint: start over cleanly).
-      const policyTensors = shared ? withValueHead(refTensors, d) : cloneTensors(refTensors);
-      this.policy = TransformerLM.fromParams(policyConfig, policyTensors, engineOpts);
-      this.policyOpt = new AdamW(this.policy.params, optOpts);
-      if (cfg.algo === "ppo" && !shared) {
-        this.critic = TransformerLM.fromParams(criticConfig, withValueHead(refTensors, d), engineOpts);
-        this.criticOpt = new AdamW(this.critic.params, { ...optOpts, lr: cfg.criticLr ?? lr });
-      }
-      const seedRng = new Rng(cfg.seed);
-      this.st = {
-        step: 0,
-        cursor: { epoch: 0, index: 0 },
-        genRng: seedRng.fork("generate").state(),
-        mbRng: seedRng.fork("minibatch").state(),
-        rubricVersion: this.reward.rubricVersion(),
-        rewardState: this.reward.saveState?.() ?? null,
-        metaBuffer: [],
-        pendingMeta: null,
-        elapsedSeconds: 0,
-      };
-      this.rollBackTo(this.st);
     }
-    this.genRng = Rng.fromState(this.st.genRng);
-    this.mbRng = Rng.fromState(this.st.mbRng);
-    writeJsonAtomic(join(this.runDir, "config.json"), { ...cfg, groupSize: this.G, lr });
-    this.writeStatus("running");
   }
 
-  /** Removes everything a crashed process wrote after the checkpoint being resumed (see module comment). */
+  /** Step-0 trainer state of a fresh run (RNG streams from the seed). */
+  private freshState(): void {
+    const seedRng = new Rng(this.cfg.seed);
+    this.st = {
+      step: 0,
+      cursor: { epoch: 0, index: 0 },
+      genRng: seedRng.fork("generate").state(),
+      mbRng: seedRng.fork("minibatch").state(),
+      rubricVersion: this.reward.rubricVersion(),
+      rewardState: this.reward.saveState?.() ?? null,
+      metaBuffer: [],
+      pendingMeta: null,
+      elapsedSeconds: 0,
+    };
+    this.rollBackTo(this.st);
+  }
+
+  /** Full-weight policy (and critic) checkpoints: HF model dirs with optimizer and trainer state. */
+  private saveFullCheckpoint(dir: string): void {
+    const pol = this.policyOpt.stateDict();
+    saveCheckpoint(join(dir, "policy"), {
+      config: this.policy.config,
+      tensors: this.policy.namedTensors(),
+      tokenizerJson: this.tokenizer.toJSON(),
+      ...this.format.files,
+      optimizer: { step: pol.step, tensors: pol.tensors },
+      trainerState: this.st,
+    });
+    // The checkpoint carries the settings it was trained with, so generate/sample/train --policy use them.
+    writeGenerationSettings(join(dir, "policy"), {
+      ...(this.format.kind === "chat-template" ? { chatTemplate: true } : { separator: this.cfg.promptSeparator }),
+      maxPromptTokens: this.cfg.maxPromptTokens,
+      maxNewTokens: this.cfg.maxNewTokens,
+      eosTokenIds: this.format.stopIds,
+      temperature: this.cfg.temperature,
+    });
+    if (this.critic && this.criticOpt) {
+      const c = this.criticOpt.stateDict();
+      saveCheckpoint(join(dir, "critic"), { config: this.critic.config, tensors: this.critic.namedTensors(), optimizer: { step: c.step, tensors: c.tensors } });
+    }
+  }
+
+  /** Moves aside everything a crashed process wrote after the checkpoint being resumed (see module comment). */
   private rollBackTo(s: TrainerState): void {
-    const mpath = join(this.runDir, "metrics.jsonl");
-    if (existsSync(mpath)) {
-      const { records } = readJsonl<{ step: number }>(mpath);
-      const keep = records.filter((r) => typeof r.step === "number" && r.step <= s.step);
-      writeFileAtomic(mpath, keep.map((r) => JSON.stringify(r) + "\n").join(""));
-    }
-    const rdir = join(this.runDir, "rollouts");
-    if (existsSync(rdir)) {
-      for (const f of readdirSync(rdir)) {
-        const m = /^step-(\d+)\.jsonl$/.exec(f);
-        if (m && Number(m[1]) > s.step) rmSync(join(rdir, f), { force: true });
-      }
-    }
+    const aside = rollBackRecords(this.runDir, s.step);
+    if (aside) this.log(`mpo: records after step ${s.step} moved into ${aside}/`);
     this.meta.rollBackAfter(s.step);
   }
 
@@ -835,6 +903,9 @@ export class Trainer {
     const lr = this.lrAt(step - 1);
     const nMb = Math.min(cfg.miniBatches, B);
     let sums = { policyLoss: 0, valueLoss: 0, clipFrac: 0, valueClipFrac: 0, approxKl: 0, gradNorm: 0, n: 0 };
+    // Adapter dropout is a training-forward thing: on for the updates, off again for sampling and scoring.
+    this.policy.loraTrain = true;
+    if (this.critic) this.critic.loraTrain = true;
     for (let epoch = 0; epoch < cfg.ppoEpochs; epoch++) {
       const perm = this.mbRng.shuffle(Array.from({ length: B }, (_, i) => i));
       for (let k = 0; k < nMb; k++) {
@@ -878,8 +949,8 @@ export class Trainer {
           sums.valueClipFrac += v.clipFrac;
         }
         this.policy.backward(scatter(dLogp, p), dValues);
-        if (gradsFinite(this.policy.params)) {
-          sums.gradNorm += clipGradNorm(this.policy.params, cfg.maxGradNorm);
+        if (gradsFinite(this.policy.trainableParams())) {
+          sums.gradNorm += clipGradNorm(this.policy.trainableParams(), cfg.maxGradNorm);
           this.policyOpt.update(lr);
         }
         if (this.critic && this.criticOpt) {
@@ -887,8 +958,8 @@ export class Trainer {
           const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true });
           const v = clippedValueLoss(gather(co.values!, p), sel(oldValues), sel(returns), mMask, cfg.cliprangeValue);
           this.critic.backward(null, scatter(v.dValues, p, cfg.vfCoef));
-          if (gradsFinite(this.critic.params)) {
-            clipGradNorm(this.critic.params, cfg.maxGradNorm);
+          if (gradsFinite(this.critic.trainableParams())) {
+            clipGradNorm(this.critic.trainableParams(), cfg.maxGradNorm);
             this.criticOpt.update(cfg.criticLr ?? lr);
           }
           sums.valueLoss += v.loss;
@@ -899,6 +970,8 @@ export class Trainer {
         this.checkAbandon();
       }
     }
+    this.policy.loraTrain = false;
+    if (this.critic) this.critic.loraTrain = false;
     const k = Math.max(1, sums.n);
     let klMean = 0;
     for (let b = 0; b < B; b++) klMean += klSeq[b];
@@ -916,42 +989,16 @@ export class Trainer {
 
   // ---------------------------------------------------------------- checkpoints
 
-  /** Writes checkpoints/step-N/{policy,critic}, then latest.json (the commit point), then prunes old ones. */
+  /** Writes checkpoints/step-N/{policy,critic}, then its manifest and latest.json (the commit point), then prunes. */
   checkpoint(): void {
-    const rel = join("checkpoints", `step-${pad6(this.st.step)}`);
-    const dir = join(this.runDir, rel);
-    const pol = this.policyOpt.stateDict();
-    saveCheckpoint(join(dir, "policy"), {
-      config: this.policy.config,
-      tensors: this.policy.namedTensors(),
-      tokenizerJson: this.tokenizer.toJSON(),
-      ...this.format.files,
-      optimizer: { step: pol.step, tensors: pol.tensors },
-      trainerState: this.st,
-    });
-    // The checkpoint carries the settings it was trained with, so generate/sample/train --policy use them.
-    writeGenerationSettings(join(dir, "policy"), {
-      separator: this.cfg.promptSeparator,
-      maxPromptTokens: this.cfg.maxPromptTokens,
-      maxNewTokens: this.cfg.maxNewTokens,
-      eosTokenIds: [this.tokenizer.eosId],
-      temperature: this.cfg.temperature,
-    });
-    if (this.critic && this.criticOpt) {
-      const c = this.criticOpt.stateDict();
-      saveCheckpoint(join(dir, "critic"), { config: this.critic.config, tensors: this.critic.namedTensors(), optimizer: { step: c.step, tensors: c.tensors } });
-    }
-    writeJsonAtomic(join(this.runDir, "checkpoints", "latest.json"), { step: this.st.step, path: rel });
+    const dir = join(this.runDir, checkpointDir(this.st.step));
+    if (this.policy.lora) {
+      // LoRA: only the adapters (PEFT format), value head and optimizer; the base is reference/.
+      saveLoraModel(join(dir, "policy"), this.policy, this.policyOpt, this.cfg.policy ?? "reference", this.st);
+      if (this.critic && this.criticOpt) saveLoraModel(join(dir, "critic"), this.critic, this.criticOpt, this.cfg.policy ?? "reference");
+    } else this.saveFullCheckpoint(dir);
+    commitCheckpoint(this.runDir, this.st.step, this.cfg.keepCheckpoints);
     this.lastCheckpointStep = this.st.step;
-    const cdir = join(this.runDir, "checkpoints");
-    const steps = readdirSync(cdir)
-      .map((f) => /^step-(\d+)$/.exec(f))
-      .filter((m): m is RegExpExecArray => !!m)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
-    for (const s of steps.slice(0, Math.max(0, steps.length - this.cfg.keepCheckpoints))) {
-      if (s !== this.st.step) rmSync(join(cdir, `step-${pad6(s)}`), { recursive: true, force: true });
-    }
   }
 }
 

@@ -72,6 +72,12 @@ export interface SandboxOptions {
   eloAgreement: number;
   eloPositionBias: number;
   policy?: string;
+  /** A real judge in place of the simulated one: gguf:/path/model.gguf (in-process llama.cpp) or an http(s) base URL. */
+  judge?: string;
+  /** The senior judge (default: the same as `judge`). */
+  seniorJudge?: string;
+  /** Model name for http(s) judges. */
+  judgeModel?: string;
   log?: (line: string) => void;
   progress?: boolean;
 }
@@ -230,7 +236,14 @@ export async function runSandbox(o: SandboxOptions): Promise<SandboxOutcome> {
           task: sandboxEssayTask.name,
           policy,
           critic: "separate",
-          reward: { kind: "judge", rm: { baseURL: sim.url, model: "mpo-sim-judge", maxConcurrency: 32 }, rubric: rubricPath, metaSamples: o.metaSamples, concurrency: 32 },
+          reward: {
+            kind: "judge",
+            rm: { baseURL: o.judge ?? sim.url, model: o.judge ? (o.judgeModel ?? "gguf") : "mpo-sim-judge", maxConcurrency: 32 },
+            ...(o.seniorJudge ? { mrm: { baseURL: o.seniorJudge, model: o.judgeModel ?? "gguf", maxConcurrency: 32 } } : {}),
+            rubric: rubricPath,
+            metaSamples: o.metaSamples,
+            concurrency: 32,
+          },
           run: runDir,
           seed,
           steps: o.steps,

@@ -74,7 +74,7 @@ async function evalElo(f: EloFlags): Promise<void> {
 
   if (!f.runs || f.runs.length < 2) throw new UserError("--runs needs at least two generation files (JSONL lines {query, model_response})");
   if (!f.judge) throw new UserError("--judge URL is required (an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1)");
-  if (!f.model) throw new UserError("--model NAME is required (the judge model name the server expects)");
+  if (!f.model && !f.judge.startsWith("gguf:")) throw new UserError("--model NAME is required (the judge model name the server expects)");
   for (const r of f.runs) if (!existsSync(r)) throw new UserError(`generation file not found: ${r}`);
   const names = f.names ? f.names.split(",").map((s) => s.trim()) : f.runs.map((r) => systemNameFromFile(r));
   if (names.length !== f.runs.length) throw new UserError(`--names gives ${names.length} names for ${f.runs.length} --runs files`);
@@ -97,7 +97,7 @@ async function evalElo(f: EloFlags): Promise<void> {
   const endpoint = parseLlmEndpoint(
     {
       baseURL: f.judge,
-      model: f.model,
+      model: f.model ?? "gguf",
       ...(f.server ? { server: f.server } : {}),
       ...(f.apiKey ? { apiKey: f.apiKey } : {}),
       ...(f.judgeCache ? { cacheDir: f.judgeCache } : {}),
@@ -168,7 +168,7 @@ export function register(program: Command): void {
   ev.command("elo")
     .description("pairwise Elo tournament judged by an LLM (the paper's protocol by default)")
     .requiredOption("--runs <files...>", "generation files, JSONL lines {query, model_response}; system name = file name")
-    .option("--judge <url>", "judge server base URL (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1)")
+    .option("--judge <url>", "judge server base URL (OpenAI-compatible, e.g. http://127.0.0.1:8000/v1), or gguf:/path/model.gguf (in-process llama.cpp)")
     .option("--model <name>", "judge model name")
     .option("--server <kind>", "judge server kind: vllm, sglang, llamacpp, ollama, openai, generic")
     .option("--api-key <key>", "API key (default: $OPENAI_API_KEY or EMPTY)")

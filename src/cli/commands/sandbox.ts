@@ -34,6 +34,9 @@ export function register(program: Command): void {
     .option("--elo-agreement <p>", "simulated pairwise judge: probability of preferring the oracle-better response")
     .option("--elo-position-bias <b>", "simulated pairwise judge: added probability of answering A")
     .option("--policy <dir>", "base policy checkpoint (default: the shipped assets/sandbox-policy)")
+    .option("--judge <url>", "a real judge instead of the simulated one: gguf:/path/model.gguf (in-process llama.cpp) or an OpenAI-compatible base URL")
+    .option("--senior-judge <url>", "the senior judge (default: --judge)")
+    .option("--judge-model <name>", "model name for http(s) judges")
     .action(async (o: Record<string, string | undefined>) => {
       const { runSandbox, summaryTable, eloTable, SANDBOX_DEFAULTS, ARMS } = await import("../../sandbox/run.ts");
       const num = (k: string, v: string | undefined, d: number, int = true) => {
@@ -70,13 +73,18 @@ export function register(program: Command): void {
         eloAgreement: num("elo-agreement", o.eloAgreement, d.eloAgreement, false),
         eloPositionBias: num("elo-position-bias", o.eloPositionBias, d.eloPositionBias, false),
         policy: o.policy,
+        judge: o.judge,
+        seniorJudge: o.seniorJudge,
+        judgeModel: o.judgeModel,
       };
       if (opts.eloAgreement > 1) throw new UserError(`--elo-agreement: expected a probability in [0, 1], got '${o.eloAgreement}'`);
       if (opts.eloPositionBias > 0.5) throw new UserError(`--elo-position-bias: expected a number in [0, 0.5], got '${o.eloPositionBias}'`);
       if (opts.autopromptRounds < 1 && opts.arms.includes("autoprompt")) throw new UserError("--autoprompt-rounds: the autoprompt arm needs at least 1 round");
       process.stderr.write(
         `mpo sandbox: ${opts.arms.join(", ")} × seeds ${opts.seeds.join(",")}, ${opts.steps} ${algo.toUpperCase()} steps each → ${out}\n` +
-          `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`,
+          (opts.judge
+            ? `  (judge: ${opts.judge}; senior judge: ${opts.seniorJudge ?? opts.judge})\n`
+            : `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`),
       );
       const t0 = performance.now();
       const res = await runSandbox(opts);

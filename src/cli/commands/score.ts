@@ -9,7 +9,8 @@ import { UserError } from "../../util/errors.ts";
 
 export interface JudgeServerFlags {
   llm: string;
-  model: string;
+  /** Required for HTTP servers; a gguf: file needs none. */
+  model?: string;
   server?: string;
   apiKey?: string;
   cache?: string;
@@ -29,17 +30,21 @@ export async function judgeModelFromFlags(flags: JudgeServerFlags, meter: import
   const { createChatModel } = await import("../../llm/openai-client.ts");
   const server = flags.server ?? "generic";
   if (!(serverKinds as readonly string[]).includes(server)) throw new UserError(`--server: expected one of ${serverKinds.join(", ")}, got "${server}"`);
-  let url: URL;
-  try {
-    url = new URL(flags.llm);
-  } catch {
-    throw new UserError(`--llm: expected a URL like http://127.0.0.1:8000/v1, got "${flags.llm}"`);
+  const gguf = flags.llm.startsWith("gguf:"); // a local GGUF file run in-process (src/llm/gguf-client.ts)
+  if (!gguf) {
+    let url: URL;
+    try {
+      url = new URL(flags.llm);
+    } catch {
+      throw new UserError(`--llm: expected a URL like http://127.0.0.1:8000/v1 or gguf:/path/model.gguf, got "${flags.llm}"`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new UserError(`--llm: expected an http(s) URL or gguf:/path/model.gguf, got "${flags.llm}"`);
+    if (!flags.model) throw new UserError("--model is required: the judge model name the server expects");
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new UserError(`--llm: expected an http(s) URL, got "${flags.llm}"`);
   return createChatModel(
     {
       baseURL: flags.llm,
-      model: flags.model,
+      model: flags.model ?? "gguf",
       server: server as (typeof serverKinds)[number],
       apiKey: flags.apiKey,
       cacheDir: flags.cache,
@@ -102,8 +107,8 @@ export function register(program: Command): void {
     .description("score JSONL responses ({prompt, response, reference?, taskDescription?}) against a rubric with an LLM judge")
     .requiredOption("--rubric <FILE>", "rubric file (<rubric><item>…</item></rubric> text, or JSON)")
     .requiredOption("--input <FILE>", "JSONL input, one {prompt, response, reference?, taskDescription?} per line")
-    .requiredOption("--llm <URL>", "OpenAI-compatible base URL of the judge, e.g. http://127.0.0.1:8000/v1")
-    .requiredOption("--model <NAME>", "judge model name as the server knows it")
+    .requiredOption("--llm <URL>", "OpenAI-compatible base URL of the judge, e.g. http://127.0.0.1:8000/v1, or gguf:/path/model.gguf (in-process llama.cpp)")
+    .option("--model <NAME>", "judge model name as the server knows it (not needed for gguf:)")
     .option("--server <KIND>", "server kind for constrained decoding: vllm, sglang, llamacpp, ollama, openai, generic", "generic")
     .option("--mode <MODE>", "per-item (one conversation per response, paper protocol) or single-call (one JSON reply)", "per-item")
     .option("--task-description <TEXT>", "task description for records without taskDescription")

@@ -28,7 +28,7 @@ export function register(program: Command): void {
         runDir: o.run,
         rubric: o.rubric,
         "judge.baseURL": o.llm,
-        "judge.model": o.model,
+        "judge.model": o.model ?? (o.llm?.startsWith("gguf:") ? "gguf" : undefined),
         "judge.server": o.server,
         host: o.host,
         port: num(o.port),

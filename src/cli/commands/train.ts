@@ -63,6 +63,11 @@ const FLAG_KEYS: Record<string, string> = {
   checkpointEvery: "checkpointEvery",
   keepCheckpoints: "keepCheckpoints",
   engine: "engine",
+  lora: "lora.enabled",
+  loraR: "lora.r",
+  loraAlpha: "lora.alpha",
+  loraDropout: "lora.dropout",
+  loraTargets: "lora.targets",
   hiddenSize: "init.hiddenSize",
   layers: "init.numLayers",
   heads: "init.numHeads",
@@ -76,7 +81,8 @@ export function register(program: Command): void {
     .description("RL-train the policy with PPO/GRPO/RLOO against a reward; MPO refines the judge's rubric every --mpo-interval steps")
     .option("--config <file>", "YAML/JSON config (keys as in docs/training.md); flags override it")
     .option("--resume <run>", "continue the run in this directory from its newest checkpoint")
-    .option("--run <dir>", "run directory (default runs/<task>-<algo>-<time>)")
+    .option("--run <dir>", "run directory (default runs/<task>-<algo>-<time>); must be empty or new")
+    .option("--overwrite", "start over in a non-empty --run directory: its files move into moved-aside/ (nothing is deleted)")
     .option("--algo <name>", "ppo | grpo | rloo")
     .option("--task <name>", "built-in task (say-word) or a registered task / task config file")
     .option("--data-file <split=path,...>", DATA_FILE_HELP)
@@ -124,7 +130,7 @@ export function register(program: Command): void {
     .option("--max-positions <n>", "fresh policy: context length", int)
     .option("--reward <kind>", "keyword | length | rule-rubric | judge")
     .option("--word <w>", "keyword / rule-rubric: target word for every prompt")
-    .option("--llm <url>", "judge: OpenAI-compatible base URL of the junior judge (implies --reward judge)")
+    .option("--llm <url>", "judge: OpenAI-compatible base URL of the junior judge, or gguf:/path/model.gguf (implies --reward judge)")
     .option("--model <name>", "judge: junior judge model name")
     .option("--server <kind>", "judge: vllm | sglang | llamacpp | ollama | openai | generic")
     .option("--mrm-llm <url>", "judge: senior judge base URL (default: --llm)")
@@ -132,6 +138,11 @@ export function register(program: Command): void {
     .option("--rubric <file>", "judge: initial rubric file or built-in task name (e.g. essay)")
     .option("--judge-mode <mode>", "judge: per-item | single-call")
     .option("--meta-samples <n>", "judge: rollouts analyzed per meta step (math-mixed: cases per guideline group)", int)
+    .option("--lora", "LoRA: freeze the base, train adapters (+ value head); KL reference = base without adapters")
+    .option("--lora-r <n>", "LoRA rank (default 64)", int)
+    .option("--lora-alpha <x>", "LoRA alpha; scale = alpha / r (default 128)", num)
+    .option("--lora-dropout <x>", "dropout on the adapter input (default 0.05)", num)
+    .option("--lora-targets <list>", "comma-separated projections (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
     .option("--progress", "force the progress bar (default: when stderr is a terminal)")
     .option("--no-progress", "no progress bar")
     .action(async (opts: Record<string, unknown>, cmd: Command) => {
@@ -152,6 +163,7 @@ export function register(program: Command): void {
         raw = readConfigFile(p) as Record<string, unknown>;
         source = p;
         runDir = resume;
+        if (given("overwrite")) throw new UserError("--overwrite starts a new run; it cannot be combined with --resume");
         const extra = Object.keys(opts).filter((k) => given(k) && !["resume", "steps", "progress", "engine"].includes(k));
         if (extra.length) throw new UserError(`--resume uses the run's saved config; only --steps, --engine and --progress may change (got --${extra.join(", --")})`);
       } else {
@@ -185,10 +197,11 @@ export function register(program: Command): void {
           if (!given("reward")) over["reward.kind"] = task0?.reward.kind === "math-mixed" ? "math-mixed" : "judge";
           if (given("llm")) over["reward.rm.baseURL"] = opts.llm;
           if (given("model")) over["reward.rm.model"] = opts.model;
+          else if (String(opts.llm ?? "").startsWith("gguf:")) over["reward.rm.model"] = "gguf"; // a local GGUF file needs no model name
           if (given("server")) over["reward.rm.server"] = opts.server;
           if (given("mrmLlm") || given("mrmModel")) {
             over["reward.mrm.baseURL"] = opts.mrmLlm ?? opts.llm;
-            over["reward.mrm.model"] = opts.mrmModel ?? opts.model;
+            over["reward.mrm.model"] = opts.mrmModel ?? opts.model ?? (String(opts.mrmLlm ?? opts.llm ?? "").startsWith("gguf:") ? "gguf" : undefined);
             if (given("server")) over["reward.mrm.server"] = opts.server;
           }
         }
@@ -227,6 +240,7 @@ export function register(program: Command): void {
         runDir,
         task,
         resume: !!resume,
+        overwrite: opts.overwrite === true,
         makeReward: (dir) => createReward(reward, { runDir: dir, task, seed: config.seed }),
         hooks: given("progress") ? { progress: opts.progress === true } : {},
       });
