@@ -34,6 +34,7 @@ export function register(program: Command): void {
     .option("--elo-agreement <p>", "simulated pairwise judge: probability of preferring the oracle-better response")
     .option("--elo-position-bias <b>", "simulated pairwise judge: added probability of answering A")
     .option("--policy <dir>", "base policy checkpoint (default: the shipped assets/sandbox-policy)")
+    .option("--log-to <list>", "experiment tracking for every arm's run, any of tensorboard,wandb,mlflow (see docs/tracking.md)")
     .option("--judge <url>", "a real judge instead of the simulated one: gguf:/path/model.gguf (in-process llama.cpp) or an OpenAI-compatible base URL")
     .option("--senior-judge <url>", "the senior judge (default: --judge)")
     .option("--judge-model <name>", "model name for http(s) judges")
@@ -87,7 +88,14 @@ export function register(program: Command): void {
             : `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`),
       );
       const t0 = performance.now();
-      const res = await runSandbox(opts);
+      const { TreeTracker, parseLogTo } = await import("../../track/index.ts");
+      const tracker = TreeTracker.start(out, parseLogTo(o.logTo), { name: out.split(/[\\/]/).pop() });
+      let res;
+      try {
+        res = await runSandbox(opts);
+      } finally {
+        await tracker.close();
+      }
       const elo = res.elo ? `\n\n${eloTable(res.elo)}` : "";
       process.stdout.write(`\n${summaryTable(res.results, opts.arms.includes("base") ? res.base : undefined)}${elo}\n\nreport: ${out}/report.html   (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
     });
