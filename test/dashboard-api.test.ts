@@ -118,6 +118,8 @@ describe("metrics, rubrics, meta, signals", () => {
     expect(body.eval).toHaveLength(10);
     expect(body.metaSteps.map((m: { step: number }) => m.step)).toEqual([10, 20, 25]);
     expect(body.metaSteps[0]).toMatchObject({ toVersion: 1, ok: true, added: 1 });
+    expect(body.metaSteps[0].trigger).toBeUndefined();
+    expect(body.metaSteps[1]).toMatchObject({ toVersion: 2, trigger: "length-explode" });
     expect(body.problems).toHaveLength(1);
   });
 

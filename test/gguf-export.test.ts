@@ -296,6 +296,20 @@ describe.skipIf(!llama)("llama.cpp reproduces the engine on exported GGUF files"
     await compare(tinyQwen3Dir(), "f32", 1e-4, true);
   }, 60_000);
 
+  for (const [label, rope_scaling] of [
+    ["llama3 (Llama-3.1/3.2: rope_freqs tensor)", { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 }],
+    ["linear (metadata)", { type: "linear", factor: 2 }],
+  ] as const)
+    it(`a tiny random llama with ${label} RoPE scaling, F32`, async () => {
+      const dir = join(tmp, `tiny-rope-${rope_scaling.factor}`);
+      const cfg = { ...llamaConfig({ vocabSize: 1024, hiddenSize: 64, intermediateSize: 96, numLayers: 2, numHeads: 4, numKvHeads: 2, maxPositions: 128, bosTokenId: 0, eosTokenId: 0 }), rope_scaling };
+      const model = TransformerLM.create(cfg as any, new Rng(21));
+      for (const p of model.params) if (p.shape.length === 2) for (let i = 0; i < p.data.length; i++) p.data[i] *= 6;
+      mkdirSync(dir, { recursive: true });
+      saveCheckpoint(dir, { config: cfg, tensors: model.namedTensors(), tokenizerJson: readFileSync(join(POLICY, "tokenizer.json"), "utf8") });
+      await compare(dir, "f32", 1e-4, true);
+    }, 60_000);
+
   it("F16 / BF16 / Q8_0 exports load in llama.cpp and stay close to the engine", async () => {
     const drift = { f16: await compare(POLICY, "f16", 0.02, false, TEXTS.slice(0, 1)), bf16: await compare(POLICY, "bf16", 0.1, false, TEXTS.slice(0, 1)), q8_0: await compare(POLICY, "q8_0", 0.3, false, TEXTS.slice(0, 1)) };
     console.log(`log-prob drift vs engine (sandbox policy): ${JSON.stringify(drift)}`);

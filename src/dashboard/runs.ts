@@ -281,7 +281,17 @@ export interface MetricsResult {
   rows: Record<string, unknown>[];
   eval: Record<string, unknown>[];
   /** Steps at which a meta step ran (from metrics.meta and meta/step-N.json files). */
-  metaSteps: Array<{ step: number; toVersion: number | null; ok: boolean | null; added: number | null; removed: number | null }>;
+  metaSteps: Array<{
+    step: number;
+    toVersion: number | null;
+    ok: boolean | null;
+    added: number | null;
+    removed: number | null;
+    /** Adaptive schedule: what fired ("max-interval" or the trigger kinds); absent on the fixed schedule. */
+    trigger?: string;
+    /** The version the rubric guard refused, if it refused one. */
+    rejectedVersion?: number;
+  }>;
   problems: Problem[];
 }
 
@@ -303,6 +313,8 @@ export async function readMetrics(root: string, runDir: string): Promise<Metrics
         ok: typeof m.ok === "boolean" ? m.ok : null,
         added: Array.isArray(m.added) ? m.added.length : num(m.added),
         removed: Array.isArray(m.removed) ? m.removed.length : num(m.removed),
+        ...triggerLabel(m.trigger),
+        ...(num(m.rejectedVersion) !== null ? { rejectedVersion: num(m.rejectedVersion)! } : {}),
       });
     }
   }
@@ -654,4 +666,13 @@ export async function rolloutStepStats(root: string, runDir: string, index: Roll
     distinct2: steps.map((s) => ({ step: s, value: agg.get(s)!.d2 / agg.get(s)!.n })),
     problems,
   };
+}
+
+/** "max-interval", or the kinds of the triggers that fired (metrics.meta.trigger of the adaptive schedule). */
+function triggerLabel(t: unknown): { trigger?: string } {
+  if (!t || typeof t !== "object") return {};
+  const { reason, triggers } = t as { reason?: unknown; triggers?: unknown };
+  const kinds = Array.isArray(triggers) ? triggers.map((x) => (x && typeof x === "object" ? String((x as { kind?: unknown }).kind) : "")).filter(Boolean) : [];
+  if (reason === "trigger" && kinds.length) return { trigger: [...new Set(kinds)].join(", ") };
+  return typeof reason === "string" ? { trigger: reason } : {};
 }

@@ -24,6 +24,7 @@ import { writeJsonAtomic } from "../util/atomic.ts";
 import type { Rng } from "../util/rng.ts";
 import { formatEvaluation, itemTextKey, type MetaRollout, truncateWords, wordCount } from "./format.ts";
 import type { GuardDecision } from "./guard.ts";
+import type { MetaDecision } from "./triggers.ts";
 import { MeteredModel } from "./metered.ts";
 
 export type { MetaRollout } from "./format.ts";
@@ -58,6 +59,8 @@ export interface MetaStepOptions {
    * current rubric and stores nothing, like any other failed stage.
    */
   guard?: (candidate: Rubric, ctx: { previous: RubricVersion; analyzedIds: ReadonlySet<string> }) => Promise<GuardDecision>;
+  /** Why this step runs (adaptive schedule), recorded in the log. */
+  trigger?: MetaDecision;
 }
 
 export interface RubricDiffCounts {
@@ -127,6 +130,8 @@ export interface MetaLog {
   diff?: RubricDiffCounts;
   /** The acceptance guard's decision, numbers and probe scores (when the guard is on). */
   guard?: GuardDecision;
+  /** The schedule's decision that started this step (adaptive schedule: reason, triggers and evidence). */
+  trigger?: MetaDecision;
 }
 
 export function metaLogPath(step: number, suffix = ""): string {
@@ -218,6 +223,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
     samples: [],
     errors: [],
     usage: {},
+    ...(opts.trigger ? { trigger: opts.trigger } : {}),
   };
   const rubricText = rubricToText(previous.rubric);
   const system: ChatMessage = { role: "system", content: templates.render("mrm/system.md", {}) };

@@ -8,6 +8,8 @@ import { dataConfigSchema } from "../tasks/data-files.ts";
 import { z } from "zod";
 import { LORA_TARGETS } from "../engine/model.ts";
 import { llmEndpointSchema } from "../llm/config.ts";
+import type { GuardOptions } from "../meta/guard.ts";
+import { type AdaptiveOptions, adaptiveOptions } from "../meta/triggers.ts";
 import type { GenerationSettings } from "../engine/generation-settings.ts";
 
 const positiveInt = z.number().int().min(1);
@@ -142,6 +144,36 @@ export const trainConfigSchema = z
     promptSeparator: z.string().default(" <sep>"),
     /** Meta step every N steps; 0 = fixed rubric (the baseline). */
     mpoInterval: z.number().int().min(0).default(10),
+    /** When meta steps run: every mpoInterval steps (the paper) or when a trigger fires (src/meta/triggers.ts). */
+    mpoSchedule: z.enum(["fixed", "adaptive"]).default("fixed"),
+    /** Adaptive schedule settings; unset intervals derive from mpoInterval (min ⌈k/3⌉ but ≥ 2, max 2k). */
+    adaptive: z
+      .object({
+        minInterval: positiveInt,
+        maxInterval: positiveInt,
+        recent: positiveInt,
+        saturation: z.number().min(0).max(1),
+        minSpread: z.number().min(0).max(1),
+        flagShare: z.number().min(0).max(1),
+        flagRise: z.number().min(0).max(1),
+      })
+      .partial()
+      .strict()
+      .default({}),
+    /** Rubric acceptance guard (src/meta/guard.ts); default: on with the adaptive schedule, off with the fixed one. */
+    rubricGuard: z.boolean().optional(),
+    guard: z
+      .object({
+        probes: positiveInt,
+        maxExploits: z.number().int().min(0),
+        maxExploitGain: z.number().min(0).max(1),
+        minSpread: z.number().min(0).max(1),
+        minRankCorrelation: z.number().min(-1).max(1),
+        exploitDrop: z.number().min(0).max(1),
+      })
+      .partial()
+      .strict()
+      .default({}),
     checkpointEvery: positiveInt.default(1),
     keepCheckpoints: positiveInt.default(2),
     saveRollouts: z.boolean().default(true),
@@ -188,4 +220,15 @@ export function groupSizeOf(c: TrainConfig): number {
 
 export function lrOf(c: TrainConfig): number {
   return c.lr === "auto" ? (c.policy ? 3e-6 : 1e-3) : c.lr;
+}
+
+/** The adaptive schedule's settings for a config: explicit keys win, intervals default from mpoInterval. */
+export function adaptiveSettings(cfg: Pick<TrainConfig, "mpoInterval" | "adaptive">): AdaptiveOptions {
+  const k = Math.max(1, cfg.mpoInterval);
+  return adaptiveOptions({ minInterval: Math.max(2, Math.ceil(k / 3)), maxInterval: Math.max(2, 2 * k), ...cfg.adaptive });
+}
+
+/** The guard's settings when it is on for this config (null = off). */
+export function guardSettings(cfg: Pick<TrainConfig, "mpoSchedule" | "rubricGuard" | "guard">): Partial<GuardOptions> | null {
+  return (cfg.rubricGuard ?? cfg.mpoSchedule === "adaptive") ? cfg.guard : null;
 }

@@ -18,7 +18,9 @@ import type { ScoreInput } from "../judge/types.ts";
 import { createChatModel } from "../llm/openai-client.ts";
 import type { ChatModel, UsageByStage } from "../llm/types.ts";
 import { UsageMeter } from "../llm/usage.ts";
+import { type GuardOptions, judgeGuard } from "../meta/guard.ts";
 import { metaStep, type MetaRollout } from "../meta/meta-step.ts";
+import type { MetaDecision } from "../meta/triggers.ts";
 import { loadRubricFile } from "../rubric/format.ts";
 import { GuidelineStore, RubricStore } from "../rubric/store.ts";
 import { parseGuidelineSetJson } from "../rubric/guidelines.ts";
@@ -72,6 +74,8 @@ export interface JudgeRewardOptions {
   metaSamples?: number;
   prescreen?: boolean;
   concurrency?: number;
+  /** Rubric acceptance guard settings (null/undefined = no guard). */
+  guard?: Partial<GuardOptions> | null;
 }
 
 /** The paper's reward: LLM junior judge over the current rubric version; LLM senior judge for meta steps. */
@@ -111,11 +115,16 @@ export class JudgeReward implements RewardFunction {
     );
   }
 
-  async metaStep(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number }): Promise<MetaOutcome> {
+  async metaStep(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number; decision?: MetaDecision }): Promise<MetaOutcome> {
     const metaRollouts: MetaRollout[] = rollouts
       .filter((r) => r.result.evaluation)
       .map((r, i) => ({ id: `${ctx.step}-${i}-${r.record.id}`, ...this.input(r), evaluation: r.result.evaluation! }));
+    const guard = this.o.guard
+      ? judgeGuard({ judge: this.judge, window: metaRollouts, runDir: this.o.runDir, store: this.store, rng: new Rng(`${this.o.seed}:guard:${ctx.step}`), options: this.o.guard })
+      : undefined;
     const res = await metaStep({
+      ...(guard ? { guard } : {}),
+      ...(ctx.decision ? { trigger: ctx.decision } : {}),
       model: this.o.mrm,
       rollouts: metaRollouts,
       store: this.store,
@@ -137,6 +146,8 @@ export class JudgeReward implements RewardFunction {
       added: res.diff?.added ?? 0,
       removed: res.diff?.removed ?? 0,
       ...(res.error ? { error: res.error } : {}),
+      ...(res.guard ? { guard: { accepted: res.guard.accepted, reasons: res.guard.reasons, scorings: res.guard.scorings, numbers: res.guard.numbers } } : {}),
+      ...(res.rejected ? { rejectedVersion: res.rejected.version } : {}),
     };
   }
 
@@ -297,7 +308,7 @@ export function defaultRewardFor(task: TaskDefinition): RewardConfig {
 }
 
 /** The RewardFunction a config asks for, bound to a run directory. */
-export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: TaskDefinition; seed: number }): RewardFunction {
+export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: TaskDefinition; seed: number; guard?: Partial<GuardOptions> | null }): RewardFunction {
   switch (cfg.kind) {
     case "verifier":
       return new VerifierReward(cfg.verifier);
@@ -351,6 +362,7 @@ export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: Tas
         metaSamples: cfg.metaSamples,
         prescreen: cfg.prescreen,
         concurrency: cfg.concurrency,
+        guard: ctx.guard ?? null,
       });
     }
   }

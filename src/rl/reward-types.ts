@@ -5,6 +5,7 @@
  */
 import type { Evaluation } from "../judge/types.ts";
 import type { UsageByStage } from "../llm/types.ts";
+import type { MetaDecision } from "../meta/triggers.ts";
 import type { TaskRecord } from "../tasks/types.ts";
 
 export interface RewardSample {
@@ -34,6 +35,11 @@ export interface MetaOutcome {
   added: number;
   removed: number;
   error?: string;
+  /** Adaptive schedule: why this meta step ran (reason and the triggers that fired, with their evidence). */
+  trigger?: { reason: MetaDecision["reason"]; triggers: Array<{ kind: string; message: string; evidence: Record<string, number> }> };
+  /** Rubric guard: its verdict on the merged rubric (a rejected one is stored as `rejectedVersion`, never used). */
+  guard?: { accepted: boolean; reasons: string[]; scorings: number; numbers: Record<string, number | null> };
+  rejectedVersion?: number;
 }
 
 export interface RewardFunction {
@@ -42,7 +48,7 @@ export interface RewardFunction {
   /** Current rubric version used for scoring (0 when the reward has no rubric). */
   rubricVersion(): number;
   /** MPO: run a meta step on the rollouts gathered since the last one (absent for fixed rewards). */
-  metaStep?(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number }): Promise<MetaOutcome>;
+  metaStep?(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number; decision?: MetaDecision }): Promise<MetaOutcome>;
   /** LLM usage since the last call, by stage (reset on read). */
   takeUsage?(): UsageByStage;
   /**

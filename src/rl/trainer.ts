@@ -42,9 +42,10 @@ import { UserError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
 import { gae, grpoAdvantages, klPerToken, maskedMean, ppoTokenRewards, rlooAdvantages, summarize, whiten } from "./advantages.ts";
 import { BUILTIN_TASKS, builtinTokenizer } from "./builtin-task.ts";
-import { groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
+import { adaptiveSettings, groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
 import { UsageMeter } from "../llm/usage.ts";
-import { everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
+import { decisionTrigger, everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
+import { decideAdaptive, type MetaDecision, type WindowPoint, windowPoint } from "../meta/triggers.ts";
 import { clippedValueLoss, grpoLoss, ppoPolicyLoss } from "./losses.ts";
 import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
 import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
@@ -72,7 +73,9 @@ export interface TrainerState {
   /** Scored rollouts gathered since the last meta step. */
   metaBuffer: MetaRolloutSample[];
   /** A meta step decided at this step but not yet finished: re-run on resume. */
-  pendingMeta: { step: number; rollouts: MetaRolloutSample[] } | null;
+  pendingMeta: { step: number; rollouts: MetaRolloutSample[]; decision?: MetaDecision } | null;
+  /** Adaptive schedule: one summary per step since the last meta step (what its triggers read). */
+  metaPoints?: WindowPoint[];
   /** A meta step that finished while the run was stopping: reported with the next step's metrics. */
   completedMeta?: MetaOutcome | null;
   elapsedSeconds: number;
@@ -422,7 +425,7 @@ export class Trainer {
       this.lastCheckpointStep = s.step;
       this.rollBackTo(s);
       // A meta step pending in the checkpoint may have finished before the crash: adopt it, never redo it.
-      const commit = s.pendingMeta ? await this.meta.recover({ key: s.pendingMeta.step, input: s.pendingMeta.rollouts }) : null;
+      const commit = s.pendingMeta ? await this.meta.recover(this.metaJob(s.pendingMeta)) : null;
       if (commit) {
         this.st.completedMeta = commit.outcome as MetaOutcome;
         this.st.pendingMeta = null;
@@ -568,7 +571,7 @@ export class Trainer {
 
   async run(): Promise<TrainResult> {
     await this.startProgress();
-    if (this.st.pendingMeta) this.meta.start({ key: this.st.pendingMeta.step, input: this.st.pendingMeta.rollouts });
+    if (this.st.pendingMeta) this.meta.start(this.metaJob(this.st.pendingMeta));
     let final: "finished" | "stopped" = "finished";
     try {
       while (this.st.step < this.cfg.steps) {
@@ -639,13 +642,30 @@ export class Trainer {
     return this.hasRubric() && norm !== undefined && Number.isFinite(norm) ? `${raw} (normalized ${norm.toFixed(3)})` : raw;
   }
 
-  /** The meta-step schedule: every mpoInterval steps, run by the reward (rewards without metaStep: never). */
+  /**
+   * The meta-step schedule, run by the reward (rewards without metaStep: never): every mpoInterval steps, or
+   * (adaptive) when a trigger fires on the per-step summaries since the last meta step, within min/max intervals.
+   * Never after the last step (no step would use its rubric); mpoInterval 0 = the fixed-rubric baseline.
+   */
   private metaScheduler(): MetaScheduler<MetaRolloutSample[], MetaOutcome> {
     const reward = this.reward;
+    const cfg = this.cfg;
+    const adaptive = adaptiveSettings(cfg);
+    const trigger = !reward.metaStep || cfg.mpoInterval === 0
+      ? never
+      : cfg.mpoSchedule === "adaptive"
+        ? decisionTrigger(`adaptive (${adaptive.minInterval}–${adaptive.maxInterval} steps)`, (c) =>
+            c.step >= cfg.steps ? { due: false, reason: "quiet", sinceLast: c.sinceLast ?? 0, triggers: [] } : decideAdaptive(c.points ?? [], c.sinceLast ?? 0, adaptive),
+          )
+        : everySteps(cfg.mpoInterval, { lastStep: cfg.steps });
     return new MetaScheduler<MetaRolloutSample[], MetaOutcome>({
       runDir: this.runDir,
-      trigger: reward.metaStep ? everySteps(this.cfg.mpoInterval, { lastStep: this.cfg.steps }) : never,
-      run: async (job) => ({ ...(await reward.metaStep!(job.input, { step: job.key })), step: job.key }),
+      trigger,
+      run: async (job) => ({
+        ...(await reward.metaStep!(job.input, { step: job.key, ...(job.decision ? { decision: job.decision } : {}) })),
+        step: job.key,
+        ...(job.decision ? { trigger: { reason: job.decision.reason, triggers: job.decision.triggers } } : {}),
+      }),
       onError: (err, job): MetaOutcome => {
         const fromVersion = reward.rubricVersion();
         return {
@@ -752,6 +772,10 @@ export class Trainer {
     }));
     if (cfg.saveRollouts) writeFileAtomic(join(this.runDir, "rollouts", `step-${pad6(step)}.jsonl`), rollouts.map((r) => JSON.stringify(r) + "\n").join(""));
     for (let i = 0; i < n; i++) if (valid[i]) this.st.metaBuffer.push({ ...samples[i], result: results[i] });
+    this.st.metaPoints = [
+      ...(this.st.metaPoints ?? []),
+      windowPoint(step, samples.map((s, i) => ({ normalized: results[i].normalized, response: s.response, length: gen.tokens[i].length, finished: gen.finished[i], flags: results[i].flags }))),
+    ];
 
     const sc = summarize(rawScores.filter((_, i) => valid[i]));
     const norm = results.filter((r) => r.normalized !== null && Number.isFinite(r.normalized)).map((r) => r.normalized as number);
@@ -793,6 +817,9 @@ export class Trainer {
               removed: metaOutcome.removed,
               summary: metaOutcome.summary,
               ...(metaOutcome.error ? { error: metaOutcome.error } : {}),
+              ...(metaOutcome.trigger ? { trigger: metaOutcome.trigger } : {}),
+              ...(metaOutcome.guard ? { guard: metaOutcome.guard } : {}),
+              ...(metaOutcome.rejectedVersion !== undefined ? { rejectedVersion: metaOutcome.rejectedVersion } : {}),
             },
           }
         : {}),
@@ -800,10 +827,12 @@ export class Trainer {
     appendJsonl(join(this.runDir, "metrics.jsonl"), m);
 
     // The next meta step is decided now so the checkpoint carries it (a resume re-runs it).
-    const metaDue = this.meta.isDue({ step, windowSamples: this.st.metaBuffer.length });
+    const points = this.st.metaPoints ?? [];
+    const { due: metaDue, decision } = this.meta.decide({ step, windowSamples: this.st.metaBuffer.length, sinceLast: points.length, points });
     if (metaDue) {
-      this.st.pendingMeta = { step, rollouts: this.st.metaBuffer };
+      this.st.pendingMeta = { step, rollouts: this.st.metaBuffer, ...(decision ? { decision } : {}) };
       this.st.metaBuffer = [];
+      this.st.metaPoints = [];
     }
     this.st.step = step;
     this.st.genRng = this.genRng.state();
@@ -813,8 +842,12 @@ export class Trainer {
     this.st.elapsedSeconds += now() - t0;
     if (step % cfg.checkpointEvery === 0 || step === cfg.steps || this.stopRequested) this.checkpoint();
     this.writeStatus("running");
-    if (metaDue) this.meta.start({ key: step, input: this.st.pendingMeta!.rollouts });
+    if (metaDue) this.meta.start(this.metaJob(this.st.pendingMeta!));
     return m;
+  }
+
+  private metaJob(p: NonNullable<TrainerState["pendingMeta"]>) {
+    return { key: p.step, input: p.rollouts, ...(p.decision ? { decision: p.decision } : {}) };
   }
 
   /**

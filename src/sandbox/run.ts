@@ -8,6 +8,8 @@
  *   autoprompt  the weak rubric calibrated offline by `mpo autoprompt` (../autoprompt/) against the same
  *               simulated judges before training, then fixed
  *   mpo         MPO starting from the weak rubric
+ *   mpo-adaptive / mpo-guard   MPO with the adaptive meta schedule (src/meta/triggers.ts), without / with
+ *               the rubric acceptance guard (src/meta/guard.ts) — opt-in (`--arms mpo,mpo-adaptive,mpo-guard`)
  * After training each arm is evaluated on held-out test prompts with the oracle (./oracle.ts), which no
  * judge and no reward ever sees, and the arms' test generations meet in the paper's pairwise Elo tournament
  * (the code behind `mpo eval elo`) judged by the sim-server's evaluation judge, whose preference follows
@@ -20,7 +22,7 @@ import { loadCheckpoint } from "../engine/io/checkpoint.ts";
 import { RubricJudge } from "../judge/rubric-judge.ts";
 import { createChatModel } from "../llm/openai-client.ts";
 import { RubricStore } from "../rubric/store.ts";
-import { trainConfigSchema, type TrainConfigInput } from "../rl/config.ts";
+import { guardSettings, trainConfigSchema, type TrainConfigInput } from "../rl/config.ts";
 import { createReward } from "../rl/reward-factory.ts";
 import { tokenizerFromJson } from "../rl/tokenizer.ts";
 import { Trainer, type StepMetrics } from "../rl/trainer.ts";
@@ -37,13 +39,15 @@ import { writeReport } from "./report.ts";
 import { startSimServer } from "./sim-server.ts";
 import { SANDBOX_RUBRICS, sandboxEssayTask } from "./task.ts";
 
-export type Arm = "base" | "fixed" | "expert" | "autoprompt" | "mpo";
-export const ARMS: Record<Arm, { label: string; rubric: string; mpo: boolean; train: boolean; calibrate?: boolean }> = {
+export type Arm = "base" | "fixed" | "expert" | "autoprompt" | "mpo" | "mpo-adaptive" | "mpo-guard";
+export const ARMS: Record<Arm, { label: string; rubric: string; mpo: boolean; train: boolean; calibrate?: boolean; schedule?: "adaptive"; guard?: boolean }> = {
   base: { label: "base policy, no RL", rubric: "", mpo: false, train: false },
   fixed: { label: "fixed weak rubric", rubric: SANDBOX_RUBRICS.weak, mpo: false, train: true },
   expert: { label: "fixed expert rubric", rubric: SANDBOX_RUBRICS.expert, mpo: false, train: true },
   autoprompt: { label: "AutoPrompt-calibrated weak rubric, fixed", rubric: SANDBOX_RUBRICS.weak, mpo: false, train: true, calibrate: true },
   mpo: { label: "MPO from the weak rubric", rubric: SANDBOX_RUBRICS.weak, mpo: true, train: true },
+  "mpo-adaptive": { label: "MPO, adaptive meta schedule", rubric: SANDBOX_RUBRICS.weak, mpo: true, train: true, schedule: "adaptive", guard: false },
+  "mpo-guard": { label: "MPO, adaptive schedule + rubric guard", rubric: SANDBOX_RUBRICS.weak, mpo: true, train: true, schedule: "adaptive", guard: true },
 };
 
 export interface SandboxOptions {
@@ -120,6 +124,11 @@ export interface ArmResult {
   kl: number;
   lengthWords: number;
   rubricVersions: number;
+  /** Meta steps run, versions the guard rejected, and the senior judge's LLM use (all mrm-* stages). */
+  metaSteps: number;
+  rejectedVersions: number;
+  seniorCalls: number;
+  seniorTokens: number;
   seconds: number;
   /** AutoPrompt arm: the calibration that produced its rubric. */
   calibration?: { dir: string; version: number; items: string[]; mae: number | null; spearman: number | null; cases: number; rounds: Array<{ round: number; version: number; maeNew: number | null; spearmanNew: number | null }> };
@@ -256,17 +265,20 @@ export async function runSandbox(o: SandboxOptions): Promise<SandboxOutcome> {
           maxPromptTokens: 40,
           promptSeparator: "\n\n",
           mpoInterval: spec.mpo ? o.mpoInterval : 0,
+          ...(spec.schedule ? { mpoSchedule: spec.schedule } : {}),
+          ...(spec.guard !== undefined ? { rubricGuard: spec.guard } : {}),
           checkpointEvery: o.steps,
           keepCheckpoints: 1,
         };
         const cfg = trainConfigSchema.parse(input);
         const perStep: ArmResult["perStep"] = [];
+        const senior = { steps: 0, rejected: 0, calls: 0, tokens: 0 };
         log(`mpo sandbox: seed ${seed}, arm '${arm}' (${spec.label}): ${o.steps} ${o.algo.toUpperCase()} steps`);
         const trainer = await Trainer.open({
           config: cfg,
           runDir,
           task: sandboxEssayTask,
-          makeReward: (dir) => createReward(cfg.reward!, { runDir: dir, task: sandboxEssayTask, seed }),
+          makeReward: (dir) => createReward(cfg.reward!, { runDir: dir, task: sandboxEssayTask, seed, guard: guardSettings(cfg) }),
           hooks: {
             progress: o.progress,
             log: (l) => log(`  [${arm}] ${l.replace(/^mpo: /, "")}`),
@@ -277,6 +289,15 @@ export async function runSandbox(o: SandboxOptions): Promise<SandboxOutcome> {
               const length = records.reduce((s, r) => s + words(r.response), 0) / Math.max(records.length, 1);
               appendJsonl(join(runDir, "eval.jsonl"), { step: m.step, oracle: { mean: oracleMean }, responseWords: { mean: length } });
               perStep.push({ step: m.step, rm: m.normalizedScore.mean, oracle: oracleMean, kl: m.kl, length, rubricVersion: m.rubricVersion, meta: m.meta?.summary });
+              for (const [stage, u] of Object.entries(m.llm)) {
+                if (!stage.startsWith("mrm")) continue;
+                senior.calls += u.calls;
+                senior.tokens += u.promptTokens + u.completionTokens;
+              }
+              if (m.meta) {
+                senior.steps++;
+                if (m.meta.rejectedVersion !== undefined) senior.rejected++;
+              }
             },
           },
         });
@@ -298,7 +319,11 @@ export async function runSandbox(o: SandboxOptions): Promise<SandboxOutcome> {
           oracleAfter: after.mean,
           kl: last?.kl ?? 0,
           lengthWords: after.samples.reduce((s, r) => s + words(r.response), 0) / Math.max(after.samples.length, 1),
-          rubricVersions: RubricStore.open(runDir).list().length,
+          rubricVersions: RubricStore.open(runDir).list().filter((v) => !v.rejected).length,
+          metaSteps: senior.steps,
+          rejectedVersions: senior.rejected,
+          seniorCalls: senior.calls,
+          seniorTokens: senior.tokens,
           seconds: (performance.now() - t0) / 1000,
           perStep,
           ...(calibration ? { calibration } : {}),
@@ -387,11 +412,13 @@ export function summaryTable(results: ArmResult[], base?: { oracle: number; word
       mean(rs.map((r) => r.kl)).toFixed(3),
       mean(rs.map((r) => r.lengthWords)).toFixed(1),
       mean(rs.map((r) => r.rubricVersions)).toFixed(1),
+      mean(rs.map((r) => r.metaSteps ?? 0)).toFixed(1) + (rs.some((r) => r.rejectedVersions) ? ` (${mean(rs.map((r) => r.rejectedVersions ?? 0)).toFixed(1)} rejected)` : ""),
+      mean(rs.map((r) => r.seniorTokens ?? 0)).toFixed(0),
       String(rs.length),
     ];
   });
-  if (base) rows.unshift(["base", "-", "-", base.oracle.toFixed(3), base.oracle.toFixed(3), "-", "0", base.words.toFixed(1), "-", "-"]);
-  const head = ["arm", "RM score (step 1 → last)", "oracle, train (first 5 → last 5 steps)", "oracle test: base", "after", "Δ test", "KL", "mean words", "rubric versions", "seeds"];
+  if (base) rows.unshift(["base", "-", "-", base.oracle.toFixed(3), base.oracle.toFixed(3), "-", "0", base.words.toFixed(1), "-", "-", "-", "-"]);
+  const head = ["arm", "RM score (step 1 → last)", "oracle, train (first 5 → last 5 steps)", "oracle test: base", "after", "Δ test", "KL", "mean words", "rubric versions", "meta steps", "senior tokens", "seeds"];
   return formatTable(head, rows);
 }
 

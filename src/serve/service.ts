@@ -127,6 +127,8 @@ export class ServiceUnavailableError extends Error {
 
 interface ServeState {
   window: number;
+  /** Samples scored before the open window; with the window's lines on disk this gives `scored` after a restart. */
+  windowStart?: number;
   scored: number;
   /** Window whose meta step started but did not finish (re-run on restart). */
   pendingMeta: number | null;
@@ -207,6 +209,8 @@ export class RewardService {
   private flushScheduled = false;
   /** Files whose last write may have been torn: the next append starts on a fresh line. */
   private torn = new Set<string>();
+  /** Files whose tail was checked for a torn line (once per file and process). */
+  private tailChecked = new Set<string>();
   private writeError: string | null = null;
   private judgeHealth: Omit<JudgeHealth, "state" | "unreadableShare" | "recentSamples">;
   /** Ring of the last `unreadable.window` samples: 1 = unreadable. */
@@ -251,6 +255,8 @@ export class RewardService {
       this.state = this.loadState();
       this.rng = new Rng(`serve-${o.seed}-${this.state.metaSteps}`);
       this.windowSize = countLinesSync(stepFile(o.runDir, this.state.window));
+      // The state file is written when a window opens, not per request: the window on disk is the count.
+      if (this.state.windowStart !== undefined) this.state.scored = this.state.windowStart + this.windowSize;
       if (this.state.pendingMeta !== null) this.startMeta(this.state.pendingMeta);
     } catch (err) {
       this.lock.release();
@@ -265,7 +271,7 @@ export class RewardService {
       // A few hundred bytes written by this service (writeJsonAtomic): a whole-file read is fine here.
       const s = JSON.parse(readFileSync(p, "utf8")) as ServeState;
       if (!Number.isInteger(s.window) || !Number.isInteger(s.scored)) throw new Error("bad fields");
-      return { window: s.window, scored: s.scored, pendingMeta: s.pendingMeta ?? null, metaSteps: s.metaSteps ?? 0 };
+      return { window: s.window, windowStart: s.windowStart, scored: s.scored, pendingMeta: s.pendingMeta ?? null, metaSteps: s.metaSteps ?? 0 };
     } catch (err) {
       throw new Error(`${p}: unreadable service state (${(err as Error).message}); move it aside to start a new window`);
     }
@@ -502,7 +508,11 @@ export class RewardService {
     mkdirSync(dirname(path), { recursive: true });
     let text = "";
     for (const r of records) text += JSON.stringify(r) + "\n";
-    if (this.torn.has(path) || endsTorn(path)) text = "\n" + text;
+    if (!this.tailChecked.has(path)) {
+      this.tailChecked.add(path);
+      if (endsTorn(path)) this.torn.add(path); // e.g. a kill -9 mid-write before this process started
+    }
+    if (this.torn.has(path)) text = "\n" + text;
     try {
       this.appendText(path, text);
       this.torn.delete(path);
@@ -531,7 +541,6 @@ export class RewardService {
       if (unreadRecs.length) this.appendLines(join(this.o.runDir, "rollouts", "unreadable.jsonl"), unreadRecs);
       this.state.scored += windowRecs.length;
       this.windowSize += windowRecs.length;
-      this.saveState();
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       const msg = this.sanitize(`${e.code ? `${e.code}: ` : ""}${e.message}`);
@@ -540,6 +549,15 @@ export class RewardService {
       const fail = new ServiceUnavailableError("write_failed", `could not record the scored rollouts (${msg}); the rewards were not sent — retry once the disk problem is fixed`);
       for (const b of batch) b.reject(fail);
       return;
+    }
+    if (this.state.windowStart === undefined) {
+      // A state file from before windowStart existed: record it once (the rollouts above are already safe).
+      this.state.windowStart = this.state.scored - this.windowSize;
+      try {
+        this.saveState();
+      } catch {
+        this.state.windowStart = undefined; // try again with the next write
+      }
     }
     if (this.writeError !== null) this.log(`rollout writes work again (after: ${this.writeError})`);
     this.writeError = null;
@@ -564,6 +582,7 @@ export class RewardService {
     const before = { ...this.state };
     this.state.pendingMeta = this.state.window;
     this.state.window += 1;
+    this.state.windowStart = this.state.scored;
     try {
       this.saveState(true);
     } catch (err) {

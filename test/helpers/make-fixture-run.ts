@@ -187,7 +187,9 @@ function writeArm(root: string, spec: ArmSpec, steps: number, perStep: number): 
     };
     if (!hacking && (step === 10 || step === 20)) {
       const to = step === 10 ? 1 : 2;
-      row.meta = { fromVersion: to - 1, toVersion: to, itemsBefore: to === 1 ? 3 : 4, itemsAfter: to === 1 ? 4 : 5, added: 1, removed: 0, ok: true };
+      // The second one as the adaptive schedule records it: what fired, with its evidence.
+      const trigger = { reason: "trigger", triggers: [{ kind: "length-explode", message: "Mean response length grew 2×", evidence: { ratio: 2 } }] };
+      row.meta = { fromVersion: to - 1, toVersion: to, itemsBefore: to === 1 ? 3 : 4, itemsAfter: to === 1 ? 4 : 5, added: 1, removed: 0, ok: true, ...(to === 2 ? { trigger } : {}) };
     }
     metrics.push(JSON.stringify(row));
     // Eval every 3 steps: the oracle agrees with the RM early on, then (fixed arm) diverges.

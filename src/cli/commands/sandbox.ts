@@ -14,7 +14,7 @@ export function register(program: Command): void {
     .description("offline demo (the default of `npm start`): reward hacking under a weak rubric, and MPO countering it")
     .option("--out <dir>", "output directory (default runs/sandbox-<time>)")
     .option("--steps <n>", "RL steps per arm")
-    .option("--arms <list>", "comma-separated arms: base,fixed,expert,autoprompt,mpo (default: all)")
+    .option("--arms <list>", "comma-separated arms: base,fixed,expert,autoprompt,mpo (the default); also mpo-adaptive, mpo-guard (adaptive meta schedule without/with the rubric guard)")
     .option("--seeds <list>", "comma-separated seeds, e.g. 0,1,2 (default 0)")
     .option("--full", "the full table: seeds 0,1,2 (unless --seeds is given)")
     .option("--algo <algo>", "grpo | ppo | rloo")

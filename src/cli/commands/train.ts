@@ -60,6 +60,10 @@ const FLAG_KEYS: Record<string, string> = {
   topP: "topP",
   separator: "promptSeparator",
   mpoInterval: "mpoInterval",
+  mpoSchedule: "mpoSchedule",
+  rubricGuard: "rubricGuard",
+  metaMinInterval: "adaptive.minInterval",
+  metaMaxInterval: "adaptive.maxInterval",
   checkpointEvery: "checkpointEvery",
   keepCheckpoints: "keepCheckpoints",
   engine: "engine",
@@ -119,6 +123,11 @@ export function register(program: Command): void {
     .option("--top-p <x>", "nucleus sampling", num)
     .option("--separator <text>", "text between prompt and response for plain-text policies")
     .option("--mpo-interval <n>", "meta step every n steps (0 = fixed rubric)", int)
+    .option("--mpo-schedule <kind>", "fixed (every --mpo-interval steps, the paper) | adaptive (when reward-hacking, saturation, spread or judge-flag triggers fire; docs/meta-schedule.md)")
+    .option("--meta-min-interval <n>", "adaptive schedule: fewest steps between meta steps (default ⌈interval/3⌉, ≥ 2)", int)
+    .option("--meta-max-interval <n>", "adaptive schedule: most steps between meta steps (default 2 × interval)", int)
+    .option("--rubric-guard", "score a probe set with old and new rubric and reject a version that makes scoring worse (default: on with --mpo-schedule adaptive)")
+    .option("--no-rubric-guard", "turn the rubric guard off")
     .option("--no-mpo", "train against the fixed initial rubric (the baseline)")
     .option("--checkpoint-every <n>", "checkpoint every n steps", int)
     .option("--keep-checkpoints <n>", "checkpoints kept", int)
@@ -147,7 +156,7 @@ export function register(program: Command): void {
     .option("--no-progress", "no progress bar")
     .action(async (opts: Record<string, unknown>, cmd: Command) => {
       const { readConfigFile, validate, deepMerge } = await import("../../config/load.ts");
-      const { trainConfigSchema } = await import("../../rl/config.ts");
+      const { guardSettings, trainConfigSchema } = await import("../../rl/config.ts");
       const { Trainer } = await import("../../rl/trainer.ts");
       const { createReward, defaultRewardFor, resolveTask } = await import("../../rl/reward-factory.ts");
       // Only flags the user typed count as overrides (commander fills --no-x defaults otherwise).
@@ -241,7 +250,7 @@ export function register(program: Command): void {
         task,
         resume: !!resume,
         overwrite: opts.overwrite === true,
-        makeReward: (dir) => createReward(reward, { runDir: dir, task, seed: config.seed }),
+        makeReward: (dir) => createReward(reward, { runDir: dir, task, seed: config.seed, guard: guardSettings(config) }),
         hooks: given("progress") ? { progress: opts.progress === true } : {},
       });
       let interrupts = 0;

@@ -214,7 +214,10 @@ function markersPlugin(metaSteps, ranges) {
           ctx.strokeStyle = m.ok === false ? "#dc2626" : "#7c3aed";
           ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
           ctx.fillStyle = "#7c3aed";
-          ctx.fillText(m.toVersion !== null && m.toVersion !== undefined ? `meta→v${m.toVersion}` : "meta", x + 3 * devicePixelRatio, top + 12 * devicePixelRatio);
+          const label = m.rejectedVersion !== undefined ? `meta: v${m.rejectedVersion} rejected` : m.toVersion !== null && m.toVersion !== undefined ? `meta→v${m.toVersion}` : "meta";
+          ctx.fillText(label, x + 3 * devicePixelRatio, top + 12 * devicePixelRatio);
+          // Adaptive schedule: what fired, under the version label.
+          if (m.trigger) ctx.fillText(m.trigger, x + 3 * devicePixelRatio, top + 25 * devicePixelRatio);
         }
         ctx.restore();
       },

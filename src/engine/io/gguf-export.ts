@@ -10,6 +10,8 @@
  *  - `llama` only: q and k rows are permuted per head from Hugging Face's rotate-half RoPE layout (pairs
  *    (i, i + D/2)) to llama.cpp's interleaved one (pairs (2i, 2i + 1)); qwen2/qwen3 use llama.cpp's NEOX
  *    RoPE, which is the Hugging Face layout, so their weights are copied as they are;
+ *  - RoPE scaling: "linear" → {arch}.rope.scaling.type/factor; "llama3" (Llama-3.1/3.2) → tensor rope_freqs.weight
+ *    holding, per frequency, unscaled / scaled inverse frequency (the divisor llama.cpp applies);
  *  - 1-D tensors (norms, biases) stay F32 whatever --dtype says; Q8_0 falls back to F16 for a matrix whose
  *    rows are not a multiple of 32 (as the converter does);
  *  - tokenizer: model "gpt2" (byte-level BPE), the vocabulary padded to vocab_size with [PADi] (UNUSED), added
@@ -22,6 +24,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { UserError } from "../../util/errors.ts";
 import { floatTensors, readSafetensors } from "./safetensors.ts";
+import { ropeInvFreq } from "../config.ts";
 import { GGML_TYPE, encodeTensor, writeGguf, Q8_0_BLOCK, type GgufTensorSource, type GgufValue } from "./gguf.ts";
 
 export type GgufDtype = "f32" | "f16" | "bf16" | "q8_0";
@@ -235,7 +238,6 @@ export function exportGguf(dirIn: string, out: string, opts: GgufExportOptions =
     if (config[key] !== undefined && config[key] !== ok) throw new GgufExportError(dir, `config.json: field '${key}': ${JSON.stringify(config[key])} has no llama.cpp equivalent (only ${ok})`);
   if (config.hidden_act !== undefined && !["silu", "swish"].includes(config.hidden_act))
     throw new GgufExportError(dir, `config.json: field 'hidden_act': ${JSON.stringify(config.hidden_act)} has no llama.cpp ${arch} equivalent (silu only)`);
-  if (config.rope_scaling != null) throw new GgufExportError(dir, `config.json: field 'rope_scaling': ${JSON.stringify(config.rope_scaling)} is not exported yet (only unscaled RoPE)`);
   const num = (k: string, dflt?: number): number => {
     const v = config[k] ?? dflt;
     if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new GgufExportError(dir, `config.json: field '${k}': expected a positive number, got ${JSON.stringify(config[k])}`);
@@ -244,6 +246,25 @@ export function exportGguf(dirIn: string, out: string, opts: GgufExportOptions =
   const d = num("hidden_size"), L = num("num_hidden_layers"), H = num("num_attention_heads");
   const Hkv = num("num_key_value_heads", H);
   const headDim = config.head_dim !== undefined ? num("head_dim") : d / H;
+
+  // RoPE scaling as llama.cpp's converter writes it: "linear" as metadata; "llama3" as a rope_freqs tensor of
+  // per-frequency divisors (unscaled / scaled inverse frequency, from the engine's own ropeInvFreq).
+  const scaling = config.rope_scaling as Record<string, unknown> | null | undefined;
+  const scalingType = scaling ? String(scaling.rope_type ?? scaling.type ?? "default") : "default";
+  if (!["default", "linear", "llama3"].includes(scalingType))
+    throw new GgufExportError(dir, `config.json: field 'rope_scaling.rope_type': ${JSON.stringify(scalingType)} is not exported (default, linear, llama3)`);
+  let ropeFreqs: Float32Array | undefined;
+  if (scalingType === "llama3") {
+    const theta = num("rope_theta", 10000);
+    let base: number[], scaled: number[];
+    try {
+      base = ropeInvFreq(headDim, theta, null);
+      scaled = ropeInvFreq(headDim, theta, scaling, join(dir, "config.json"));
+    } catch (e) {
+      throw new GgufExportError(dir, (e as Error).message);
+    }
+    ropeFreqs = Float32Array.from(base, (b, i) => b / scaled[i]);
+  }
 
   const weights = readWeights(dir);
   const meta: Array<[string, GgufValue]> = [
@@ -260,6 +281,12 @@ export function exportGguf(dirIn: string, out: string, opts: GgufExportOptions =
     [`${arch}.rope.dimension_count`, { type: "u32", value: headDim }],
     [`${arch}.vocab_size`, { type: "u32", value: num("vocab_size") }],
   ];
+  if (scalingType === "linear") {
+    const factor = Number(scaling!.factor);
+    if (!(factor > 0)) throw new GgufExportError(dir, `config.json: field 'rope_scaling.factor': expected a positive number, got ${JSON.stringify(scaling!.factor)}`);
+    meta.push([`${arch}.rope.scaling.type`, { type: "string", value: "linear" }]);
+    meta.push([`${arch}.rope.scaling.factor`, { type: "f32", value: factor }]);
+  }
   if (config.head_dim !== undefined) {
     meta.push([`${arch}.attention.key_length`, { type: "u32", value: headDim }]);
     meta.push([`${arch}.attention.value_length`, { type: "u32", value: headDim }]);
@@ -299,6 +326,10 @@ export function exportGguf(dirIn: string, out: string, opts: GgufExportOptions =
       },
     };
   });
+  if (ropeFreqs) {
+    const rf = ropeFreqs;
+    sources.unshift({ name: "rope_freqs.weight", shape: [rf.length], type: GGML_TYPE.F32, encode: () => encodeTensor(rf, GGML_TYPE.F32, [rf.length]) });
+  }
   const { bytes } = writeGguf(resolve(out), meta, sources);
   return { path: resolve(out), arch, bytes, tensors: sources.length, fallbacks };
 }
