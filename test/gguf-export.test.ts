@@ -171,6 +171,10 @@ describe("GGUF export of a Hugging Face directory", () => {
     expect(() => exportGguf(d, join(tmp, "ln.gguf"))).toThrow(/field 'mpo_norm'/);
     writeFileSync(join(d, "config.json"), JSON.stringify({ ...cfg, model_type: "gpt2" }));
     expect(() => exportGguf(d, join(tmp, "ln.gguf"))).toThrow(/field 'model_type'/);
+    writeFileSync(join(d, "config.json"), JSON.stringify(cfg));
+    rmSync(join(d, "model.safetensors"));
+    writeFileSync(join(d, "adapter_config.json"), "{}");
+    expect(() => exportGguf(d, join(tmp, "ln.gguf"))).toThrow(/is a LoRA adapter .* not implemented yet/);
   });
 });
 

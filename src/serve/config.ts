@@ -42,6 +42,36 @@ export const serveConfigSchema = z
     /** Run a meta step every this many scored samples (0 = never: fixed rubric). Paper: 10 steps × 64 episodes. */
     metaEvery: z.number().int().min(0).default(640),
     metaSamples: z.number().int().min(1).default(20),
+    /** fixed: every metaEvery samples (the paper); adaptive: when a trigger fires (docs/meta-schedule.md). */
+    metaSchedule: z.enum(["fixed", "adaptive"]).default("fixed"),
+    /** Adaptive thresholds; intervals count buckets of ⌈metaEvery/10⌉ samples (unset: ⌈metaEvery/3⌉ … 2 × metaEvery samples). */
+    adaptive: z
+      .object({
+        minInterval: z.number().int().min(1),
+        maxInterval: z.number().int().min(1),
+        recent: z.number().int().min(1),
+        saturation: z.number().min(0).max(1),
+        minSpread: z.number().min(0).max(1),
+        flagShare: z.number().min(0).max(1),
+        flagRise: z.number().min(0).max(1),
+      })
+      .partial()
+      .strict()
+      .default({}),
+    /** Rubric acceptance guard (docs/meta-schedule.md); default: on with the adaptive schedule. */
+    rubricGuard: z.boolean().optional(),
+    guard: z
+      .object({
+        probes: z.number().int().min(1),
+        maxExploits: z.number().int().min(0),
+        maxExploitGain: z.number().min(0).max(1),
+        minSpread: z.number().min(0).max(1),
+        minRankCorrelation: z.number().min(-1).max(1),
+        exploitDrop: z.number().min(0).max(1),
+      })
+      .partial()
+      .strict()
+      .default({}),
     prescreen: z.boolean().default(false),
     seed: z.number().int().default(0),
     /** What `rewards` carries for OpenRLHF: the [0, 1]-normalized score (default) or the raw rubric total. */

@@ -37,6 +37,8 @@ import { RubricStore } from "../rubric/store.ts";
 import type { RubricVersion } from "../rubric/types.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { Rng } from "../util/rng.ts";
+import { type GuardOptions, judgeGuard } from "../meta/guard.ts";
+import { type AdaptiveOptions, adaptiveOptions, decideAdaptive, type MetaDecision, type WindowPoint, windowPoint } from "../meta/triggers.ts";
 import { GuardedModel, withSample } from "./judge-guard.ts";
 import { acquireRunLock, type RunLock } from "./lock.ts";
 import { sanitizeErrorText } from "./sanitize.ts";
@@ -92,6 +94,15 @@ export interface ServiceOptions {
   log?: (line: string) => void;
   /** Called whenever a meta step ends (metrics, logs). */
   onMeta?: (r: MetaStepResult) => void;
+  /**
+   * When meta steps run: every `metaEvery` samples (fixed, the paper), or adaptive (src/meta/triggers.ts) on
+   * summaries of consecutive buckets of metaEvery/10 samples, between ⌈metaEvery/3⌉ and 2 × metaEvery samples.
+   */
+  metaSchedule?: "fixed" | "adaptive";
+  /** Adaptive thresholds (intervals are in buckets; unset ones derive from metaEvery as above). */
+  adaptive?: Partial<AdaptiveOptions>;
+  /** Rubric acceptance guard (src/meta/guard.ts): null/undefined = off. */
+  guard?: Partial<GuardOptions> | null;
 }
 
 export interface ScoreItem {
@@ -202,6 +213,10 @@ export class RewardService {
   private state: ServeState;
   /** Lines of the open window on disk (the window itself is never held in memory). */
   private windowSize = 0;
+  /** Adaptive schedule: summaries of full buckets since the last meta step, the open bucket, and why the last step ran. */
+  private metaPoints: WindowPoint[] = [];
+  private bucket: Array<{ normalized: number | null; response: string; flags: string[] }> = [];
+  private metaDecision: MetaDecision | undefined;
   private metaRun: Promise<void> | null = null;
   private metaAbort = new AbortController();
   private rng: Rng;
@@ -562,7 +577,40 @@ export class RewardService {
     if (this.writeError !== null) this.log(`rollout writes work again (after: ${this.writeError})`);
     this.writeError = null;
     for (const b of batch) b.resolve();
-    if (this.o.metaEvery > 0 && this.windowSize >= this.o.metaEvery && !this.metaRun) this.closeWindow();
+    this.observe(windowRecs);
+    if (this.metaDue()) this.closeWindow();
+  }
+
+  /** Samples per adaptive-schedule point (a tenth of metaEvery, at least 1). */
+  private get bucketSize(): number {
+    return Math.max(1, Math.ceil(this.o.metaEvery / 10));
+  }
+
+  /** Adaptive schedule: fold newly recorded samples into bucket summaries. */
+  private observe(recs: MetaRollout[]): void {
+    if (this.o.metaSchedule !== "adaptive") return;
+    for (const r of recs) {
+      this.bucket.push({ normalized: r.evaluation?.normalized ?? null, response: r.response, flags: r.evaluation?.flags ?? [] });
+      if (this.bucket.length >= this.bucketSize) {
+        this.metaPoints.push(windowPoint(this.state.scored, this.bucket));
+        this.bucket = [];
+      }
+    }
+  }
+
+  /**
+   * Is a meta step due after this flush? Fixed: the window holds metaEvery samples. Adaptive: decideAdaptive on
+   * the bucket summaries, sinceLast counted in buckets of the open window (so a restart, which keeps the window
+   * but not the summaries, still honours the maximum interval).
+   */
+  private metaDue(): boolean {
+    if (this.o.metaEvery <= 0 || this.metaRun) return false;
+    if (this.o.metaSchedule !== "adaptive") return this.windowSize >= this.o.metaEvery;
+    const b = this.bucketSize;
+    const o = adaptiveOptions({ minInterval: Math.max(1, Math.ceil(this.o.metaEvery / 3 / b)), maxInterval: Math.max(2, Math.ceil((2 * this.o.metaEvery) / b)), ...this.o.adaptive });
+    const d = decideAdaptive(this.metaPoints, Math.floor(this.windowSize / b), o);
+    if (d.due) this.metaDecision = d;
+    return d.due;
   }
 
   /** Runs a meta step now on the open window (POST /v1/meta-step). Resolves when it has finished. */
@@ -592,6 +640,8 @@ export class RewardService {
       return false;
     }
     this.windowSize = 0;
+    this.metaPoints = [];
+    this.bucket = [];
     this.startMeta(before.window);
     return true;
   }
@@ -603,7 +653,14 @@ export class RewardService {
         const { records, seen, skipped } = await sampleJsonlWindow<MetaRollout>(stepFile(this.o.runDir, window), this.o.metaWindowCap ?? 10_000, this.rng.fork(`window-${window}`));
         if (skipped) this.log(`window ${window}: skipped ${skipped} unreadable log lines`);
         if (seen > records.length) this.log(`window ${window}: ${seen} rollouts, meta step reads a uniform sample of ${records.length}`);
+        const decision = this.metaDecision;
+        this.metaDecision = undefined;
+        const guard = this.o.guard
+          ? judgeGuard({ judge: this.judges[0], window: records, runDir: this.o.runDir, store: this.store, rng: this.rng.fork(`guard-${window}`), options: this.o.guard, signal: this.metaAbort.signal })
+          : undefined;
         const r = await metaStep({
+          ...(guard ? { guard } : {}),
+          ...(decision ? { trigger: decision } : {}),
           model: this.metaModel,
           rollouts: records,
           store: this.store,

@@ -13,6 +13,9 @@ export function register(program: Command): void {
     .option("--host <host>", "address to bind (default 127.0.0.1)")
     .option("--port <n>", "port (default 5000)")
     .option("--meta-every <n>", "meta step every N scored samples (0 = fixed rubric)")
+    .option("--mpo-schedule <kind>", "fixed (every --meta-every samples) | adaptive (when triggers fire; docs/meta-schedule.md)")
+    .option("--rubric-guard", "reject a merged rubric that makes scoring worse on a probe set (default: on with --mpo-schedule adaptive)")
+    .option("--no-rubric-guard", "turn the rubric guard off")
     .option("--token <token>", "require this bearer token (default: $MPO_SERVE_TOKEN)")
     .option("--allow-unauthenticated-admin", "without a token, still allow POST /v1/meta-step (any local process or web page could change the rubric)")
     .option("--insecure", "allow a non-loopback --host without a token")
@@ -33,6 +36,8 @@ export function register(program: Command): void {
         host: o.host,
         port: num(o.port),
         metaEvery: num(o.metaEvery),
+        metaSchedule: o.mpoSchedule,
+        rubricGuard: typeof o.rubricGuard === "boolean" ? o.rubricGuard : undefined,
         token: o.token ?? process.env.MPO_SERVE_TOKEN,
         allowUnauthenticatedAdmin: o.allowUnauthenticatedAdmin ? true : undefined,
         insecure: o.insecure ? true : undefined,

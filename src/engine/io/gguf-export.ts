@@ -76,6 +76,8 @@ function readWeights(dir: string): Map<string, { shape: number[]; data: Float32A
   const single = join(dir, "model.safetensors");
   if (existsSync(single)) return floatTensors(readSafetensors(single), single);
   const index = readJson(dir, "model.safetensors.index.json", false);
+  if (!index && existsSync(join(dir, "adapter_config.json")))
+    throw new GgufExportError(dir, "is a LoRA adapter (adapter_config.json, no model.safetensors); exporting it merged into its base model is not implemented yet — merge it first (e.g. PEFT merge_and_unload) and export the merged directory");
   if (!index) throw new GgufExportError(dir, "neither model.safetensors nor model.safetensors.index.json is present");
   const files = [...new Set(Object.values((index.weight_map ?? {}) as Record<string, string>))];
   if (!files.length) throw new GgufExportError(dir, "model.safetensors.index.json: field 'weight_map' lists no files");
