@@ -18,7 +18,8 @@ export async function buildProgram(): Promise<Command> {
     .version("0.1.0")
     .showHelpAfterError();
   const dir = join(dirname(fileURLToPath(import.meta.url)), "commands");
-  const files = readdirSync(dir).filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts")).sort();
+  // .ts from a checkout (run through tsx), .js from the compiled package (dist/).
+  const files = readdirSync(dir).filter((f) => (f.endsWith(".ts") && !f.endsWith(".d.ts")) || f.endsWith(".js")).sort();
   for (const f of files) {
     const mod = await import(pathToFileURL(join(dir, f)).href);
     if (typeof mod.register === "function") mod.register(program);

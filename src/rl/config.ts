@@ -5,6 +5,7 @@
  * The resolved object (defaults filled in) is written to RUN/config.json.
  */
 import { dataConfigSchema } from "../tasks/data-files.ts";
+import { TRACKER_KINDS } from "../track/index.ts";
 import { z } from "zod";
 import { LORA_TARGETS } from "../engine/model.ts";
 import { llmEndpointSchema } from "../llm/config.ts";
@@ -80,6 +81,8 @@ export const trainConfigSchema = z
      * source the run resolved (a Hub dataset pinned to its commit, or a file), so --resume reads the same rows.
      */
     data: dataConfigSchema.optional(),
+    /** Experiment trackers fed from the run directory (src/track): tensorboard, wandb, mlflow. */
+    logTo: z.array(z.enum(TRACKER_KINDS)).optional(),
     /** Limit the number of training records (0 = all). */
     limit: z.number().int().min(0).default(0),
     /** Policy checkpoint directory (config.json, model.safetensors, tokenizer.json); absent → fresh init. */

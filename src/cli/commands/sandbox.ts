@@ -14,9 +14,9 @@ export function register(program: Command): void {
     .description("offline demo (the default of `npm start`): reward hacking under a weak rubric, and MPO countering it")
     .option("--out <dir>", "output directory (default runs/sandbox-<time>)")
     .option("--steps <n>", "RL steps per arm")
-    .option("--arms <list>", "comma-separated arms: base,fixed,expert,autoprompt,mpo (the default); also mpo-adaptive, mpo-guard (adaptive meta schedule without/with the rubric guard)")
+    .option("--arms <list>", "comma-separated arms from base,fixed,expert,autoprompt,mpo (default: base,fixed,autoprompt,mpo); also mpo-adaptive, mpo-guard (adaptive meta schedule without/with the rubric guard)")
     .option("--seeds <list>", "comma-separated seeds, e.g. 0,1,2 (default 0)")
-    .option("--full", "the full table: seeds 0,1,2 (unless --seeds is given)")
+    .option("--full", "the full table: all five arms and seeds 0,1,2 (unless --arms/--seeds are given)")
     .option("--algo <algo>", "grpo | ppo | rloo")
     .option("--batch <n>", "prompts per step")
     .option("--group-size <n>", "responses per prompt")
@@ -34,18 +34,19 @@ export function register(program: Command): void {
     .option("--elo-agreement <p>", "simulated pairwise judge: probability of preferring the oracle-better response")
     .option("--elo-position-bias <b>", "simulated pairwise judge: added probability of answering A")
     .option("--policy <dir>", "base policy checkpoint (default: the shipped assets/sandbox-policy)")
+    .option("--log-to <list>", "experiment tracking for every arm's run, any of tensorboard,wandb,mlflow (see docs/tracking.md)")
     .option("--judge <url>", "a real judge instead of the simulated one: gguf:/path/model.gguf (in-process llama.cpp) or an OpenAI-compatible base URL")
     .option("--senior-judge <url>", "the senior judge (default: --judge)")
     .option("--judge-model <name>", "model name for http(s) judges")
     .action(async (o: Record<string, string | undefined>) => {
-      const { runSandbox, summaryTable, eloTable, SANDBOX_DEFAULTS, ARMS } = await import("../../sandbox/run.ts");
+      const { runSandbox, summaryTable, eloTable, SANDBOX_DEFAULTS, ARMS, FULL_ARMS } = await import("../../sandbox/run.ts");
       const num = (k: string, v: string | undefined, d: number, int = true) => {
         if (v === undefined) return d;
         const n = Number(v);
         if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < 0) throw new UserError(`--${k}: expected a ${int ? "non-negative integer" : "non-negative number"}, got '${v}'`);
         return n;
       };
-      const arms = (o.arms ?? SANDBOX_DEFAULTS.arms.join(",")).split(",").map((a) => a.trim());
+      const arms = (o.arms ?? (o.full ? FULL_ARMS : SANDBOX_DEFAULTS.arms).join(",")).split(",").map((a) => a.trim());
       for (const a of arms) if (!(a in ARMS)) throw new UserError(`--arms: unknown arm '${a}' (known: ${Object.keys(ARMS).join(", ")})`);
       const algo = (o.algo ?? SANDBOX_DEFAULTS.algo) as "grpo" | "ppo" | "rloo";
       if (!["grpo", "ppo", "rloo"].includes(algo)) throw new UserError(`--algo: expected grpo, ppo or rloo, got '${algo}'`);
@@ -87,7 +88,14 @@ export function register(program: Command): void {
             : `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`),
       );
       const t0 = performance.now();
-      const res = await runSandbox(opts);
+      const { TreeTracker, parseLogTo } = await import("../../track/index.ts");
+      const tracker = TreeTracker.start(out, parseLogTo(o.logTo), { name: out.split(/[\\/]/).pop() });
+      let res;
+      try {
+        res = await runSandbox(opts);
+      } finally {
+        await tracker.close();
+      }
       const elo = res.elo ? `\n\n${eloTable(res.elo)}` : "";
       process.stdout.write(`\n${summaryTable(res.results, opts.arms.includes("base") ? res.base : undefined)}${elo}\n\nreport: ${out}/report.html   (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
     });

@@ -6,6 +6,7 @@ export function register(program: Command): void {
     .description("serve MPO rewards over HTTP (OpenRLHF /get_reward, native /v1/score) with online rubric evolution")
     .option("--config <file>", "service config (YAML or JSON); see docs/serve.md")
     .option("--run <dir>", "run directory (overrides runDir)")
+    .option("--log-to <list>", "experiment tracking of rubric versions, any of tensorboard,wandb,mlflow (see docs/tracking.md)")
     .option("--rubric <file>", "initial rubric file (overrides rubric)")
     .option("--llm <url>", "judge base URL, e.g. http://127.0.0.1:8000/v1 (overrides judge.baseURL)")
     .option("--model <name>", "judge model name (overrides judge.model)")
@@ -45,6 +46,8 @@ export function register(program: Command): void {
         "unreadable.onUnreadable": o.onUnreadable,
       });
       const cfg = validate(serveConfigSchema, merged, o.config ?? "command-line flags");
+      const { RunTracker, parseLogTo } = await import("../../track/index.ts");
+      const logTo = parseLogTo(o.logTo);
       let h;
       try {
         h = await startRewardService(cfg);
@@ -57,9 +60,10 @@ export function register(program: Command): void {
       }
       const auth = cfg.token ? "bearer token required" : cfg.allowUnauthenticatedAdmin ? "NO token, admin routes open" : "no token: scoring open, admin routes disabled";
       process.stderr.write(`mpo serve: listening on ${h.boundAddress} (${h.url}) — ${auth}; rubric v${h.service.rubric.version}, run dir ${cfg.runDir}\n`);
+      const tracker = await RunTracker.start(cfg.runDir, logTo);
       const stop = (sig: string) => {
         process.stderr.write(`mpo serve: ${sig}: finishing in-flight requests…\n`);
-        void h.close().then(() => process.exit(0));
+        void h.close().then(() => tracker.close()).then(() => process.exit(0));
       };
       process.once("SIGTERM", () => stop("SIGTERM"));
       process.once("SIGINT", () => stop("SIGINT"));

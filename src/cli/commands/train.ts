@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { UserError } from "../../util/errors.ts";
 import { trainConfigSchema } from "../../rl/config.ts";
 import { DATA_FILE_HELP, parseDataFiles } from "../../tasks/data-files.ts";
+import { LOG_TO_HELP, parseLogTo } from "../../track/index.ts";
 
 const num = (v: string) => {
   const n = Number(v);
@@ -90,6 +91,7 @@ export function register(program: Command): void {
     .option("--algo <name>", "ppo | grpo | rloo")
     .option("--task <name>", "built-in task (say-word) or a registered task / task config file")
     .option("--data-file <split=path,...>", DATA_FILE_HELP)
+    .option("--log-to <list>", LOG_TO_HELP)
     .option("--limit <n>", "use at most n training records", int)
     .option("--policy <dir>", "policy checkpoint (config.json, model.safetensors, tokenizer.json); default: fresh tiny model")
     .option("--critic <kind>", "PPO critic: separate | shared")
@@ -189,6 +191,7 @@ export function register(program: Command): void {
       const task0 = !resume && taskName ? await resolveTask(taskName, { dataDir: (given("dataDir") ? opts.dataDir : raw.dataDir) as string | undefined }).catch(() => undefined) : undefined;
       for (const [flag, key] of Object.entries(FLAG_KEYS)) if (given(flag)) over[key] = opts[flag];
       if (given("dataFile")) over.data = parseDataFiles(String(opts.dataFile));
+      if (given("logTo")) over.logTo = parseLogTo(String(opts.logTo));
       if (given("mpo") && opts.mpo === false) over.mpoInterval = 0;
       if (!resume) {
         if (given("reward")) over["reward.kind"] = opts.reward;
@@ -265,11 +268,15 @@ export function register(program: Command): void {
       };
       process.on("SIGINT", onSigint);
       process.on("SIGTERM", onSigint);
+      // Experiment tracking follows the run directory (src/track): no hook inside the trainer.
+      const { RunTracker } = await import("../../track/index.ts");
+      const tracker = await RunTracker.start(runDir, config.logTo ?? [], { params: { ...config, reward: reward.kind } });
       try {
         await trainer.run();
       } finally {
         process.off("SIGINT", onSigint);
         process.off("SIGTERM", onSigint);
+        await tracker.close();
       }
     });
   showDefaults(cmd);
