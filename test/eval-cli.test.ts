@@ -73,6 +73,30 @@ describe("mpo eval elo (real HTTP judge)", () => {
     expect(server.requests.length).toBeLessThanOrEqual(80);
   });
 
+  it("fails (non-zero, saying why) when too few verdicts are usable; the progress total never moves", async () => {
+    // A judge that answers the right way only for prompts about cities 0–3: a third of the verdicts are readable.
+    server = await startFakeOpenAI({ reply: ({ messages }) => (/city [0-3]\./.test(messages[messages.length - 1].content) ? "<winner>A</winner>" : "I cannot decide.") });
+    const a = jsonl("a.jsonl", queries.map((q) => ({ query: q, model_response: "one" })));
+    const b = jsonl("b.jsonl", queries.map((q) => ({ query: q, model_response: "two" })));
+    const out = join(dir, "elo-bad");
+    const args = ["eval", "elo", "--runs", a, b, "--judge", server.url, "--model", "judge-model", "--seeds", "2", "--matches", "30", "--out", out, "--no-progress"];
+    await expect(run(args)).rejects.toThrow(/only \d+ of 60 scheduled matches \(\d+\.\d%\) got a usable verdict, below --min-usable 0\.8/);
+    expect(existsSync(join(out, "elo.matches.jsonl"))).toBe(true); // kept for inspection
+    await expect(run([...args, "--min-usable", "0.1"])).resolves.toMatch(/verdicts applied/);
+    // Progress: the total is the scheduled matches from the first tick to the last, re-draws included.
+    const { runEloTournament } = await import("../src/eval/elo.ts");
+    const { createChatModel } = await import("../src/llm/index.ts");
+    const sys = (name: string) => ({ name, responses: new Map(queries.map((q, i) => [String(i), { prompt: q, response: name }])) });
+    const ticks: [number, number][] = [];
+    const r = await runEloTournament({
+      systems: [sys("a"), sys("b")], judge: createChatModel({ baseURL: server!.url, model: "judge-model", maxTries: 1 }), seeds: [0, 1], matches: 30,
+      onProgress: (d, t) => ticks.push([d, t]),
+    });
+    expect(r.perSeed.every((x) => x.redrawn > 0)).toBe(true);
+    expect(new Set(ticks.map(([, t]) => t))).toEqual(new Set([60]));
+    expect(ticks.map(([d]) => d)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+  });
+
   it("reads the paper's templated queries with --prompt-regex and writes scores shaped like the paper's", async () => {
     server = await startFakeOpenAI({ reply: () => "<winner>B</winner>" });
     const q = (i: number) => `system\nYou are a helpful assistant.\nuser\nInstructions:\nDescribe harbour ${i}.\n\nYour Writing:\nassistant\n`;

@@ -86,6 +86,7 @@ describe("mpo generate --llm", () => {
         query: chatmlQuery(msgs),
         model_response: `HAIKU for <${records[i].prompt}>`,
         finish_reason: "stop",
+        generator: `llm fake-model @ ${fake.url}`,
         reference: ROWS[i].example,
       });
     }
@@ -102,6 +103,22 @@ describe("mpo generate --llm", () => {
     expect(all.badLines).toHaveLength(1);
     const r3 = await generate({ task: taskYaml, split: "test", out, backend: { kind: "llm", endpoint: { baseURL: fake.url, model: "fake-model" } } });
     expect(r3).toMatchObject({ skipped: 5, written: 0 });
+  });
+
+  it("--out written by one model is not resumed by another unless --append; each line names its generator", async () => {
+    const out = join(dir, "mixed.jsonl");
+    const other = { id: "other", chat: async () => ({ text: "from the other model", promptTokens: 1, completionTokens: 4, finishReason: "stop" as const }) };
+    await generate({ task: taskYaml, split: "test", out, limit: 2, backend: { kind: "llm", endpoint: { baseURL: fake.url, model: "fake-model" } } });
+    expect(readJsonl<any>(out).records.map((r) => r.generator)).toEqual([`llm fake-model @ ${fake.url}`, `llm fake-model @ ${fake.url}`]);
+    const before = readFileSync(out, "utf8");
+    const otherBackend = { kind: "llm" as const, endpoint: { baseURL: "http://127.0.0.1:1/v1", model: "other-model" }, model: other };
+    await expect(generate({ task: taskYaml, split: "test", out, backend: otherBackend })).rejects.toThrow(
+      /already holds 2 line\(s\) from llm fake-model @ .*other-model.*--append/,
+    );
+    expect(readFileSync(out, "utf8")).toBe(before);
+    const r = await generate({ task: taskYaml, split: "test", out, backend: otherBackend, append: true });
+    expect(r).toMatchObject({ skipped: 2, written: 3 });
+    expect(readJsonl<any>(out).records.map((x) => x.generator.split(" ")[1])).toEqual(["fake-model", "fake-model", "other-model", "other-model", "other-model"]);
   });
 
   it("failed records are reported and not written; a rerun generates them", async () => {

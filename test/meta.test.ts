@@ -6,7 +6,7 @@ import type { Evaluation } from "../src/judge/types.ts";
 import { createChatModel } from "../src/llm/openai-client.ts";
 import { metaStepGuidelines } from "../src/meta/meta-guidelines.ts";
 import { dedupeItems, joinRefinements, metaStep, type MetaRollout } from "../src/meta/meta-step.ts";
-import { parseRubricText } from "../src/rubric/format.ts";
+import { parseRubricText, rubricToText } from "../src/rubric/format.ts";
 import { GuidelineStore, RubricStore } from "../src/rubric/store.ts";
 import { Rng } from "../src/util/rng.ts";
 import { startFakeOpenAI, type FakeOpenAI } from "./helpers/fake-openai-server.ts";
@@ -61,6 +61,19 @@ async function setup(reply = fakeJudge()) {
 }
 
 describe("metaStep", () => {
+  it("a merge that reproduces the current rubric writes no version; the log records the step as unchanged", async () => {
+    const same = `<rubric>\n${rubricToText(initial)}\n</rubric>`.replace(/<rubric>\n<rubric>/, "<rubric>").replace(/<\/rubric>\n<\/rubric>/, "</rubric>");
+    const { runDir, store, model } = await setup(() => same);
+    const res = await metaStep({ model, rollouts: rollouts(6), store, step: 3, runDir, rng: new Rng(1), samples: 2 });
+    expect(res.error).toBeUndefined();
+    expect(res).toMatchObject({ ok: true, unchanged: true });
+    expect(res.version!.version).toBe(0);
+    expect(store.list().map((v) => v.version)).toEqual([0]);
+    expect(res.summary).toMatch(/rubric v0 unchanged/);
+    const log = JSON.parse(readFileSync(res.logFile, "utf8"));
+    expect(log).toMatchObject({ step: 3, ok: true, state: "unchanged", toVersion: 0 });
+  });
+
   it("produces a valid new version with lineage and a log holding the analyses", async () => {
     const { srv, runDir, store, model } = await setup();
     const res = await metaStep({ model, rollouts: rollouts(12), store, step: 10, runDir, rng: new Rng(1), samples: 5, concurrency: 3 });

@@ -246,9 +246,10 @@ export async function runEloTournament(opts: EloOptions): Promise<EloResult> {
     return { verdicts, replies: runs.map((r) => r.reply), scoreA, error: runs.some((r) => r.error) };
   };
 
-  // Progress: main matches are known up front; re-draws extend the total as they appear.
+  // Progress counts the scheduled matches, a total fixed up front; re-draws of unreadable verdicts are extra
+  // calls that replace a scheduled match's verdict and do not move it (a total that grows mid-run misleads).
   let done = 0;
-  let total = seeds.length * matches;
+  const total = seeds.length * matches;
   const tick = () => opts.onProgress?.(++done, total);
 
   const perSeed: EloSeedResult[] = [];
@@ -262,7 +263,7 @@ export async function runEloTournament(opts: EloOptions): Promise<EloResult> {
       const drawn = Array.from({ length: count }, () => drawMatch(rng, names, promptIds));
       const judged = await mapLimit(drawn, concurrency, async (m) => {
         const r = await judgeMatch(m);
-        tick();
+        if (round === "main") tick();
         return r;
       });
       let unreadable = 0;
@@ -298,7 +299,6 @@ export async function runEloTournament(opts: EloOptions): Promise<EloResult> {
       throw new UserError(`every judge call failed for seed ${seed}; is the judge reachable? First error: ${firstErr}`);
     }
     if (stats.unreadable > 0) {
-      total += stats.unreadable;
       stats.redrawn = stats.unreadable;
       stats.skipped = await playRound("redraw", stats.unreadable);
     }

@@ -34,6 +34,8 @@ export interface GenerationRecord {
   model_response: string;
   /** "stop" (ended by EOS / the server's stop), "length" (hit --max-new-tokens), or the server's reason. */
   finish_reason: string;
+  /** The model that wrote the line ("llm MODEL @ URL" or "policy DIR"). */
+  generator?: string;
   reference?: string;
   label?: string;
   /** The label again under the task's gold field name (tasks with an accuracy checker). */
@@ -51,6 +53,8 @@ export interface GenerateOptions {
   backend: GenerateBackend;
   /** Output JSONL file (appended to; ids already in it are skipped). */
   out: string;
+  /** Add to an --out file that holds lines from another model (refused otherwise). */
+  append?: boolean;
   limit?: number;
   maxNewTokens?: number;
   temperature?: number;
@@ -89,6 +93,25 @@ function positiveInt(name: string, v: number | undefined, min = 1): number | und
 }
 
 /** Ids already written to `out` (torn last lines are ignored by readJsonl and simply redone). */
+/**
+ * An existing output file is resumed only by the model that wrote it: Elo and ROUGE treat one file as one
+ * system, so lines from another model (or lines whose model is unknown) would silently blend two systems.
+ * `--append` says the mix is intended.
+ */
+function refuseMixedModels(out: string, identity: string, append: boolean): void {
+  if (append || !existsSync(out)) return;
+  const { records } = readJsonl<{ generator?: unknown }>(out);
+  if (records.length === 0) return;
+  const others = new Map<string, number>();
+  for (const r of records) {
+    const g = typeof r?.generator === "string" ? r.generator : "(not recorded)";
+    if (g !== identity) others.set(g, (others.get(g) ?? 0) + 1);
+  }
+  if (others.size === 0) return;
+  const list = [...others].map(([g, n]) => `${n} line(s) from ${g}`).join(", ");
+  throw new UserError(`--out ${out} already holds ${list}; this run generates with ${identity}. Use another --out, or --append to add to the same file anyway`);
+}
+
 export function doneIds(out: string): Set<string> {
   if (!existsSync(out)) return new Set();
   const { records } = readJsonl<{ id?: unknown }>(out);
@@ -117,6 +140,8 @@ interface Generator {
   /** Generates one record's response. */
   generate(record: TaskRecord, messages: ChatMessage[]): Promise<{ query: string; model_response: string; finish_reason: string }>;
   readonly parallel: number;
+  /** Which model writes the lines (recorded in each line as `generator`; one file holds one model). */
+  readonly identity: string;
 }
 
 async function llmGenerator(backend: Extract<GenerateBackend, { kind: "llm" }>, o: GenerateOptions): Promise<Generator> {
@@ -132,6 +157,7 @@ async function llmGenerator(backend: Extract<GenerateBackend, { kind: "llm" }>, 
   const m = model;
   return {
     parallel: concurrency,
+    identity: `llm ${backend.endpoint.model} @ ${backend.endpoint.baseURL}`,
     async generate(_record, messages) {
       const r = await m.chat({
         messages,
@@ -226,6 +252,7 @@ async function policyGenerator(backend: Extract<GenerateBackend, { kind: "policy
   const seed = o.seed ?? 0;
   return {
     parallel: 1,
+    identity: `policy ${dir}`,
     async generate(record, messages) {
       const query = render(messages);
       let ids = tok.encode(query);
@@ -270,6 +297,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   if (todo.length === 0) return result;
 
   const gen = o.backend.kind === "llm" ? await llmGenerator(o.backend, o) : await policyGenerator(o.backend, o);
+  refuseMixedModels(o.out, gen.identity, o.append === true);
   endWithNewline(o.out);
 
   // Results land in `slots`; `flush` writes the finished prefix in record order.
@@ -304,6 +332,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
           query: g.query,
           model_response: g.model_response,
           finish_reason: g.finish_reason,
+          generator: gen.identity,
           ...(rec.reference !== undefined ? { reference: rec.reference } : {}),
           ...(rec.label !== undefined ? { label: rec.label } : {}),
           // Also under the task's gold field name (e.g. `answer`, `binarized_label`), so `mpo eval accuracy

@@ -74,8 +74,10 @@ export interface RubricDiffCounts {
 
 export interface MetaStepResult {
   ok: boolean;
-  /** The new version (ok only). */
+  /** The new version (ok only); the current one when `unchanged`. */
   version?: RubricVersion;
+  /** The merge reproduced the current rubric: no version was written (the log records the step). */
+  unchanged?: boolean;
   /** The version the guard refused (stored for the lineage, never current). */
   rejected?: RubricVersion;
   guard?: GuardDecision;
@@ -111,7 +113,7 @@ export interface MetaLog {
   kind: "rubric";
   step: number;
   ok: boolean;
-  state: "running" | "done" | "failed" | "rejected";
+  state: "running" | "done" | "failed" | "rejected" | "unchanged";
   error?: string;
   startedAt: string;
   finishedAt?: string;
@@ -357,6 +359,20 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
     log.merge.items = deduped.items.length;
     log.merge.duplicatesRemoved = deduped.removed;
     rubric = { items: deduped.items };
+
+    // A merge that reproduces the current rubric is no new version (v2…v9 byte-identical would say the
+    // rubric evolved when it did not); the step is still logged, with state "unchanged".
+    if (rubricToText(rubric) === rubricToText(previous.rubric)) {
+      log.ok = true;
+      log.state = "unchanged";
+      log.toVersion = previous.version;
+      log.finishedAt = new Date().toISOString();
+      log.summary = `rubric v${previous.version} unchanged: the merge reproduced it (no new version)`;
+      log.diff = diffCounts(previous.rubric, rubric);
+      log.usage = model.meter.snapshot();
+      writeJsonAtomic(logFile, log);
+      return { ok: true, version: previous, previous, unchanged: true, logPath, logFile, usage: log.usage, summary: log.summary, diff: log.diff };
+    }
 
     // 5. Guard (optional): score a probe set with both rubrics before the new one may become current.
     if (opts.guard) {

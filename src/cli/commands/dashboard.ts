@@ -26,6 +26,8 @@ export function register(program: Command): void {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === "EADDRINUSE") throw new UserError(`port ${port} is in use; pick another with --port`);
         if (code === "EADDRNOTAVAIL") throw new UserError(`--host ${opts.host}: address not available on this machine`);
+        // Any other bind failure (EACCES on a privileged port, an unresolvable --host, …): one line, exit 2.
+        if (code) throw new UserError(`cannot listen on ${opts.host}:${port}: ${(err as Error).message}`);
         throw err;
       }
       process.stdout.write(`mpo dashboard: serving ${runsDir} at ${dash.url} (Ctrl-C to stop)\n`);

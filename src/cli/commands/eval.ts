@@ -36,6 +36,7 @@ export function parseSeeds(v: string | undefined): number[] | undefined {
 
 interface EloFlags {
   runs: string[];
+  minUsable?: string;
   judge?: string;
   model?: string;
   server?: string;
@@ -149,6 +150,16 @@ async function evalElo(f: EloFlags): Promise<void> {
       `${c.applied} verdicts applied, ${c.unreadable} unreadable (${c.redrawn} re-drawn, ${c.skipped} dropped), ${c.judgeErrors} judge errors\n`,
   );
   process.stdout.write(`wrote ${Object.values(report.files).join(", ")}\n`);
+  // Ratings from a judge whose verdicts mostly could not be read are noise around the start rating: say so
+  // and fail (the files stay for inspection) instead of printing a table that looks like a result.
+  const scheduled = report.result.settings.seeds.length * report.result.settings.matches;
+  const minUsable = f.minUsable === undefined ? 0.8 : Number(f.minUsable);
+  if (!(minUsable >= 0 && minUsable <= 1)) throw new UserError(`--min-usable: expected a share in [0, 1], got ${f.minUsable}`);
+  if (c.applied < minUsable * scheduled)
+    throw new UserError(
+      `only ${c.applied} of ${scheduled} scheduled matches (${((100 * c.applied) / scheduled).toFixed(1)}%) got a usable verdict, below --min-usable ${minUsable}: ` +
+        `the ratings above are not a result. Check the judge's replies in ${report.files.matches ?? f.out} (answer format, --max-tokens, --server)`,
+    );
 }
 
 export function register(program: Command): void {
@@ -164,6 +175,7 @@ export function register(program: Command): void {
     .option("--names <a,b,...>", "system names, one per --runs file (default: file names)")
     .option("--seeds <n|list>", "number of tournaments (seeds 0..n-1) or a list of seeds (default 5)")
     .option("--matches <n>", "matches per seed (default 2000)")
+    .option("--min-usable <share>", "fail (exit 1) when fewer than this share of the scheduled matches get a usable verdict (default 0.8)")
     .option("--k <k>", "Elo K factor (default 4)")
     .option("--base <b>", "Elo base (default 10)")
     .option("--scale <s>", "Elo scale (default 400)")

@@ -27,7 +27,8 @@ export function register(program: Command): void {
     .option("--server <kind>", "server kind: vllm | sglang | llamacpp | ollama | openai | generic", "generic")
     .option("--api-key <key>", "API key (default: $OPENAI_API_KEY or EMPTY)")
     .option("--limit <n>", "first n records of the split")
-    .option("--out <file>", "output JSONL (appended; ids already there are skipped). Default: <model>.<split>.generations.jsonl")
+    .option("--out <file>", "output JSONL (resumed: ids already there are skipped; refused if another model wrote it). Default: <model>.<split>.generations.jsonl")
+    .option("--append", "add to an --out file that holds another model's lines")
     .option("--max-new-tokens <n>", "response length limit in tokens (default: with --policy the policy's own (mpo-generation.json, generation_config.json), else 1000)")
     .option("--temperature <x>", "sampling temperature; 0 = greedy (default: with --policy the policy's own, else 0.7)")
     .option("--seed <n>", "sampling seed (default 0 for --policy; sent as `seed` to the server)")
@@ -72,6 +73,7 @@ export function register(program: Command): void {
           split,
           backend,
           out,
+          append: f.append === true,
           limit: num("limit", s("limit"), true),
           maxNewTokens: num("max-new-tokens", s("maxNewTokens"), true),
           temperature: num("temperature", s("temperature"), false),
