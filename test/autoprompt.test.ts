@@ -115,7 +115,7 @@ describe("calibration rounds against a fake OpenAI-compatible server", () => {
       const model = createChatModel({ baseURL: fake.url, model: "fake", maxTries: 1 });
       const runDir = join(root, "scripted");
       const lines: string[] = [];
-      const res = await runAutoPrompt({ runDir, senior: model, junior: model, taskDescription: "Write short texts.", prompts, initialRubric: weak, rounds: 2, promptsPerRound: 2, seed: 0, log: (l) => lines.push(l) });
+      const res = await runAutoPrompt({ runDir, senior: model, junior: model, taskDescription: "Write short texts.", prompts, initialRubric: weak, rounds: 2, promptsPerRound: 2, seed: 0, log: (l) => lines.push(l), protocol: "hardened" });
       // Per round: 2 prompts → 2 generations → 4 cases → 4 annotations; one analysis and one revision.
       expect(s.calls.generate).toBe(4);
       expect(s.calls.annotate).toBe(8);
@@ -171,7 +171,7 @@ describe("calibration rounds against a fake OpenAI-compatible server", () => {
     try {
       const model = createChatModel({ baseURL: fake.url, model: "fake", maxTries: 1 });
       const runDir = join(root, "unreadable");
-      const res = await runAutoPrompt({ runDir, senior: model, junior: model, taskDescription: "Write short texts.", prompts, initialRubric: weak, rounds: 1, promptsPerRound: 3, seed: 0, log: () => {} });
+      const res = await runAutoPrompt({ runDir, senior: model, junior: model, taskDescription: "Write short texts.", prompts, initialRubric: weak, rounds: 1, promptsPerRound: 3, seed: 0, log: () => {}, protocol: "hardened" });
       expect(res.rounds[0].unreadable).toEqual({ generations: 0, annotations: 2 });
       expect(res.cases).toBe(4);
       expect(res.rounds[0].cases.some((c) => c.prompt.includes("bread"))).toBe(false);

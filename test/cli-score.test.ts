@@ -29,7 +29,7 @@ beforeAll(async () => {
   await dead.close();
   dir = mkdtempSync(join(tmpdir(), "mpo-cli-score-"));
   writeFileSync(join(dir, "rubric.txt"), RUBRIC);
-  writeFileSync(join(dir, "bad-rubric.txt"), "just prose, no items\n");
+  writeFileSync(join(dir, "bad-rubric.txt"), "<rubric>\n</rubric>\n");
   const recs = Array.from({ length: 6 }, (_, i) => ({
     id: `s${i}`,
     prompt: `Prompt ${i}`,
@@ -66,7 +66,7 @@ async function inProcess(args: string[]): Promise<Error | undefined> {
 describe("mpo score / mpo meta-step end to end (spawned CLI, fake judge server)", () => {
   it("scores a JSONL file, then runs a meta step on the scored output", async () => {
     const out = join(dir, "scored.jsonl");
-    const r = await mpo(["score", "--rubric", join(dir, "rubric.txt"), "--input", join(dir, "in.jsonl"), "--llm", server.url, "--model", "judge", "--server", "vllm", "--task-description", "Write an essay.", "--out", out, "--concurrency", "3"]);
+    const r = await mpo(["score", "--rubric", join(dir, "rubric.txt"), "--input", join(dir, "in.jsonl"), "--llm", server.url, "--model", "judge", "--server", "vllm", "--task-description", "Write an essay.", "--out", out, "--concurrency", "3", "--protocol", "hardened"]);
     expect(r.stderr).not.toMatch(/mpo:|Error/);
     expect(r.code).toBe(0);
     const lines = readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l));
@@ -82,7 +82,7 @@ describe("mpo score / mpo meta-step end to end (spawned CLI, fake judge server)"
     expect(server.requests.some((q) => q.messages[1]?.content.includes("Argue a position."))).toBe(true);
 
     const run = join(dir, "run");
-    const m = await mpo(["meta-step", "--rubric", join(dir, "rubric.txt"), "--rollouts", out, "--llm", server.url, "--model", "mrm", "--out", run, "--samples", "3", "--seed", "5", "--task-description", "Write an essay."]);
+    const m = await mpo(["meta-step", "--rubric", join(dir, "rubric.txt"), "--rollouts", out, "--llm", server.url, "--model", "mrm", "--out", run, "--samples", "3", "--seed", "5", "--task-description", "Write an essay.", "--protocol", "hardened"]);
     expect(m.code).toBe(0);
     expect(m.stdout).toContain("rubric v0 → v1: 3 items");
     expect(m.stdout).toContain(`new rubric: ${join(run, "rubrics", "v0001.txt")}`);
@@ -105,7 +105,7 @@ describe("mpo score / meta-step errors (in-process)", () => {
   it("missing input file, bad rubric, bad JSONL line", async () => {
     expect((await inProcess(["score", "--rubric", join(dir, "rubric.txt"), "--input", join(dir, "nope.jsonl"), ...base()]))?.message).toBe(`input file not found: ${join(dir, "nope.jsonl")}`);
     expect((await inProcess(["score", "--rubric", join(dir, "nope.txt"), "--input", join(dir, "in.jsonl"), ...base()]))?.message).toMatch(/rubric file not found/);
-    expect((await inProcess(["score", "--rubric", join(dir, "bad-rubric.txt"), "--input", join(dir, "in.jsonl"), ...base()]))?.message).toMatch(/no <item> found in .*bad-rubric\.txt/);
+    expect((await inProcess(["score", "--rubric", join(dir, "bad-rubric.txt"), "--input", join(dir, "in.jsonl"), ...base()]))?.message).toMatch(/no rubric text found in .*bad-rubric\.txt/);
     expect((await inProcess(["score", "--rubric", join(dir, "rubric.txt"), "--input", join(dir, "bad.jsonl"), ...base()]))?.message).toBe(
       `${join(dir, "bad.jsonl")}: line 2: field 'response': expected a string, got number`,
     );

@@ -34,7 +34,7 @@ afterAll(() => server.close());
 describe("PlanExecuteJudge", () => {
   it("plans with the group's guidelines, executes, then gives a constrained 0–5", async () => {
     const meter = new UsageMeter();
-    const judge = new PlanExecuteJudge({ model: createChatModel({ baseURL: server.url, model: "rm", server: "sglang", maxTries: 1 }, { meter }) });
+    const judge = new PlanExecuteJudge({ protocol: "hardened", model: createChatModel({ baseURL: server.url, model: "rm", server: "sglang", maxTries: 1 }, { meter }) });
     const before = server.requests.length;
     const ev = await judge.score(right, guidelines);
     const reqs = server.requests.slice(before);
@@ -55,10 +55,10 @@ describe("PlanExecuteJudge", () => {
 });
 
 describe("MathMixedReward", () => {
-  const judge = () => new PlanExecuteJudge({ model: createChatModel({ baseURL: server.url, model: "rm", maxTries: 1 }) });
+  const judge = () => new PlanExecuteJudge({ protocol: "hardened", model: createChatModel({ baseURL: server.url, model: "rm", maxTries: 1 }) });
 
   it("answer-check path: 5 for a correct boxed answer, 0 for wrong, 0 for too-short; no LLM calls", async () => {
-    const r = new MathMixedReward({ judge: judge(), rng: new Rng(1), answerCheckProbability: 1 });
+    const r = new MathMixedReward({ answerBox: "last", answerMatch: "lenient", judge: judge(), rng: new Rng(1), answerCheckProbability: 1 });
     const before = server.requests.length;
     const res = await r.scoreBatch([right, wrong, short], guidelines);
     expect(res.path).toBe("answer-check");
@@ -70,7 +70,7 @@ describe("MathMixedReward", () => {
   });
 
   it("plan-execute path: judge scores, too-short responses get 0 without a call", async () => {
-    const r = new MathMixedReward({ judge: judge(), rng: new Rng(1), answerCheckProbability: 0 });
+    const r = new MathMixedReward({ answerBox: "last", answerMatch: "lenient", judge: judge(), rng: new Rng(1), answerCheckProbability: 0 });
     const before = server.requests.length;
     const res = await r.scoreBatch([wrong, short], guidelines);
     expect(res.path).toBe("plan-execute");
@@ -81,7 +81,7 @@ describe("MathMixedReward", () => {
 
   it("the per-batch coin follows the seeded Rng with probability p", async () => {
     const paths = async (seed: number) => {
-      const r = new MathMixedReward({ judge: judge(), rng: new Rng(seed), answerCheckProbability: 0.5, minWords: 1000 });
+      const r = new MathMixedReward({ answerBox: "last", answerMatch: "lenient", judge: judge(), rng: new Rng(seed), answerCheckProbability: 0.5, minWords: 1000 });
       const out: string[] = [];
       for (let i = 0; i < 40; i++) out.push((await r.scoreBatch([short], guidelines)).path);
       return out;
@@ -100,7 +100,7 @@ describe("MathMixedReward", () => {
     const url = dead.url;
     await dead.close();
     const r = new MathMixedReward({
-      judge: new PlanExecuteJudge({ model: createChatModel({ baseURL: url, model: "rm", maxTries: 1 }) }),
+      judge: new PlanExecuteJudge({ protocol: "hardened", model: createChatModel({ baseURL: url, model: "rm", maxTries: 1 }) }),
       rng: new Rng(1),
       answerCheckProbability: 0,
     });

@@ -44,7 +44,7 @@ function model(meter: UsageMeter, extra: Record<string, unknown> = {}) {
 describe("RubricJudge per-item over HTTP", () => {
   it("scores every item in one growing conversation with a shared prefix", async () => {
     const meter = new UsageMeter();
-    const judge = new RubricJudge({ model: model(meter), mode: "per-item" });
+    const judge = new RubricJudge({ protocol: "hardened", model: model(meter), mode: "per-item" });
     const before = server.requests.length;
     const ev = await judge.score(input, version);
     const reqs = server.requests.slice(before);
@@ -86,7 +86,7 @@ describe("RubricJudge per-item over HTTP", () => {
   it("flags unreadable scores with the fallback instead of failing", async () => {
     const srv = await startFakeOpenAI({ reply: fakeJudge({ score: (n) => (n === "style" ? "I cannot evaluate this." : n === "depth" ? "42" : "banana") }) });
     try {
-      const judge = new RubricJudge({
+      const judge = new RubricJudge({ protocol: "hardened",
         model: createChatModel({ baseURL: srv.url, model: "j", maxTries: 1 }),
         fallback: 2,
         useConstraints: false,
@@ -108,7 +108,7 @@ describe("RubricJudge per-item over HTTP", () => {
 describe("RubricJudge single-call over HTTP", () => {
   it("scores all items with one JSON-constrained request", async () => {
     const meter = new UsageMeter();
-    const judge = new RubricJudge({ model: model(meter), mode: "single-call" });
+    const judge = new RubricJudge({ protocol: "hardened", model: model(meter), mode: "single-call" });
     const before = server.requests.length;
     const evs = await judge.scoreBatch([input, { ...input, response: "Short lazy answer." }], version, { concurrency: 2 });
     const reqs = server.requests.slice(before);
@@ -132,7 +132,7 @@ describe("judge unavailability", () => {
     const url = dead.url;
     await dead.close();
     const meter = new UsageMeter();
-    const judge = new RubricJudge({ model: createChatModel({ baseURL: url, model: "j", maxTries: 2, backoffBaseMs: 1 }, { meter }) });
+    const judge = new RubricJudge({ protocol: "hardened", model: createChatModel({ baseURL: url, model: "j", maxTries: 2, backoffBaseMs: 1 }, { meter }) });
     await expect(judge.score(input, version)).rejects.toBeInstanceOf(JudgeUnavailableError);
     const outcomes = await judge.scoreBatchSettled([input, input], version);
     expect(outcomes.map((o) => o.ok)).toEqual([false, false]);
@@ -145,7 +145,7 @@ describe("judge unavailability", () => {
     const base = fakeJudge();
     const srv = await startFakeOpenAI({ reply: (req) => (JSON.stringify(req.messages).includes("POISON") ? { status: 500 } : base(req)) });
     try {
-      const judge = new RubricJudge({ model: createChatModel({ baseURL: srv.url, model: "j", maxTries: 2, backoffBaseMs: 1 }) });
+      const judge = new RubricJudge({ protocol: "hardened", model: createChatModel({ baseURL: srv.url, model: "j", maxTries: 2, backoffBaseMs: 1 }) });
       const out = await judge.scoreBatchSettled([input, { ...input, response: "POISON" }, input], version);
       expect(out.map((o) => o.ok)).toEqual([true, false, true]);
     } finally {
@@ -172,7 +172,7 @@ describe("templates", () => {
     expect(t.render("rm/system.md", {})).toBe("CUSTOM JUDGE");
     expect(t.raw("rm/item-score.md")).toBe(loadTemplates().raw("rm/item-score.md"));
     const m = new ScriptedChatModel((req) => (req.messages.at(-1)!.content.includes("integer score") ? "2" : "Fine."));
-    await new RubricJudge({ model: m, templates: t }).score(input, version);
+    await new RubricJudge({ protocol: "hardened", model: m, templates: t }).score(input, version);
     expect(m.requests[0].messages[0].content).toBe("CUSTOM JUDGE");
     expect(() => loadTemplates(join(dir, "nope"))).toThrow(/not found/);
   });

@@ -63,12 +63,13 @@ async function setup(candidateScore: (response: string) => number) {
   const store = RubricStore.open(runDir);
   store.initialize(initial);
   const mk = (url: string, model: string) => createChatModel({ baseURL: url, model, server: "vllm", maxTries: 2, backoffBaseMs: 1 });
-  return { runDir, store, mrm: mk(senior.url, "mrm"), judge: new RubricJudge({ model: mk(junior.url, "rm") }), junior };
+  return { runDir, store, mrm: mk(senior.url, "mrm"), judge: new RubricJudge({ protocol: "hardened", model: mk(junior.url, "rm") }), junior };
 }
 
 async function run(s: Awaited<ReturnType<typeof setup>>, step: number) {
   const w = window(12);
   return metaStep({
+    protocol: "hardened",
     model: s.mrm,
     rollouts: w,
     store: s.store,

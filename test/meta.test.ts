@@ -76,7 +76,7 @@ describe("metaStep", () => {
 
   it("produces a valid new version with lineage and a log holding the analyses", async () => {
     const { srv, runDir, store, model } = await setup();
-    const res = await metaStep({ model, rollouts: rollouts(12), store, step: 10, runDir, rng: new Rng(1), samples: 5, concurrency: 3 });
+    const res = await metaStep({ protocol: "hardened", model, rollouts: rollouts(12), store, step: 10, runDir, rng: new Rng(1), samples: 5, concurrency: 3 });
     expect(res.error).toBeUndefined();
     expect(res.ok).toBe(true);
     expect(res.previous.version).toBe(0);
@@ -118,14 +118,14 @@ describe("metaStep", () => {
 
   it("same seed, same sample; prescreen puts flawed evaluations first", async () => {
     const a = await setup();
-    const r1 = await metaStep({ model: a.model, rollouts: rollouts(12), store: a.store, step: 1, runDir: a.runDir, rng: new Rng(7), samples: 4 });
+    const r1 = await metaStep({ protocol: "hardened", model: a.model, rollouts: rollouts(12), store: a.store, step: 1, runDir: a.runDir, rng: new Rng(7), samples: 4 });
     const b = await setup();
-    const r2 = await metaStep({ model: b.model, rollouts: rollouts(12), store: b.store, step: 1, runDir: b.runDir, rng: new Rng(7), samples: 4 });
+    const r2 = await metaStep({ protocol: "hardened", model: b.model, rollouts: rollouts(12), store: b.store, step: 1, runDir: b.runDir, rng: new Rng(7), samples: 4 });
     const ids = (r: typeof r1) => JSON.parse(readFileSync(r.logFile, "utf8")).sampledIds;
     expect(ids(r1)).toEqual(ids(r2));
 
     const c = await setup();
-    const r3 = await metaStep({ model: c.model, rollouts: rollouts(12), store: c.store, step: 2, runDir: c.runDir, rng: new Rng(7), samples: 4, prescreen: true });
+    const r3 = await metaStep({ protocol: "hardened", model: c.model, rollouts: rollouts(12), store: c.store, step: 2, runDir: c.runDir, rng: new Rng(7), samples: 4, prescreen: true });
     expect(r3.ok).toBe(true);
     const log = JSON.parse(readFileSync(r3.logFile, "utf8"));
     expect(log.prescreen.counts).toEqual({ sound: 8, flawed: 4, unclear: 0 });
@@ -140,7 +140,7 @@ describe("metaStep", () => {
     const { runDir, store, model } = await setup((req) =>
       req.messages.at(-1)!.content.includes("write an improved rubric") ? { status: 500 } : base(req),
     );
-    const res = await metaStep({ model, rollouts: rollouts(6), store, step: 20, runDir, rng: new Rng(3), samples: 3 });
+    const res = await metaStep({ protocol: "hardened", model, rollouts: rollouts(6), store, step: 20, runDir, rng: new Rng(3), samples: 3 });
     expect(res.ok).toBe(false);
     expect(res.version).toBeUndefined();
     expect(res.error).toMatch(/refinement of r\d+ failed/);
@@ -156,7 +156,7 @@ describe("metaStep", () => {
 
   it("a garbage merge with zero items keeps the old rubric", async () => {
     const { runDir, store, model } = await setup(fakeJudge({ merge: () => "I merged everything nicely, trust me." }));
-    const res = await metaStep({ model, rollouts: rollouts(4), store, step: 30, runDir, rng: new Rng(3), samples: 2 });
+    const res = await metaStep({ protocol: "hardened", model, rollouts: rollouts(4), store, step: 30, runDir, rng: new Rng(3), samples: 2 });
     expect(res.ok).toBe(false);
     expect(res.error).toMatch(/merge produced no usable items/);
     expect(store.list()).toHaveLength(1);
@@ -168,7 +168,7 @@ describe("metaStep", () => {
   it("drops unparsable refinements but merges the rest; all unparsable → ok:false", async () => {
     const mixed = await setup(fakeJudge({ refine: (i) => (i === 0 ? "no rubric here" : undefined as never) }));
     // undefined → default REFINED_RUBRIC via ?? in fakeJudge
-    const res = await metaStep({ model: mixed.model, rollouts: rollouts(6), store: mixed.store, step: 5, runDir: mixed.runDir, rng: new Rng(3), samples: 3, concurrency: 1 });
+    const res = await metaStep({ protocol: "hardened", model: mixed.model, rollouts: rollouts(6), store: mixed.store, step: 5, runDir: mixed.runDir, rng: new Rng(3), samples: 3, concurrency: 1 });
     expect(res.ok).toBe(true);
     const log = JSON.parse(readFileSync(res.logFile, "utf8"));
     expect(log.samples.filter((s: any) => s.refinementError)).toHaveLength(1);
@@ -176,7 +176,7 @@ describe("metaStep", () => {
     expect(log.errors[0]).toMatch(/dropped refinement/);
 
     const bad = await setup(fakeJudge({ refine: () => "nothing useful" }));
-    const res2 = await metaStep({ model: bad.model, rollouts: rollouts(3), store: bad.store, step: 5, runDir: bad.runDir, rng: new Rng(3), samples: 3 });
+    const res2 = await metaStep({ protocol: "hardened", model: bad.model, rollouts: rollouts(3), store: bad.store, step: 5, runDir: bad.runDir, rng: new Rng(3), samples: 3 });
     expect(res2.ok).toBe(false);
     expect(res2.error).toMatch(/no refinement/);
     expect(bad.srv.requests.some((r) => r.messages.at(-1).content.includes("Merge them"))).toBe(false);
@@ -188,7 +188,7 @@ describe("metaStep", () => {
     await srv.close();
     servers.length = 0;
     const model = createChatModel({ baseURL: url, model: "mrm", maxTries: 1 });
-    const res = await metaStep({ model, rollouts: rollouts(3), store, step: 1, runDir, rng: new Rng(0), samples: 2 });
+    const res = await metaStep({ protocol: "hardened", model, rollouts: rollouts(3), store, step: 1, runDir, rng: new Rng(0), samples: 2 });
     expect(res.ok).toBe(false);
     expect(existsSync(res.logFile)).toBe(true);
     expect(store.latest()!.version).toBe(0);
@@ -218,7 +218,7 @@ describe("metaStepGuidelines", () => {
     store.initialize({ groups: { default: "Check the answer.", "algebra/1": "Check factoring.", "geometry/2": "Check diagrams." } });
     const cases = rollouts(6).map((r, i) => ({ ...r, group: i < 3 ? "algebra/1" : "number_theory/0", reference: "\\boxed{2}" }));
     const model = createChatModel({ baseURL: srv.url, model: "mrm", maxTries: 1 });
-    const res = await metaStepGuidelines({ model, rollouts: cases, store, step: 40, runDir, rng: new Rng(2), casesPerGroup: 2 });
+    const res = await metaStepGuidelines({ protocol: "hardened", model, rollouts: cases, store, step: 40, runDir, rng: new Rng(2), casesPerGroup: 2 });
     expect(res.ok).toBe(true);
     expect(res.updatedGroups).toEqual(["algebra/1", "number_theory/0"]);
     const g = res.version!.guidelines.groups;
@@ -242,7 +242,7 @@ describe("metaStepGuidelines", () => {
     const runDir = mkdtempSync(join(tmpdir(), "mpo-metag-"));
     const store = GuidelineStore.open(runDir);
     store.initialize({ groups: { default: "Check the answer." } });
-    const res = await metaStepGuidelines({ model: createChatModel({ baseURL: srv.url, model: "m", maxTries: 1 }), rollouts: rollouts(2), store, step: 1, runDir, rng: new Rng(2) });
+    const res = await metaStepGuidelines({ protocol: "hardened", model: createChatModel({ baseURL: srv.url, model: "m", maxTries: 1 }), rollouts: rollouts(2), store, step: 1, runDir, rng: new Rng(2) });
     expect(res.ok).toBe(false);
     expect(store.list()).toHaveLength(1);
   });

@@ -44,7 +44,7 @@ const scripted = () =>
 
 async function start(over: Record<string, unknown> = {}, judge: ChatModel = scripted(), extra: { append?: (p: string, t: string) => void; metaJudge?: ChatModel } = {}) {
   const { runDir, rubric } = tmpRun();
-  const cfg = serveConfigSchema.parse({ runDir, rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, ...over });
+  const cfg = serveConfigSchema.parse({ protocol: "hardened", runDir, rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, ...over });
   const logs: string[] = [];
   const h = await startRewardService(cfg, { judge, log: (l) => logs.push(l), ...extra });
   handles.push(h);
@@ -139,7 +139,7 @@ describe("slow clients", () => {
 describe("bounded memory: the window stays on disk", () => {
   it("restarts on a window file over 512 MiB (no whole-file string) and a meta step reads it as a bounded stream", async () => {
     const { runDir, rubric } = tmpRun();
-    const first = new RewardService({ runDir, rubricFile: rubric, taskDescription: "t", judge: scripted(), mode: "per-item", metaEvery: 0, metaSamples: 2, prescreen: false, seed: 0, concurrency: 2 });
+    const first = new RewardService({ protocol: "hardened", runDir, rubricFile: rubric, taskDescription: "t", judge: scripted(), mode: "per-item", metaEvery: 0, metaSamples: 2, prescreen: false, seed: 0, concurrency: 2 });
     await first.score([{ prompt: "Write about libraries.", response: "good" }]);
     await first.close();
     // Grow the open window past V8's 512 MiB string limit: 9,000 rollouts of ~64 KiB each (~590 MB).
@@ -159,7 +159,7 @@ describe("bounded memory: the window stays on disk", () => {
       let done: (v: unknown) => void = () => {};
       const finished = new Promise((r) => (done = r));
       const logs: string[] = [];
-      const again = new RewardService({ runDir, rubricFile: rubric, taskDescription: "t", judge: scripted(), metaJudge: sim, mode: "per-item", metaEvery: 0, metaSamples: 2, prescreen: false, seed: 0, concurrency: 2, metaWindowCap: 50, log: (l) => logs.push(l), onMeta: done });
+      const again = new RewardService({ protocol: "hardened", runDir, rubricFile: rubric, taskDescription: "t", judge: scripted(), metaJudge: sim, mode: "per-item", metaEvery: 0, metaSamples: 2, prescreen: false, seed: 0, concurrency: 2, metaWindowCap: 50, log: (l) => logs.push(l), onMeta: done });
       expect(again.stats.windowSize).toBe(lines);
       const r = await again.metaStepNow();
       expect(r).not.toBeNull();
@@ -175,7 +175,7 @@ describe("bounded memory: the window stays on disk", () => {
 describe("one service per run directory", () => {
   it("a second service on the same run directory refuses, naming the holder's pid; a dead holder's lock is taken over", async () => {
     const { runDir, rubric } = tmpRun();
-    const opts = { runDir, rubricFile: rubric, taskDescription: "t", judge: scripted(), mode: "per-item" as const, metaEvery: 0, metaSamples: 2, prescreen: false, seed: 0, concurrency: 2 };
+    const opts = { protocol: "hardened" as const, runDir, rubricFile: rubric, taskDescription: "t", judge: scripted(), mode: "per-item" as const, metaEvery: 0, metaSamples: 2, prescreen: false, seed: 0, concurrency: 2 };
     const first = new RewardService(opts);
     expect(() => new RewardService(opts)).toThrow(RunDirLockedError);
     expect(() => new RewardService(opts)).toThrow(new RegExp(`pid ${process.pid}`));
@@ -220,7 +220,7 @@ describe("judge error text is sanitized", () => {
     fakes.push(fake);
     const judge = createChatModel({ baseURL: fake.url, model: "m", apiKey: secret, maxTries: 1 });
     const runDirs = tmpRun();
-    const cfg = serveConfigSchema.parse({ ...runDirs, port: 0, judge: { baseURL: fake.url, model: "m", apiKey: secret }, outage: { deadlineMs: 1500, backoffBaseMs: 10, backoffMaxMs: 50 } });
+    const cfg = serveConfigSchema.parse({ protocol: "hardened", ...runDirs, port: 0, judge: { baseURL: fake.url, model: "m", apiKey: secret }, outage: { deadlineMs: 1500, backoffBaseMs: 10, backoffMaxMs: 50 } });
     const logs: string[] = [];
     const h = await startRewardService(cfg, { judge, log: (l) => logs.push(l) });
     handles.push(h);

@@ -30,7 +30,7 @@ async function start(over: Record<string, unknown>, judge: ChatModel, extra: { a
   const runDir = mkdtempSync(join(tmpdir(), "mpo-serve-rel-"));
   const rubric = join(runDir, "rubric.txt");
   writeFileSync(rubric, RUBRIC);
-  const cfg = serveConfigSchema.parse({ runDir: join(runDir, "run"), rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, ...over });
+  const cfg = serveConfigSchema.parse({ rewardScale: "normalized", runDir: join(runDir, "run"), rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, ...over });
   const logs: string[] = [];
   const h = await startRewardService(cfg, { judge, log: (l) => logs.push(l), ...extra });
   handles.push(h);

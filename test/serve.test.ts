@@ -39,7 +39,7 @@ afterEach(async () => {
 
 async function start(over: Partial<ServeConfig> & Record<string, unknown> = {}, judge: ChatModel = scriptedJudge(), metaJudge?: ChatModel) {
   const { runDir, rubric } = tmpRun();
-  const cfg = serveConfigSchema.parse({ runDir, rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, ...over });
+  const cfg = serveConfigSchema.parse({ protocol: "hardened", runDir, rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, ...over });
   let metaDone: (r: MetaStepResult) => void = () => {};
   const metaFinished = new Promise<MetaStepResult>((res) => (metaDone = res));
   const h = await startRewardService(cfg, { judge, metaJudge, onMeta: (r) => metaDone(r) });
@@ -204,7 +204,7 @@ describe("online MPO", () => {
     await h.close();
     handles.splice(handles.indexOf(h), 1);
 
-    const again = new RewardService({ runDir: cfg.runDir, rubricFile: cfg.rubric, taskDescription: "t", judge: sim, mode: "per-item", metaEvery: 4, metaSamples: 4, prescreen: false, seed: 0, concurrency: 4 });
+    const again = new RewardService({ protocol: "hardened", runDir: cfg.runDir, rubricFile: cfg.rubric, taskDescription: "t", judge: sim, mode: "per-item", metaEvery: 4, metaSamples: 4, prescreen: false, seed: 0, concurrency: 4 });
     expect(again.rubric.version).toBe(1);
     expect(again.stats).toMatchObject({ scored: 5, window: 1, windowSize: 1, metaSteps: 1 });
     await again.close();
@@ -249,7 +249,7 @@ describe("restart during a meta step", () => {
           req.signal?.addEventListener("abort", () => rej(new Error("aborted")));
         }),
     };
-    const base = { runDir, rubricFile: rubric, taskDescription: "t", mode: "per-item" as const, metaEvery: 2, metaSamples: 2, prescreen: false, seed: 0, concurrency: 2 };
+    const base = { protocol: "hardened" as const, runDir, rubricFile: rubric, taskDescription: "t", mode: "per-item" as const, metaEvery: 2, metaSamples: 2, prescreen: false, seed: 0, concurrency: 2 };
     const first = new RewardService({ ...base, judge: scriptedJudge(), metaJudge: hanging });
     await first.score([{ prompt: "p", response: "a good one" }, { prompt: "p", response: "bad" }]);
     await inMeta;

@@ -37,17 +37,23 @@ describe("registry", () => {
 });
 
 describe.skipIf(!HAVE_SHARED)("prompt builders on real records (../shared/data)", () => {
-  it("essay: the paper's test instructions, system + user message with the word limit", async () => {
+  it("essay: the paper's test instructions, one user message (no system turn, as the reference) with the word limit", async () => {
     const task = await getTask("essay", { data: { test: join(SHARED, "essay", "prompts.jsonl") } });
     const recs = await task.load("test");
     expect(recs).toHaveLength(4096);
     const first = readRows(join(SHARED, "essay", "prompts.jsonl"))[0];
     expect(recs[0].id).toBe(first.id);
     const msgs = task.buildMessages(recs[0]);
-    expect(msgs.map((m) => m.role)).toEqual(["system", "user"]);
-    expect(msgs[1].content).toContain("350 words");
-    expect(msgs[1].content.endsWith(`Instructions:\n${first.prompt}`)).toBe(true);
-    expect(msgs[1].content).not.toMatch(/\{\{|\}\}/);
+    expect(msgs.map((m) => m.role)).toEqual(["user"]);
+    expect(msgs[0].content).toContain("350 words");
+    expect(msgs[0].content).toContain(`Instruction:\n${first.prompt}\n`);
+    expect(msgs[0].content).not.toMatch(/\{\{|\}\}/);
+    // The paper's instruction makes no quality demands of its own.
+    expect(msgs[0].content).not.toMatch(/stay on (?:the )?topic|beginning|well-structured/i);
+    const view = task.judgeView!(recs[0]);
+    expect(view.prompt).toBe(first.prompt);
+    expect(msgs[0].content.startsWith(view.instruction)).toBe(true);
+    expect(view.juniorSeesInstruction).toBe(true);
     expect(task.reward.kind).toBe("rubric");
     expect(task.evaluations).toContain("elo");
   });
@@ -59,9 +65,10 @@ describe.skipIf(!HAVE_SHARED)("prompt builders on real records (../shared/data)"
     const task = await getTask("ethics", { data: { test: p }, fields: { action: "action_description" } });
     const recs = await task.load("test");
     expect(recs).toHaveLength(40);
-    const user = task.buildMessages(recs[0])[1].content;
+    const user = task.buildMessages(recs[0]).at(-1)!.content;
     expect(user).toContain(`Title: ${rows[0].title}`);
-    expect(user).toContain(`Action to judge: ${rows[0].action_description}`);
+    expect(user).toContain(`### Action to evaluate\n"${rows[0].action_description}"`);
+    expect(user).toContain("300 words");
     expect(user).toContain("<verdict>RIGHT</verdict>");
     expect(user).toContain("<verdict>WRONG</verdict>");
     expect(user).not.toContain("Situation:");
@@ -96,9 +103,9 @@ describe.skipIf(!HAVE_SHARED)("prompt builders on real records (../shared/data)"
     expect(r0.label).toBe(raw0.answer);
     expect(r0.reference).toBe(raw0.solution);
     expect(r0.group).toMatch(/^[a-z_]+\/[0-2]$/);
-    const user = task.buildMessages(r0)[1].content;
+    const user = task.buildMessages(r0).at(-1)!.content;
     expect(user).toContain(raw0.problem);
-    expect(user).toContain("\\boxed{}");
+    expect(user).toContain("\\boxed{ }");
     const trainRecs = await task.load("train");
     const domains = new Set(trainRecs.map((r) => r.group!.split("/")[0]));
     expect(domains.size).toBe(7);
@@ -112,7 +119,9 @@ describe.skipIf(!HAVE_SHARED)("prompt builders on real records (../shared/data)"
     expect(again.map((r) => r.group)).toEqual(recs.map((r) => r.group));
     expect(statSync(cachePath).mtimeMs).toBe(mtime);
     expect(task.accuracy).toEqual({ checker: "boxed", goldField: "answer" });
-    expect(task.reward).toEqual({ kind: "math-mixed", answerCheckProbability: 0.5, minReasoningWords: 30 });
+    expect(task.reward).toMatchObject({ kind: "math-mixed", answerCheckProbability: 0.5, minReasoningWords: 30 });
+    expect(task.metaDefaults).toEqual({ interval: 20 });
+    expect(task.judgeView!(r0).prompt).toBe(raw0.problem);
   });
 
   it("k-means clustering is deterministic for a seed and covers every domain of the real train split", () => {
@@ -154,11 +163,15 @@ describe("synthetic records", () => {
       const recs = await task.load("test");
       expect(recs).toHaveLength(2);
       expect(recs[0].reference).toBe(rows[0].summary);
-      const u0 = task.buildMessages(recs[0])[1].content;
+      const u0 = task.buildMessages(recs[0]).at(-1)!.content;
       expect(u0).toContain("400 words");
-      expect(u0).toContain("Title: To fund park cleanup.");
+      // The reference shows the bill text only (no title).
+      expect(u0).not.toContain("To fund park cleanup.");
       expect(u0).toContain("```\nSECTION 1. SHORT TITLE.\nThis Act may be cited as the Clean Parks Act.\n```");
-      expect(task.buildMessages(recs[1])[1].content).not.toContain("Title:");
+      // The judge sees the bill alone: no instruction, no gold summary.
+      const view = task.judgeView!(recs[0]);
+      expect(view.prompt).toBe(rows[0].text);
+      expect(view.juniorSeesInstruction).toBe(false);
       expect(task.evaluations).toEqual(["elo", "rouge"]);
     }
     const bad = jsonl("bills-bad.jsonl", [rows[0], { summary: "no text" }]);
@@ -182,9 +195,11 @@ describe("synthetic records", () => {
     const [r] = await task.load("test");
     expect(r.id).toBe("a1");
     expect(r.label).toBe("RIGHT");
-    const u = task.buildMessages(r)[1].content;
-    expect(u).toContain("Situation:\nI had an exam the next day");
-    expect(u).toContain("Action to judge: skipping my friend's party");
+    const u = task.buildMessages(r).at(-1)!.content;
+    expect(u).toContain("### Anecdote\nTitle: AITA for skipping my friend's party?\nI had an exam the next day");
+    expect(u).toContain(`### Action to evaluate\n"skipping my friend's party"`);
+    expect(task.judgeView!(r).prompt).toBe(`Title: AITA for skipping my friend's party?\nI had an exam the next day and told her a week before.\n\nAction to evaluate: "skipping my friend's party"`);
+    expect(task.reward).toMatchObject({ formatRule: { tag: "verdict", minWords: 30, score: -10 } });
     expect(task.accuracy).toEqual({ checker: "verdict", goldField: "binarized_label" });
   });
 });
@@ -198,7 +213,7 @@ describe("template overrides and limits", () => {
     const task = await getTask("essay", { data: { test: p }, promptsDir: over });
     const recs = await task.load("test", { limit: 1 });
     expect(recs).toHaveLength(1);
-    expect(task.buildMessages(recs[0])[1].content).toBe("TASK (350 words max): Describe a lighthouse.");
+    expect(task.buildMessages(recs[0]).at(-1)!.content).toBe("TASK (350 words max): Describe a lighthouse.");
     expect(task.templates?.user).toBe(join(over, "tasks", "essay", "user.md"));
   });
 });

@@ -20,6 +20,7 @@
  * request → same reply) and recorded junior scores reused, so a resumed run ends where an uninterrupted
  * one would.
  */
+import type { ProtocolName } from "../judge/protocol.ts";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -46,6 +47,8 @@ export interface AutoPromptOptions {
   /** The judge being calibrated. */
   junior: ChatModel;
   juniorMode?: JudgeMode;
+  /** The junior's protocol profile (src/judge/protocol.ts); default "paper", as in training. */
+  protocol?: ProtocolName;
   taskDescription: string;
   prompts: Array<{ id: string; prompt: string }>;
   initialRubric: Rubric;
@@ -161,6 +164,7 @@ function configRecord(o: AutoPromptOptions) {
     promptsPerRound: o.promptsPerRound,
     seed: o.seed,
     juniorMode: o.juniorMode ?? "per-item",
+    protocol: o.protocol ?? "paper",
   };
 }
 
@@ -199,7 +203,7 @@ export async function runAutoPrompt(o: AutoPromptOptions): Promise<AutoPromptRes
   const v0 = store.initialize(o.initialRubric);
   const journal = new CallJournal(join(apDir, "calls.jsonl"));
   const scores = new ScoreBook(join(apDir, "scores.jsonl"));
-  const judge = new RubricJudge({ model: o.junior, mode: o.juniorMode ?? "per-item", templates, concurrency });
+  const judge = new RubricJudge({ model: o.junior, mode: o.juniorMode ?? "per-item", templates, concurrency, protocol: o.protocol ?? "paper" });
   const system = templates.render("autoprompt/system.md", {});
   const chat = (model: ChatModel, key: string, user: string, round: number, stage: Stage, maxTokens: number) =>
     journal.chat(model, key, { messages: [{ role: "system", content: system }, { role: "user", content: user }], temperature: 0, maxTokens, stage }, round);

@@ -7,14 +7,14 @@
  */
 import type { GuidelineVersion } from "../rubric/types.ts";
 import type { Rng } from "../util/rng.ts";
-import { isTooShort, lastBoxed, mathAnswersEqual } from "../verify/index.ts";
+import { type AnswerBox, boxedAnswer, firstBoxed, isTooShort, mathAnswersEqual, referenceAnswersEqual } from "../verify/index.ts";
 import { PLAN_EXECUTE_MAX, PLAN_EXECUTE_MIN, type PlanExecuteJudge } from "./plan-execute.ts";
 import { type Evaluation, JudgeUnavailableError, type ScoreInput, type ScoreOutcome } from "./types.ts";
 import { goldAnswer } from "./verifier-reward.ts";
 
 export type MathPath = "answer-check" | "plan-execute";
 
-/** A math input: `gold` is the final answer; default: the last \boxed{} of `reference`. */
+/** A math input: `gold` is the final answer; default: the answer box (first or last, per options) of `reference`. */
 export type MathInput = ScoreInput & { gold?: string };
 
 export interface MathMixedRewardOptions {
@@ -25,6 +25,27 @@ export interface MathMixedRewardOptions {
   /** Minimum reasoning words (paper: 30). */
   minWords?: number;
   concurrency?: number;
+  /** Which \boxed{} is the answer (default "first", as the reference reads it; "last" is the MATH convention). */
+  answerBox?: AnswerBox;
+  /** "reference": the reference's normalisation then string equality (default); "lenient": ours, which also equates equal rationals. */
+  answerMatch?: "reference" | "lenient";
+}
+
+/** Whether two final answers match under the chosen rule. */
+export function answersMatch(got: string, gold: string, rule: "reference" | "lenient"): boolean {
+  return rule === "reference" ? referenceAnswersEqual(got, gold) : mathAnswersEqual(got, gold);
+}
+
+/**
+ * Too little reasoning for any credit. "first"-box mode counts as the reference does: the response with
+ * its answer text and every "\boxed{" removed, split on whitespace. "last"-box mode counts word-like
+ * tokens of the whole response (src/verify/reasoning.ts).
+ */
+export function reasoningTooShort(response: string, minWords: number, box: AnswerBox): boolean {
+  if (box === "last") return isTooShort(response, minWords);
+  const answer = firstBoxed(response) ?? "";
+  const rest = (answer ? response.split(answer).join("") : response).split("\\boxed{").join("").trim();
+  return (rest === "" ? 0 : rest.split(/\s+/).length) < minWords;
 }
 
 export interface MathBatchResult {
@@ -50,6 +71,8 @@ export class MathMixedReward {
   private readonly rng: Rng;
   readonly p: number;
   readonly minWords: number;
+  readonly answerBox: AnswerBox;
+  readonly answerMatch: "reference" | "lenient";
   private readonly concurrency?: number;
 
   constructor(opts: MathMixedRewardOptions) {
@@ -57,18 +80,26 @@ export class MathMixedReward {
     this.rng = opts.rng;
     this.p = opts.answerCheckProbability ?? 0.5;
     this.minWords = opts.minWords ?? 30;
+    this.answerBox = opts.answerBox ?? "first";
+    this.answerMatch = opts.answerMatch ?? "reference";
     this.concurrency = opts.concurrency;
     if (!(this.p >= 0 && this.p <= 1)) throw new RangeError(`answerCheckProbability must be in [0, 1], got ${this.p}`);
   }
 
-  /** The exact answer check of one response: 5 when the last boxed answer equals the gold answer, else 0. */
+  /** The gold answer: the reference solution's answer box when it has one (first-box mode), else `gold`, else the reference's last box. */
+  gold(input: MathInput): string | undefined {
+    const fromReference = this.answerBox === "first" && input.reference ? firstBoxed(input.reference)?.trim() : undefined;
+    return fromReference || input.gold || (input.reference ? goldAnswer(input.reference) : undefined);
+  }
+
+  /** The exact answer check of one response: 5 when its answer box matches the gold answer, else 0. */
   answerCheck(input: MathInput, version: number): Evaluation {
-    if (isTooShort(input.response, this.minWords)) return fixed(0, "answer-check", version, `reasoning shorter than ${this.minWords} words`, "", ["too-short"]);
-    const gold = input.gold ?? (input.reference ? goldAnswer(input.reference) : undefined);
+    if (reasoningTooShort(input.response, this.minWords, this.answerBox)) return fixed(0, "answer-check", version, `reasoning shorter than ${this.minWords} words`, "", ["too-short"]);
+    const gold = this.gold(input);
     if (gold === undefined || gold === "") return fixed(0, "answer-check", version, "no gold answer", "", ["no-gold"]);
-    const got = lastBoxed(input.response);
-    if (got === null) return fixed(0, "answer-check", version, "no \\boxed{} answer", "", ["no-answer"]);
-    const ok = mathAnswersEqual(got, gold);
+    const got = boxedAnswer(input.response, this.answerBox)?.trim() ?? null;
+    if (got === null || got.replace(/ /g, "") === "") return fixed(0, "answer-check", version, "no \\boxed{} answer", "", ["no-answer"]);
+    const ok = answersMatch(got, gold, this.answerMatch);
     return fixed(ok ? PLAN_EXECUTE_MAX : PLAN_EXECUTE_MIN, "answer-check", version, ok ? `answer ${got} matches ${gold}` : `answer ${got} differs from ${gold}`, got, []);
   }
 
@@ -81,7 +112,7 @@ export class MathMixedReward {
     if (path === "answer-check") {
       return { path, outcomes: inputs.map((inp) => ({ ok: true, evaluation: this.answerCheck(inp, guidelines.version) })) };
     }
-    const longEnough = inputs.map((inp) => !isTooShort(inp.response, this.minWords));
+    const longEnough = inputs.map((inp) => !reasoningTooShort(inp.response, this.minWords, this.answerBox));
     const toJudge = inputs.filter((_, i) => longEnough[i]);
     const judged = await this.judge.scoreBatchSettled(toJudge, guidelines, { concurrency: this.concurrency, signal: opts.signal });
     let k = 0;

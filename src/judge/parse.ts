@@ -23,20 +23,23 @@ const NUM = String.raw`[-+]?\d+(?:\.\d+)?`;
 const REFUSAL_RE =
   /\b(?:I\s+(?:cannot|can ?not|can't|won't|will not|am unable to|am not able to|'m unable to|'m not able to|refuse to|must decline to)|as an AI\b|I'm sorry,? but)\b/i;
 
-export function fallbackScore(fallback: Fallback | undefined, min: number, max: number): number {
-  if (typeof fallback === "number" && Number.isFinite(fallback)) return Math.min(max, Math.max(min, Math.round(fallback)));
+export function fallbackScore(fallback: Fallback | undefined, min: number, max: number, clamp = true): number {
+  if (typeof fallback === "number" && Number.isFinite(fallback)) return clamp ? Math.min(max, Math.max(min, Math.round(fallback))) : Math.round(fallback);
   return min;
 }
 
-function finish(value: number, min: number, max: number, flags: string[]): ParsedScore {
+function finishScore(value: number, min: number, max: number, flags: string[], clamp = true): ParsedScore {
   let v = value;
   if (!Number.isInteger(v)) {
     v = Math.round(v);
     flags.push("rounded");
   }
   if (v < min || v > max) {
-    v = Math.min(max, Math.max(min, v));
-    flags.push("clamped");
+    // Unclamped (paper profile): the judge's integer stands, as in the reference; the flag makes it visible.
+    if (clamp) {
+      v = Math.min(max, Math.max(min, v));
+      flags.push("clamped");
+    } else flags.push("outside-stated-range");
   }
   return { score: v, flags, parsed: true };
 }
@@ -136,10 +139,12 @@ function lastMatch(text: string, re: RegExp): RegExpMatchArray | undefined {
  * preference. Out-of-range explicit scores are clamped (flag "clamped"); stray numbers in prose are only
  * taken when in range.
  */
-export function parseItemScore(text: string | null | undefined, min: number, max: number, fallback?: Fallback): ParsedScore {
+export function parseItemScore(text: string | null | undefined, min: number, max: number, fallback?: Fallback, opts: { clamp?: boolean } = {}): ParsedScore {
   const lo = Math.min(min, max);
   const hi = Math.max(min, max);
-  const fb = () => fallbackScore(fallback, lo, hi);
+  const fb = () => fallbackScore(fallback, lo, hi, opts.clamp ?? true);
+  const clamp = opts.clamp ?? true;
+  const finish = (value: number, a: number, b: number, flags: string[]) => finishScore(value, a, b, flags, clamp);
   const t = (text ?? "").trim();
   if (t === "") return { score: fb(), flags: ["empty-reply", "unparsed-fallback"], parsed: false };
 

@@ -11,6 +11,7 @@ import { guidelineFor } from "../rubric/guidelines.ts";
 import type { GuidelineVersion } from "../rubric/types.ts";
 import { type Fallback, parseItemScore } from "./parse.ts";
 import { mapLimit } from "./concurrency.ts";
+import { type ProtocolName, type ProtocolProfile, resolveProtocol } from "./protocol.ts";
 import { loadTemplates, type Templates } from "./templates.ts";
 import { type Evaluation, JudgeUnavailableError, type ScoreInput, type ScoreOutcome } from "./types.ts";
 
@@ -19,6 +20,10 @@ export const PLAN_EXECUTE_MAX = 5;
 
 export interface PlanExecuteOptions {
   model: ChatModel;
+  /** Protocol profile (templates, token caps, stops); default "paper". */
+  protocol?: ProtocolName | ProtocolProfile;
+  /** System turn (the task's judge persona, rendered); default: the profile's generic one. */
+  persona?: string;
   templates?: Templates;
   temperature?: number;
   maxPlanTokens?: number;
@@ -29,7 +34,19 @@ export interface PlanExecuteOptions {
   concurrency?: number;
 }
 
+/** Text before the first stop marker a server did not cut, trimmed. */
+function cut(text: string, stops: readonly string[]): string {
+  let t = text;
+  for (const s of stops) {
+    const i = t.indexOf(s);
+    if (i >= 0) t = t.slice(0, i);
+  }
+  return t.trim();
+}
+
 export class PlanExecuteJudge {
+  readonly protocol: ProtocolProfile;
+  private readonly persona?: string;
   private readonly model: ChatModel;
   private readonly templates: Templates;
   private readonly temperature: number;
@@ -42,12 +59,14 @@ export class PlanExecuteJudge {
 
   constructor(opts: PlanExecuteOptions) {
     this.model = opts.model;
+    this.protocol = resolveProtocol(opts.protocol);
+    this.persona = opts.persona;
     this.templates = opts.templates ?? loadTemplates();
-    this.temperature = opts.temperature ?? 0;
-    this.maxPlanTokens = opts.maxPlanTokens ?? 600;
-    this.maxExecuteTokens = opts.maxExecuteTokens ?? 800;
+    this.temperature = opts.temperature ?? this.protocol.junior.temperature;
+    this.maxPlanTokens = opts.maxPlanTokens ?? this.protocol.math.planMaxTokens;
+    this.maxExecuteTokens = opts.maxExecuteTokens ?? this.protocol.math.executeMaxTokens;
     this.useConstraints = opts.useConstraints ?? true;
-    this.fallback = opts.fallback ?? "min";
+    this.fallback = opts.fallback ?? (this.protocol.junior.fallback === "min" ? "min" : this.protocol.junior.fallback);
     this.seed = opts.seed;
     this.concurrency = opts.concurrency ?? 8;
   }
@@ -67,11 +86,14 @@ export class PlanExecuteJudge {
     if (g === undefined) flags.push("no-guidelines");
     if (!input.reference) flags.push("no-reference");
     const base = { temperature: this.temperature, seed: this.seed, stage: "rm" as const, signal };
+    const T = this.protocol.templates;
+    const stops = this.protocol.math.stop;
+    const stop = stops.length ? { stop: [...stops] } : {};
     const messages: ChatMessage[] = [
-      { role: "system", content: this.templates.render("rm/system.md", {}) },
+      { role: "system", content: input.persona?.trim() || this.persona?.trim() || this.templates.render(T.rmSystem, {}) },
       {
         role: "user",
-        content: this.templates.render("rm/plan.md", {
+        content: this.templates.render(T.rmPlan, {
           prompt: input.prompt,
           reference: input.reference || "(none given)",
           guidelines: g || "(no specific guidelines)",
@@ -79,12 +101,14 @@ export class PlanExecuteJudge {
         }),
       },
     ];
-    const plan = await this.call({ ...base, messages: messages.slice(), maxTokens: this.maxPlanTokens });
-    messages.push({ role: "assistant", content: plan.text.trim() });
-    messages.push({ role: "user", content: this.templates.render("rm/execute.md", { response: input.response }) });
-    const exec = await this.call({ ...base, messages: messages.slice(), maxTokens: this.maxExecuteTokens });
-    messages.push({ role: "assistant", content: exec.text.trim() });
-    messages.push({ role: "user", content: this.templates.render("rm/plan-score.md", {}) });
+    const plan = await this.call({ ...base, ...stop, messages: messages.slice(), maxTokens: this.maxPlanTokens });
+    const planText = cut(plan.text, stops);
+    messages.push({ role: "assistant", content: planText });
+    messages.push({ role: "user", content: this.templates.render(T.rmExecute, { response: input.response }) });
+    const exec = await this.call({ ...base, ...stop, messages: messages.slice(), maxTokens: this.maxExecuteTokens });
+    const execText = cut(exec.text, stops);
+    messages.push({ role: "assistant", content: execText });
+    messages.push({ role: "user", content: this.templates.render(T.rmPlanScore, {}) });
     const sc = await this.call({
       ...base,
       messages: messages.slice(),
@@ -100,7 +124,7 @@ export class PlanExecuteJudge {
           score: p.score,
           min: PLAN_EXECUTE_MIN,
           max: PLAN_EXECUTE_MAX,
-          rationale: exec.text.trim(),
+          rationale: execText,
           raw: sc.text,
           flags: itemFlags,
         },
@@ -111,6 +135,8 @@ export class PlanExecuteJudge {
       mode: "plan-execute",
       flags: [...new Set([...flags, ...itemFlags])],
       raw: [plan.text, exec.text, sc.text],
+      // The plan and its execution, kept apart for the guideline meta step (the reference shows both).
+      plan: planText,
     };
   }
 

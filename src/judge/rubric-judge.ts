@@ -16,6 +16,7 @@ import type { Rubric, RubricItem, RubricVersion } from "../rubric/types.ts";
 import { rubricMaxTotal, rubricMinTotal } from "../rubric/format.ts";
 import { mapLimit } from "./concurrency.ts";
 import { type Fallback, parseAllItems, parseItemScore } from "./parse.ts";
+import { type ProtocolName, type ProtocolProfile, resolveProtocol } from "./protocol.ts";
 import { loadTemplates, type Templates } from "./templates.ts";
 import { type Evaluation, type ItemEvaluation, JudgeUnavailableError, type ScoreInput, type ScoreOutcome } from "./types.ts";
 
@@ -24,12 +25,16 @@ export type JudgeMode = "per-item" | "single-call";
 export interface RubricJudgeOptions {
   model: ChatModel;
   mode?: JudgeMode;
+  /** Protocol profile (templates, limits, temperature, clamping); default "paper". See ./protocol.ts. */
+  protocol?: ProtocolName | ProtocolProfile;
+  /** The junior's system turn (the task's judge persona, rendered); default: the profile's generic one. */
+  persona?: string;
   templates?: Templates;
-  /** Score used when a reply cannot be read: the item's min (default) or a fixed number (clamped to range). */
+  /** Score used when a reply cannot be read: the profile's (paper: 0, hardened: the item's min) unless given. */
   fallback?: Fallback;
-  /** Sampling temperature for all judge calls (default 0: deterministic, cacheable). */
+  /** Sampling temperature for all judge calls (default: the profile's; paper 0.02, hardened 0). */
   temperature?: number;
-  /** Cap on each rationale (per-item) — the paper used 300. */
+  /** Cap on each rationale (per-item); default: the profile's (300, as in the paper). */
   maxRationaleTokens?: number;
   /** Send regex/json constraints for servers with constrained decoding (default true). Replies are parsed robustly either way. */
   useConstraints?: boolean;
@@ -85,8 +90,20 @@ function dedupe(xs: string[]): string[] {
   return [...new Set(xs)];
 }
 
+/** Strips what a judge may echo around a rationale: the end marker and surrounding whitespace. */
+function cleanRationale(text: string, stops: string[]): string {
+  let t = text;
+  for (const s of stops) {
+    const i = t.indexOf(s);
+    if (i >= 0) t = t.slice(0, i);
+  }
+  return t.trim();
+}
+
 export class RubricJudge {
   readonly mode: JudgeMode;
+  readonly protocol: ProtocolProfile;
+  private readonly persona?: string;
   private readonly model: ChatModel;
   private readonly templates: Templates;
   private readonly fallback: Fallback;
@@ -99,10 +116,12 @@ export class RubricJudge {
   constructor(opts: RubricJudgeOptions) {
     this.model = opts.model;
     this.mode = opts.mode ?? "per-item";
+    this.protocol = resolveProtocol(opts.protocol);
+    this.persona = opts.persona;
     this.templates = opts.templates ?? loadTemplates();
-    this.fallback = opts.fallback ?? "min";
-    this.temperature = opts.temperature ?? 0;
-    this.maxRationaleTokens = opts.maxRationaleTokens ?? 300;
+    this.fallback = opts.fallback ?? this.protocol.junior.fallback;
+    this.temperature = opts.temperature ?? this.protocol.junior.temperature;
+    this.maxRationaleTokens = opts.maxRationaleTokens ?? this.protocol.junior.rationaleMaxTokens;
     this.useConstraints = opts.useConstraints ?? true;
     this.seed = opts.seed;
     this.concurrency = opts.concurrency ?? 8;
@@ -158,34 +177,47 @@ export class RubricJudge {
     return { temperature: this.temperature, seed: this.seed, stage: "rm", signal };
   }
 
+  /** The reference answer the profile lets the junior see ("" = none). */
+  private referenceFor(input: ScoreInput): string {
+    return this.protocol.junior.seesReference ? (input.reference ?? "") : "";
+  }
+
+  private systemTurn(input: ScoreInput): ChatMessage {
+    return { role: "system", content: input.persona?.trim() || this.persona?.trim() || this.templates.render(this.protocol.templates.rmSystem, {}) };
+  }
+
   private responseTurn(input: ScoreInput): string {
-    return this.templates.render("rm/response.md", {
+    return this.templates.render(this.protocol.templates.rmResponse, {
       taskDescription: input.taskDescription,
       prompt: input.prompt,
       response: input.response,
-      reference: input.reference ?? "",
+      reference: this.referenceFor(input),
     });
   }
 
   private async scorePerItem(input: ScoreInput, version: RubricVersion, signal?: AbortSignal): Promise<Evaluation> {
     const rubric = version.rubric;
-    const messages: ChatMessage[] = [
-      { role: "system", content: this.templates.render("rm/system.md", {}) },
-      { role: "user", content: this.responseTurn(input) },
-    ];
+    const j = this.protocol.junior;
+    const messages: ChatMessage[] = [this.systemTurn(input), { role: "user", content: this.responseTurn(input) }];
     const raw: string[] = [];
     const items: ItemEvaluation[] = [];
     for (const [i, item] of rubric.items.entries()) {
       messages.push({ role: "user", content: this.itemTurn(item, i, rubric.items.length) });
-      const rat = await this.call({ ...this.baseRequest(signal), messages: messages.slice(), maxTokens: this.maxRationaleTokens });
-      const rationale = rat.text.trim();
+      const rat = await this.call({
+        ...this.baseRequest(signal),
+        messages: messages.slice(),
+        maxTokens: this.maxRationaleTokens,
+        ...(j.rationaleStop.length ? { stop: j.rationaleStop } : {}),
+      });
+      const rationale = cleanRationale(rat.text, j.rationaleStop);
       messages.push({ role: "assistant", content: rationale });
-      messages.push({ role: "user", content: this.templates.render("rm/item-score.md", { name: item.name, min: item.min, max: item.max }) });
-      const constraint: OutputConstraint | undefined = this.useConstraints ? { kind: "regex", pattern: scoreRegex(item.min, item.max) } : undefined;
-      const sc = await this.call({ ...this.baseRequest(signal), messages: messages.slice(), maxTokens: 16, constraint });
+      messages.push({ role: "user", content: this.templates.render(this.protocol.templates.rmItemScore, { name: item.name, min: item.min, max: item.max }) });
+      const pattern = j.scoreConstraint === "digits" ? "[0-9]+" : scoreRegex(item.min, item.max);
+      const constraint: OutputConstraint | undefined = this.useConstraints ? { kind: "regex", pattern } : undefined;
+      const sc = await this.call({ ...this.baseRequest(signal), messages: messages.slice(), maxTokens: j.scoreMaxTokens, constraint });
       messages.push({ role: "assistant", content: sc.text.trim() });
       raw.push(rat.text, sc.text);
-      const p = parseItemScore(sc.text, item.min, item.max, this.fallback);
+      const p = parseItemScore(sc.text, item.min, item.max, this.fallback, { clamp: j.clamp });
       const flags = rationale === "" ? [...p.flags, "empty-rationale"] : p.flags;
       items.push({ name: item.name, score: p.score, min: item.min, max: item.max, rationale, raw: `${rat.text}\n---\n${sc.text}`, flags });
     }
@@ -193,7 +225,7 @@ export class RubricJudge {
   }
 
   private itemTurn(item: RubricItem, index: number, count: number): string {
-    return this.templates.render("rm/item-rationale.md", { index: index + 1, count, name: item.name, min: item.min, max: item.max, text: item.text });
+    return this.templates.render(this.protocol.templates.rmItemRationale, { index: index + 1, count, name: item.name, min: item.min, max: item.max, text: item.text });
   }
 
   private async scoreSingleCall(input: ScoreInput, version: RubricVersion, signal?: AbortSignal): Promise<Evaluation> {
@@ -202,14 +234,14 @@ export class RubricJudge {
       .map((it, i) => `### ${i + 1}. ${it.name} (integer score from ${it.min} to ${it.max})\n${it.text}`)
       .join("\n\n");
     const messages: ChatMessage[] = [
-      { role: "system", content: this.templates.render("rm/system.md", {}) },
+      this.systemTurn(input),
       {
         role: "user",
-        content: this.templates.render("rm/single-call.md", {
+        content: this.templates.render(this.protocol.templates.rmSingleCall, {
           taskDescription: input.taskDescription,
           prompt: input.prompt,
           response: input.response,
-          reference: input.reference ?? "",
+          reference: this.referenceFor(input),
           rubricItems,
         }),
       },

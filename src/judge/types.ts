@@ -24,6 +24,8 @@ export interface Evaluation {
   flags: string[];
   /** Every raw model text of this evaluation, in order. */
   raw: string[];
+  /** Plan/execute mode: the evaluation plan (the execution is the item's rationale). */
+  plan?: string;
 }
 
 /** Input to scoring: one response to one prompt of a task. */
@@ -34,6 +36,8 @@ export interface ScoreInput {
   reference?: string;
   /** Group key for grouped guidelines (math: domain/cluster). */
   group?: string;
+  /** The judge's system turn for this input (the task's persona); overrides the judge's own. */
+  persona?: string;
 }
 
 /**

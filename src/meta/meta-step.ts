@@ -14,15 +14,16 @@
  */
 import { join } from "node:path";
 import { mapLimit } from "../judge/concurrency.ts";
+import { type ProtocolName, type ProtocolProfile, resolveProtocol } from "../judge/protocol.ts";
 import { loadTemplates, type Templates } from "../judge/templates.ts";
 import type { ChatMessage, ChatModel, ChatRequest, ChatResponse, UsageByStage } from "../llm/types.ts";
 import { diffRubrics, summarizeDiff } from "../rubric/diff.ts";
-import { parseRubricText, rubricToText } from "../rubric/format.ts";
+import { parseRubricText, rubricToPlainText, rubricToText } from "../rubric/format.ts";
 import type { RubricStore } from "../rubric/store.ts";
 import type { Rubric, RubricItem, RubricVersion } from "../rubric/types.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import type { Rng } from "../util/rng.ts";
-import { formatEvaluation, itemTextKey, type MetaRollout, truncateWords, wordCount } from "./format.ts";
+import { formatEvaluation, formatTotal, itemTextKey, type MetaRollout, stripStops, truncateWords, wordCount, writeCriteria } from "./format.ts";
 import type { GuardDecision } from "./guard.ts";
 import type { MetaDecision } from "./triggers.ts";
 import { MeteredModel } from "./metered.ts";
@@ -39,11 +40,17 @@ export interface MetaStepOptions {
   rng: Rng;
   /** Rollouts analyzed per meta step (paper: 20 default, 16 in the runs). */
   samples?: number;
+  /** Protocol profile (templates, limits, turn structure); default "paper". See src/judge/protocol.ts. */
+  protocol?: ProtocolName | ProtocolProfile;
+  /** The senior's system turn (the task's persona, rendered); default: the profile's generic one. */
+  persona?: string;
+  /** Show the junior's per-item scores and rationales in the analysis (default: the profile's; paper shows the total only). */
+  showRationales?: boolean;
   /** Label every evaluation sound/flawed first and sample flawed ones first (off in the paper's runs). */
   prescreen?: boolean;
-  /** Word cap for each analysis: stated in the prompt and enforced by truncation. */
+  /** Word cap for each analysis: stated in the prompt and enforced by truncation (default: the profile's, 1,000). */
   analysisWordCap?: number;
-  /** Total words of refinements handed to the merge. */
+  /** Total words of refinements handed to the merge (default: the profile's; paper 16,666). */
   mergeWordBudget?: number;
   templates?: Templates;
   /** Per-sample calls in flight (default 8). */
@@ -120,7 +127,7 @@ export interface MetaLog {
   model: string;
   fromVersion: number;
   toVersion: number | null;
-  settings: { samples: number; prescreen: boolean; analysisWordCap: number; mergeWordBudget: number };
+  settings: { samples: number; prescreen: boolean; analysisWordCap: number; mergeWordBudget: number; protocol?: string };
   rolloutCount: number;
   sampledIds: string[];
   prescreen?: { counts: Record<PrescreenVerdict, number>; labels: Record<string, PrescreenVerdict> };
@@ -182,28 +189,40 @@ export function dedupeItems(items: RubricItem[]): { items: RubricItem[]; removed
   return { items: out, removed: items.length - out.length };
 }
 
-/** Joins refinements (in order) while the total stays within `budget` words; at least the first one. */
-export function joinRefinements(texts: string[], budget: number): { text: string; included: number; words: number } {
+/**
+ * Joins refinements (in order) while the total stays within `budget` words; at least the first one.
+ * `style` "paper" labels each as a criteria set and separates them with `separator` (the reference's form).
+ */
+export function joinRefinements(texts: string[], budget: number, style: { kind: "proposals" } | { kind: "sets"; separator: string } = { kind: "proposals" }): { text: string; included: number; words: number } {
   const parts: string[] = [];
   let words = 0;
   for (const [i, t] of texts.entries()) {
+    const part = style.kind === "sets" ? `Scoring criteria set #${i + 1}:\n${t.trim()}\n` : `=== Proposal ${i + 1} ===\n${t.trim()}`;
     const w = wordCount(t);
     if (parts.length > 0 && words + w > budget) break;
-    parts.push(`=== Proposal ${i + 1} ===\n${t.trim()}`);
+    parts.push(part);
     words += w;
   }
-  return { text: parts.join("\n\n"), included: parts.length, words };
+  return { text: parts.join(style.kind === "sets" ? style.separator : "\n\n"), included: parts.length, words };
 }
 
 /** Runs one meta step; see the module comment. Never throws for LLM failures (returns ok:false). */
 export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
+  const profile = resolveProtocol(opts.protocol);
+  const sr = profile.senior;
+  const T = profile.templates;
   const samples = opts.samples ?? 20;
   const prescreen = opts.prescreen ?? false;
-  const analysisWordCap = opts.analysisWordCap ?? 1000;
-  const mergeWordBudget = opts.mergeWordBudget ?? 16000;
+  const analysisWordCap = opts.analysisWordCap ?? sr.analysisWordCap;
+  const mergeWordBudget = opts.mergeWordBudget ?? sr.mergeWordBudget;
+  const showItems = opts.showRationales ?? sr.evaluationShown === "items";
   const templates = opts.templates ?? loadTemplates();
   const concurrency = opts.concurrency ?? 8;
-  const temperature = opts.temperature ?? 0.02;
+  const temperature = opts.temperature ?? sr.temperature;
+  const stop = sr.stop.length ? { stop: sr.stop } : {};
+  const shownEvaluation = (r: MetaRollout) => (showItems ? formatEvaluation(r.evaluation) : formatTotal(r.evaluation));
+  // The rubric as the senior reads it: the paper shows the rubric file's own form (no attributes).
+  const showRubric = (r: Rubric) => (sr.rubricShown === "plain" ? rubricToPlainText(r) : rubricToText(r));
   const model = new MeteredModel(opts.model);
   const previous = opts.store.latest();
   if (!previous) throw new Error(`metaStep: the rubric store ${opts.store.dir} is empty (initialize it with the initial rubric first)`);
@@ -219,7 +238,7 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
     model: opts.model.id,
     fromVersion: previous.version,
     toVersion: null,
-    settings: { samples, prescreen, analysisWordCap, mergeWordBudget },
+    settings: { samples, prescreen, analysisWordCap, mergeWordBudget, protocol: profile.name },
     rolloutCount: opts.rollouts.length,
     sampledIds: [],
     samples: [],
@@ -227,8 +246,8 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
     usage: {},
     ...(opts.trigger ? { trigger: opts.trigger } : {}),
   };
-  const rubricText = rubricToText(previous.rubric);
-  const system: ChatMessage = { role: "system", content: templates.render("mrm/system.md", {}) };
+  const rubricText = showRubric(previous.rubric);
+  const system: ChatMessage = { role: "system", content: opts.persona?.trim() || templates.render(T.mrmSystem, {}) };
   // After the first failure, calls not yet started are skipped: the step is lost anyway.
   const failFast = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, failFast.signal]) : failFast.signal;
@@ -270,12 +289,12 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
             system,
             {
               role: "user",
-              content: templates.render("mrm/prescreen.md", {
+              content: templates.render(T.mrmPrescreen, {
                 taskDescription: r.taskDescription,
                 prompt: r.prompt,
                 response: r.response,
                 rubric: rubricText,
-                evaluation: formatEvaluation(r.evaluation),
+                evaluation: shownEvaluation(r),
               }),
             },
           ],
@@ -306,29 +325,44 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
         system,
         {
           role: "user",
-          content: templates.render("mrm/analyze.md", {
+          content: templates.render(T.mrmAnalyze, {
             taskDescription: r.taskDescription,
             prompt: r.prompt,
             response: r.response,
-            reference: r.reference ?? "",
+            reference: sr.seesReference ? (r.reference ?? "") : "",
             rubric: rubricText,
-            evaluation: formatEvaluation(r.evaluation),
+            evaluation: shownEvaluation(r),
             wordCap: analysisWordCap,
           }),
         },
       ];
-      const an = await call(`analysis of ${r.id}`, { stage: "mrm-analyze", maxTokens: opts.maxAnalysisTokens ?? 2000, messages: messages.slice() });
-      const cut = truncateWords(an.text, analysisWordCap);
+      const an = await call(`analysis of ${r.id}`, { stage: "mrm-analyze", maxTokens: opts.maxAnalysisTokens ?? sr.analysisMaxTokens, ...stop, messages: messages.slice() });
+      const cut = truncateWords(stripStops(an.text, sr.stop), analysisWordCap);
       s.analysis = cut.text;
       if (cut.truncated) s.analysisTruncated = true;
       messages.push({ role: "assistant", content: cut.text });
-      messages.push({ role: "user", content: templates.render("mrm/refine.md", { wordCap: analysisWordCap }) });
-      const ref = await call(`refinement of ${r.id}`, { stage: "mrm-refine", maxTokens: opts.maxRefineTokens ?? 4000, messages });
-      s.refinementRaw = ref.text;
-      try {
-        s.refinement = parseRubricText(ref.text, `refinement of ${r.id}`);
-      } catch (err) {
-        s.refinementError = (err as Error).message;
+      messages.push({ role: "user", content: templates.render(T.mrmRefine, { wordCap: analysisWordCap }) });
+      if (sr.refine.structure === "whole") {
+        const ref = await call(`refinement of ${r.id}`, { stage: "mrm-refine", maxTokens: opts.maxRefineTokens ?? sr.refine.maxTokens, messages });
+        s.refinementRaw = ref.text;
+      } else {
+        // The reference's form: "how many criteria?", then one criterion per turn in the same conversation.
+        const w = await writeCriteria({
+          call: (label, req) => call(`refinement of ${r.id} (${label})`, { stage: "mrm-refine", ...req }),
+          messages,
+          writing: sr.refine,
+          stops: sr.stop,
+          turns: { count: templates.render(T.mrmRefineCount!, {}), start: templates.render(T.mrmRefineStart!, {}), each: (i) => templates.render(T.mrmRefineEach!, { index: i, wordCap: sr.refine.structure === "count-then-each" ? sr.refine.itemWordCap : 300 }) },
+        });
+        s.refinementRaw = w.text;
+        if (w.error) s.refinementError = w.error;
+      }
+      if (!s.refinementError) {
+        try {
+          s.refinement = parseRubricText(s.refinementRaw!, `refinement of ${r.id}`);
+        } catch (err) {
+          s.refinementError = (err as Error).message;
+        }
       }
     });
 
@@ -338,19 +372,35 @@ export async function metaStep(opts: MetaStepOptions): Promise<MetaStepResult> {
 
     // 4. Merge.
     const joined = joinRefinements(
-      valid.map((s) => rubricToText(s.refinement!)),
+      valid.map((s) => showRubric(s.refinement!)),
       mergeWordBudget,
+      sr.merge.structure === "count-then-each" ? { kind: "sets", separator: sr.mergeSeparator } : { kind: "proposals" },
     );
     log.merge = { input: joined.text, includedRefinements: joined.included, inputWords: joined.words };
-    const merged = await call("merge", {
-      stage: "mrm-merge",
-      maxTokens: opts.maxMergeTokens ?? 8000,
-      messages: [system, { role: "user", content: templates.render("mrm/merge.md", { refinements: joined.text }) }],
-    });
-    log.merge.output = merged.text;
+    const mergeMessages: ChatMessage[] = [system, { role: "user", content: templates.render(T.mrmMerge, { refinements: joined.text }) }];
+    let mergedText: string;
+    if (sr.merge.structure === "whole") {
+      const merged = await call("merge", { stage: "mrm-merge", maxTokens: opts.maxMergeTokens ?? sr.merge.maxTokens, messages: mergeMessages });
+      mergedText = merged.text;
+    } else {
+      const w = await writeCriteria({
+        call: (label, req) => call(`merge (${label})`, { stage: "mrm-merge", ...req }),
+        messages: mergeMessages,
+        writing: sr.merge,
+        stops: sr.stop,
+        turns: { count: templates.render(T.mrmMergeCount!, {}), start: templates.render(T.mrmMergeStart!, {}), each: (i) => templates.render(T.mrmMergeEach!, { index: i, wordCap: sr.merge.structure === "count-then-each" ? sr.merge.itemWordCap : 300 }) },
+      });
+      mergedText = w.text;
+      if (w.error) {
+        log.merge.output = mergedText;
+        log.merge.error = w.error;
+        return fail(`merge produced no usable items: ${w.error}`);
+      }
+    }
+    log.merge.output = mergedText;
     let rubric: Rubric;
     try {
-      rubric = parseRubricText(merged.text, "merged rubric");
+      rubric = parseRubricText(mergedText, "merged rubric");
     } catch (err) {
       log.merge.error = (err as Error).message;
       return fail(`merge produced no usable items: ${(err as Error).message}`);

@@ -48,7 +48,14 @@ export const rewardSchema = z.discriminatedUnion("kind", [
       guidelines: z.string().min(1).optional(),
       answerCheckProbability: z.number().min(0).max(1).default(0.5),
       minReasoningWords: z.number().int().min(0).default(30),
-      casesPerGroup: positiveInt.default(4),
+      /** Judge protocol profile (src/judge/protocol.ts): paper (default) or hardened. */
+      protocol: z.enum(["paper", "hardened"]).default("paper"),
+      /** Which \\boxed{} is the answer; default: the profile's (paper: first, as the reference). */
+      answerBox: z.enum(["first", "last"]).optional(),
+      /** Answer matching; default: the profile's (paper: the reference's normalisation; lenient: also equal rationals). */
+      answerMatch: z.enum(["reference", "lenient"]).optional(),
+      /** Cases per group, drawn uniformly; default: the profile's sampling (paper: 2 per score third). */
+      casesPerGroup: positiveInt.optional(),
       concurrency: positiveInt.default(16),
     })
     .strict(),
@@ -62,6 +69,12 @@ export const rewardSchema = z.discriminatedUnion("kind", [
       /** Initial rubric: a file (.txt <rubric> form or .json) or a task name; default: the task's initial rubric. */
       rubric: z.string().min(1).optional(),
       mode: z.enum(["per-item", "single-call"]).default("per-item"),
+      /** Judge protocol profile (src/judge/protocol.ts): paper (default) or hardened. */
+      protocol: z.enum(["paper", "hardened"]).default("paper"),
+      /** Let the junior judge see the reference answer (e.g. the gold summary); default: the profile's (paper: no). */
+      judgeSeesReference: z.boolean().optional(),
+      /** Show the senior judge the junior's per-item rationales; default: the profile's (paper: the total only). */
+      showRationales: z.boolean().optional(),
       metaSamples: positiveInt.default(20),
       prescreen: z.boolean().default(false),
       concurrency: positiveInt.default(16),

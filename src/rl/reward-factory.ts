@@ -13,6 +13,8 @@ import type { TaskOptions } from "../tasks/spec.ts";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { RubricJudge } from "../judge/rubric-judge.ts";
+import { checkFormatRule } from "../judge/format-rule.ts";
+import { type ProtocolName, type ProtocolProfile, resolveProtocol, withOverrides } from "../judge/protocol.ts";
 import { boxedAnswerEvaluation, verdictEvaluation } from "../judge/verifier-reward.ts";
 import type { ScoreInput } from "../judge/types.ts";
 import { createChatModel } from "../llm/openai-client.ts";
@@ -23,11 +25,10 @@ import { metaStep, type MetaRollout } from "../meta/meta-step.ts";
 import type { MetaDecision } from "../meta/triggers.ts";
 import { loadRubricFile } from "../rubric/format.ts";
 import { GuidelineStore, RubricStore } from "../rubric/store.ts";
-import { parseGuidelineSetJson } from "../rubric/guidelines.ts";
+import { loadGuidelineFile } from "../rubric/guidelines.ts";
 import { MathMixedReward } from "../judge/math-reward.ts";
 import { PlanExecuteJudge } from "../judge/plan-execute.ts";
 import { metaStepGuidelines } from "../meta/meta-guidelines.ts";
-import { readFileSync } from "node:fs";
 import type { GuidelineSet } from "../rubric/types.ts";
 import type { Rubric } from "../rubric/types.ts";
 import type { TaskDefinition } from "../tasks/types.ts";
@@ -74,40 +75,66 @@ export interface JudgeRewardOptions {
   metaSamples?: number;
   prescreen?: boolean;
   concurrency?: number;
+  /** Judge protocol profile; default "paper". */
+  protocol?: ProtocolName;
+  judgeSeesReference?: boolean;
+  showRationales?: boolean;
   /** Rubric acceptance guard settings (null/undefined = no guard). */
   guard?: Partial<GuardOptions> | null;
+}
+
+/**
+ * What the judges see of a sample under a profile. "task" view (paper): the task's persona, its bare
+ * prompt, and the instruction only where the task says the junior sees it; the senior always sees the
+ * instruction. "generic" view (hardened, or a task without a judge view): our task description and the
+ * whole policy prompt.
+ */
+export function judgeInputs(task: TaskDefinition, profile: ProtocolProfile, s: RewardSample): { junior: ScoreInput; senior: ScoreInput } {
+  const common = {
+    response: s.response,
+    ...(s.record.reference !== undefined ? { reference: s.record.reference } : {}),
+    ...(s.record.group !== undefined ? { group: s.record.group } : {}),
+  };
+  if (profile.junior.view === "task" && task.judgeView) {
+    const v = task.judgeView(s.record);
+    return {
+      junior: { ...common, taskDescription: v.juniorSeesInstruction ? v.instruction : "", prompt: v.prompt, persona: v.persona },
+      senior: { ...common, taskDescription: v.instruction || task.description, prompt: v.prompt, persona: v.persona },
+    };
+  }
+  const generic = { ...common, taskDescription: task.description, prompt: s.record.prompt };
+  return { junior: generic, senior: generic };
 }
 
 /** The paper's reward: LLM junior judge over the current rubric version; LLM senior judge for meta steps. */
 export class JudgeReward implements RewardFunction {
   readonly name = "judge";
   readonly store: RubricStore;
+  readonly protocol: ProtocolProfile;
   private readonly judge: RubricJudge;
 
   constructor(private readonly o: JudgeRewardOptions) {
     this.store = RubricStore.open(o.runDir);
     this.store.initialize(o.initialRubric);
-    this.judge = new RubricJudge({ model: o.rm, mode: o.mode ?? "per-item", concurrency: o.concurrency ?? 16 });
+    const base = resolveProtocol(o.protocol);
+    this.protocol = o.judgeSeesReference === undefined ? base : withOverrides(base, { junior: { seesReference: o.judgeSeesReference } });
+    this.judge = new RubricJudge({ model: o.rm, mode: o.mode ?? "per-item", concurrency: o.concurrency ?? 16, protocol: this.protocol });
   }
 
   rubricVersion(): number {
     return this.store.latest()?.version ?? 0;
   }
 
-  private input(s: RewardSample): ScoreInput {
-    return {
-      taskDescription: this.o.task.description,
-      prompt: s.record.prompt,
-      response: s.response,
-      ...(s.record.reference !== undefined ? { reference: s.record.reference } : {}),
-      ...(s.record.group !== undefined ? { group: s.record.group } : {}),
-    };
-  }
-
   async score(samples: RewardSample[]): Promise<RewardResult[]> {
     const version = this.store.latest();
     if (!version) throw new Error(`no rubric version in ${this.store.dir}`);
-    const outcomes = await this.judge.scoreBatchSettled(samples.map((s) => this.input(s)), version);
+    // The task's format rule (ethics: −10 without a verdict or with under 30 words) decides before any judge call.
+    const rule = this.o.task.reward.kind === "rubric" ? this.o.task.reward.formatRule : undefined;
+    const ruled = samples.map((s) => (rule ? checkFormatRule(s.response, rule, version.version) : null));
+    const toJudge = samples.filter((_, i) => !ruled[i]);
+    const judged = await this.judge.scoreBatchSettled(toJudge.map((s) => judgeInputs(this.o.task, this.protocol, s).junior), version);
+    let k = 0;
+    const outcomes = samples.map((_, i) => (ruled[i] ? { ok: true as const, evaluation: ruled[i]! } : judged[k++]));
     return outcomes.map((o) =>
       o.ok
         ? { score: o.evaluation.total, normalized: o.evaluation.normalized, evaluation: o.evaluation, flags: o.evaluation.flags }
@@ -118,13 +145,20 @@ export class JudgeReward implements RewardFunction {
   async metaStep(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number; decision?: MetaDecision }): Promise<MetaOutcome> {
     const metaRollouts: MetaRollout[] = rollouts
       .filter((r) => r.result.evaluation)
-      .map((r, i) => ({ id: `${ctx.step}-${i}-${r.record.id}`, ...this.input(r), evaluation: r.result.evaluation! }));
+      .map((r, i) => {
+        const { persona: _persona, ...senior } = judgeInputs(this.o.task, this.protocol, r).senior;
+        return { id: `${ctx.step}-${i}-${r.record.id}`, ...senior, evaluation: r.result.evaluation! };
+      });
+    const persona = rollouts.length ? judgeInputs(this.o.task, this.protocol, rollouts[0]).senior.persona : undefined;
     const guard = this.o.guard
       ? judgeGuard({ judge: this.judge, window: metaRollouts, runDir: this.o.runDir, store: this.store, rng: new Rng(`${this.o.seed}:guard:${ctx.step}`), options: this.o.guard })
       : undefined;
     const res = await metaStep({
       ...(guard ? { guard } : {}),
       ...(ctx.decision ? { trigger: ctx.decision } : {}),
+      protocol: this.protocol,
+      ...(persona ? { persona } : {}),
+      ...(this.o.showRationales !== undefined ? { showRationales: this.o.showRationales } : {}),
       model: this.o.mrm,
       rollouts: metaRollouts,
       store: this.store,
@@ -177,6 +211,9 @@ export interface MathRewardOptions {
   minReasoningWords: number;
   casesPerGroup?: number;
   concurrency?: number;
+  protocol?: ProtocolName;
+  answerBox?: "first" | "last";
+  answerMatch?: "reference" | "lenient";
 }
 
 /**
@@ -186,12 +223,14 @@ export interface MathRewardOptions {
 export class MathJudgeReward implements RewardFunction {
   readonly name = "math-mixed";
   readonly store: GuidelineStore;
+  readonly protocol: ProtocolProfile;
   private readonly judge: PlanExecuteJudge;
 
   constructor(private readonly o: MathRewardOptions) {
     this.store = GuidelineStore.open(o.runDir);
     this.store.initialize(o.initialGuidelines);
-    this.judge = new PlanExecuteJudge({ model: o.rm });
+    this.protocol = resolveProtocol(o.protocol);
+    this.judge = new PlanExecuteJudge({ model: o.rm, protocol: this.protocol });
   }
 
   rubricVersion(): number {
@@ -199,14 +238,8 @@ export class MathJudgeReward implements RewardFunction {
   }
 
   private input(s: RewardSample) {
-    return {
-      taskDescription: this.o.task.description,
-      prompt: s.record.prompt,
-      response: s.response,
-      ...(s.record.reference !== undefined ? { reference: s.record.reference } : {}),
-      ...(s.record.group !== undefined ? { group: s.record.group } : {}),
-      ...(s.record.label !== undefined ? { gold: s.record.label } : {}),
-    };
+    // The math judge sees the reference solution in every profile (the plan is written from it).
+    return { ...judgeInputs(this.o.task, this.protocol, s).junior, ...(s.record.label !== undefined ? { gold: s.record.label } : {}) };
   }
 
   async score(samples: RewardSample[], ctx: { step: number }): Promise<RewardResult[]> {
@@ -218,6 +251,8 @@ export class MathJudgeReward implements RewardFunction {
       answerCheckProbability: this.o.answerCheckProbability,
       minWords: this.o.minReasoningWords,
       concurrency: this.o.concurrency,
+      answerBox: this.o.answerBox ?? this.protocol.math.answerBox,
+      answerMatch: this.o.answerMatch ?? this.protocol.math.answerMatch,
     });
     const { outcomes } = await mixed.scoreBatch(samples.map((s) => this.input(s)), version);
     return outcomes.map((o) =>
@@ -228,10 +263,13 @@ export class MathJudgeReward implements RewardFunction {
   }
 
   async metaStep(rollouts: Array<RewardSample & { result: RewardResult }>, ctx: { step: number }): Promise<MetaOutcome> {
-    // Only plan/execute evaluations say something about the guidelines; answer checks do not.
+    // The reference analyzes every case, answer checks included; hardened keeps plan/execute cases only.
     const cases: MetaRollout[] = rollouts
-      .filter((r) => r.result.evaluation && r.result.evaluation.flags.includes("path:plan-execute"))
-      .map((r, i) => ({ id: `${ctx.step}-${i}-${r.record.id}`, ...this.input(r), evaluation: r.result.evaluation! }));
+      .filter((r) => r.result.evaluation && (this.protocol.math.includeAnswerChecks || r.result.evaluation.flags.includes("path:plan-execute")))
+      .map((r, i) => {
+        const { persona: _persona, gold: _gold, ...c } = this.input(r);
+        return { id: `${ctx.step}-${i}-${r.record.id}`, ...c, evaluation: r.result.evaluation! };
+      });
     const prev = this.store.latest()!;
     const before = Object.keys(prev.guidelines.groups).length;
     if (cases.length === 0)
@@ -243,7 +281,9 @@ export class MathJudgeReward implements RewardFunction {
       step: ctx.step,
       runDir: this.o.runDir,
       rng: new Rng(`${this.o.seed}:meta:${ctx.step}`),
-      casesPerGroup: this.o.casesPerGroup ?? 4,
+      protocol: this.protocol,
+      ...(cases.length && this.input(rollouts[0]).persona ? { persona: this.input(rollouts[0]).persona } : {}),
+      ...(this.o.casesPerGroup !== undefined ? { casesPerGroup: this.o.casesPerGroup } : {}),
     });
     const after = res.version ? Object.keys(res.version.guidelines.groups).length : before;
     return {
@@ -322,16 +362,9 @@ export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: Tas
       const meter = new UsageMeter();
       const rm = createChatModel(cfg.rm, { meter });
       const mrm = cfg.mrm ? createChatModel(cfg.mrm, { meter }) : rm;
-      let initialGuidelines: GuidelineSet = { groups: {} };
-      if (cfg.guidelines) {
-        let raw: unknown;
-        try {
-          raw = JSON.parse(readFileSync(cfg.guidelines, "utf8"));
-        } catch (err) {
-          throw new UserError(`reward.guidelines: cannot read ${cfg.guidelines}: ${(err as Error).message}`);
-        }
-        initialGuidelines = parseGuidelineSetJson(raw, cfg.guidelines);
-      }
+      // A guideline file (JSON set, or one text such as the paper's iter-0 file for every group), else the task's.
+      const file = cfg.guidelines ?? (ctx.task.reward.kind === "math-mixed" ? ctx.task.reward.initialGuidelines : undefined);
+      const initialGuidelines: GuidelineSet = file ? loadGuidelineFile(file) : { groups: {} };
       return new MathJudgeReward({
         runDir: ctx.runDir,
         task: ctx.task,
@@ -344,6 +377,9 @@ export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: Tas
         minReasoningWords: cfg.minReasoningWords,
         casesPerGroup: cfg.casesPerGroup,
         concurrency: cfg.concurrency,
+        protocol: cfg.protocol,
+        ...(cfg.answerBox ? { answerBox: cfg.answerBox } : {}),
+        ...(cfg.answerMatch ? { answerMatch: cfg.answerMatch } : {}),
       });
     }
     case "judge": {
@@ -362,6 +398,9 @@ export function createReward(cfg: RewardConfig, ctx: { runDir: string; task: Tas
         metaSamples: cfg.metaSamples,
         prescreen: cfg.prescreen,
         concurrency: cfg.concurrency,
+        protocol: cfg.protocol,
+        ...(cfg.judgeSeesReference !== undefined ? { judgeSeesReference: cfg.judgeSeesReference } : {}),
+        ...(cfg.showRationales !== undefined ? { showRationales: cfg.showRationales } : {}),
         guard: ctx.guard ?? null,
       });
     }

@@ -252,6 +252,43 @@ export function parseRubricText(text: string, source = "rubric"): Rubric {
   return { items };
 }
 
+/** The body of a `[Start of …] … [End of …]` block (the paper's math guideline files), or null. */
+export function guidelineBlock(text: string): string | null {
+  const m = /\[Start of [^\]\n]*\]\s*\n?([\s\S]*?)\n?\s*\[End of [^\]\n]*\]/i.exec(text);
+  return m ? m[1].trim() : null;
+}
+
+/**
+ * A rubric file without `<item>` tags (loadRubricFile only: a meta-step reply without items stays an
+ * error, so chatter never becomes a rubric). A `[Start of …] … [End of …]` guideline block is one item; otherwise
+ * the text is split at the shallowest markdown heading level that occurs at least twice ("### Clarity",
+ * "### Depth" → two items; text before the first heading is kept with the first item), and a text with no
+ * such headings is one item. Empty text is an error.
+ */
+export function parseMarkdownRubric(text: string, source = "rubric"): Rubric {
+  const block = guidelineBlock(text);
+  const body = (block ?? text.replace(/<\/?rubric\b[^>]*>/gi, "")).trim();
+  if (!body) throw new RubricError(`no rubric text found in ${source} (neither <item> blocks nor markdown)`);
+  const lines = body.split(/\r?\n/);
+  let sections: string[] = [body];
+  if (block === null) {
+    for (let level = 1; level <= 6; level++) {
+      const re = new RegExp(`^#{${level}}\\s+\\S`);
+      const starts = lines.map((l, i) => (re.test(l) ? i : -1)).filter((i) => i >= 0);
+      if (starts.length < 2) continue;
+      sections = starts.map((st, k) => lines.slice(k === 0 ? 0 : st, starts[k + 1] ?? lines.length).join("\n").trim()).filter(Boolean);
+      break;
+    }
+  }
+  const taken = new Set<string>();
+  return {
+    items: sections.map((t) => {
+      const { min, max } = inferScoreRange(t);
+      return { name: uniqueName(deriveItemName(t.replace(/^[^#]*?(?=^#)/ms, "")), taken), text: t, min, max };
+    }),
+  };
+}
+
 function intAttr(v: string, field: string, source: string, idx: number): number {
   const n = Number(v);
   if (!Number.isInteger(n)) throw new RubricError(`${source}: item ${idx + 1}: attribute ${field} must be an integer, got "${v}"`);
@@ -269,6 +306,11 @@ export function rubricToText(r: Rubric): string {
     return `<item ${attrs.join(" ")}>\n${it.text.trim()}\n</item>`;
   });
   return `<rubric>\n${parts.join("\n\n")}\n</rubric>\n`;
+}
+
+/** The paper's plain form, `<item>` without attributes: what the reference's judges read. Not lossless (ranges are re-inferred). */
+export function rubricToPlainText(r: Rubric): string {
+  return `<rubric>\n${r.items.map((it) => `<item>\n${it.text.trim()}\n</item>`).join("\n\n")}\n</rubric>\n`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -333,7 +375,8 @@ export function loadRubricFile(path: string): Rubric {
     }
     return parseRubricJson(value, path);
   }
-  return parseRubricText(text, path);
+  // A file a person wrote may be plain markdown or the paper's guideline form; LLM replies never get this leniency.
+  return /<item\b/i.test(text) ? parseRubricText(text, path) : parseMarkdownRubric(text, path);
 }
 
 const weightOf = (it: RubricItem) => it.weight ?? 1;

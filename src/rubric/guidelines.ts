@@ -3,8 +3,9 @@
  * rewrites one group at a time; the set is versioned in the run directory like a rubric (`guidelines/`).
  */
 import { z } from "zod";
-import { formatZodIssues } from "../util/errors.ts";
-import { RubricError } from "./format.ts";
+import { existsSync, readFileSync } from "node:fs";
+import { formatZodIssues, UserError } from "../util/errors.ts";
+import { guidelineBlock, RubricError } from "./format.ts";
 import type { GuidelineSet } from "./types.ts";
 
 export const guidelineSetSchema = z
@@ -36,4 +37,26 @@ export function guidelineFor(g: GuidelineSet, group: string | undefined): string
   if (group in g.groups) return g.groups[group];
   const domain = group.split("/")[0];
   return g.groups[domain] ?? g.groups.default;
+}
+
+/**
+ * An initial guideline set from a file: `.json` as a GuidelineSet; any other file as one text that
+ * becomes every group's first guideline (key "default", which every group falls back to), with a
+ * `[Start of …] … [End of …]` wrapper (the paper's math files) removed.
+ */
+export function loadGuidelineFile(path: string): GuidelineSet {
+  if (!existsSync(path)) throw new UserError(`guideline file not found: ${path}`);
+  const text = readFileSync(path, "utf8");
+  if (/\.json$/i.test(path)) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw new RubricError(`${path}: not valid JSON: ${(err as Error).message}`);
+    }
+    return parseGuidelineSetJson(raw, path);
+  }
+  const body = (guidelineBlock(text) ?? text).trim();
+  if (!body) throw new RubricError(`${path}: no guideline text`);
+  return { groups: { default: body } };
 }

@@ -39,6 +39,10 @@ export const serveConfigSchema = z
     /** Senior judge for meta steps; default: the junior's endpoint. */
     metaJudge: llmEndpointSchema.optional(),
     mode: z.enum(["per-item", "single-call"]).default("per-item"),
+    /** Judge protocol profile (src/judge/protocol.ts, docs/paper-protocol.md): paper (default) or hardened. */
+    protocol: z.enum(["paper", "hardened"]).default("paper"),
+    /** Let the junior judge see the request's reference answer; default: the profile's (paper: no). */
+    judgeSeesReference: z.boolean().optional(),
     /** Run a meta step every this many scored samples (0 = never: fixed rubric). Paper: 10 steps × 64 episodes. */
     metaEvery: z.number().int().min(0).default(640),
     metaSamples: z.number().int().min(1).default(20),
@@ -74,8 +78,11 @@ export const serveConfigSchema = z
       .default({}),
     prescreen: z.boolean().default(false),
     seed: z.number().int().default(0),
-    /** What `rewards` carries for OpenRLHF: the [0, 1]-normalized score (default) or the raw rubric total. */
-    rewardScale: z.enum(["normalized", "raw"]).default("normalized"),
+    /**
+     * What `rewards` carries for OpenRLHF: the raw rubric total (the reference's reward, so a KL coefficient
+     * means what it meant there) or the [0, 1]-normalized score. Default: the profile's (paper: raw; hardened: normalized).
+     */
+    rewardScale: z.enum(["normalized", "raw"]).optional(),
     /** Optional bearer token; when set, every route but /healthz requires `Authorization: Bearer <token>`. */
     token: z.string().min(8).optional(),
     /** Responses judged at once per request. */

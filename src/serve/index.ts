@@ -40,6 +40,8 @@ export async function startRewardService(
     judge,
     metaJudge,
     mode: cfg.mode,
+    protocol: cfg.protocol,
+    ...(cfg.judgeSeesReference !== undefined ? { judgeSeesReference: cfg.judgeSeesReference } : {}),
     metaEvery: cfg.metaEvery,
     metaSchedule: cfg.metaSchedule,
     adaptive: cfg.adaptive,

@@ -13,6 +13,7 @@
  * application/json (no cross-site "simple" POSTs), state-changing routes need the token or an explicit
  * --allow-unauthenticated-admin, a non-loopback bind needs a token or --insecure.
  */
+import { PROFILES } from "../judge/protocol.ts";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -209,7 +210,8 @@ export async function startServer(cfg: ServeConfig, service: RewardService, metr
     const scored = await scoreOrFail(items, reply);
     if (!scored) return reply;
     // An unreadable sample (policy "sentinel") carries the documented sentinel, flagged in extra_logs.
-    const reward = (s: (typeof scored)[number]) => (s.unreadable ? sentinel : cfg.rewardScale === "raw" ? s.score! : s.normalized!);
+    const scale = cfg.rewardScale ?? PROFILES[cfg.protocol].service.rewardScale;
+    const reward = (s: (typeof scored)[number]) => (s.unreadable ? sentinel : scale === "raw" ? s.score! : s.normalized!);
     return {
       rewards: scored.map(reward),
       scores: scored.map((s) => (s.unreadable ? sentinel : s.normalized!)),

@@ -25,6 +25,7 @@
 import { appendFileSync, existsSync, openSync, readFileSync, readSync, closeSync, statSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { RubricJudge } from "../judge/rubric-judge.ts";
+import { type ProtocolName, type ProtocolProfile, resolveProtocol, withOverrides } from "../judge/protocol.ts";
 import { loadTemplates } from "../judge/templates.ts";
 import { JudgeUnavailableError, type Evaluation, type ScoreInput } from "../judge/types.ts";
 import { Semaphore } from "../llm/semaphore.ts";
@@ -73,6 +74,9 @@ export interface ServiceOptions {
   /** The judge's endpoint with constrained decoding forced on: the last re-ask of an unreadable sample. */
   constrainedJudge?: ChatModel;
   mode: "per-item" | "single-call";
+  /** Judge protocol profile; default "paper". */
+  protocol?: ProtocolName;
+  judgeSeesReference?: boolean;
   metaEvery: number;
   metaSamples: number;
   prescreen: boolean;
@@ -198,6 +202,7 @@ interface PendingWrite {
 
 export class RewardService {
   readonly store: RubricStore;
+  readonly protocol: ProtocolProfile;
   private current: RubricVersion;
   /** First ask, then the re-asks (and the constrained one, when the server supports it), in order. */
   private readonly judges: RubricJudge[];
@@ -255,7 +260,9 @@ export class RewardService {
       const templates = o.templatesDir ? loadTemplates(o.templatesDir) : undefined;
       const guard = { maxReplyBytes: o.maxReplyBytes ?? 1024 * 1024, now: () => performance.now() };
       const model = new GuardedModel(new MeteredModel(o.judge, this.meter), guard);
-      const base = { mode: o.mode, concurrency: 1, templates };
+      const protocol = resolveProtocol(o.protocol);
+      this.protocol = o.judgeSeesReference === undefined ? protocol : withOverrides(protocol, { junior: { seesReference: o.judgeSeesReference } });
+      const base = { mode: o.mode, concurrency: 1, templates, protocol: this.protocol };
       this.judges = [new RubricJudge({ ...base, model })];
       for (let r = 1; r <= this.unreadablePolicy.reasks; r++) {
         this.judges.push(new RubricJudge({ ...base, model, temperature: this.unreadablePolicy.reaskTemperature, seed: o.seed * 1000 + r }));
@@ -659,6 +666,7 @@ export class RewardService {
           ? judgeGuard({ judge: this.judges[0], window: records, runDir: this.o.runDir, store: this.store, rng: this.rng.fork(`guard-${window}`), options: this.o.guard, signal: this.metaAbort.signal })
           : undefined;
         const r = await metaStep({
+          protocol: this.protocol,
           ...(guard ? { guard } : {}),
           ...(decision ? { trigger: decision } : {}),
           model: this.metaModel,

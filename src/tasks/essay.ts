@@ -22,9 +22,12 @@ export const essaySpec: TaskSpec = {
     test: { hf: ESSAY_HF, split: "test", fallback: SHIPPED_PROMPTS },
   },
   fields: { id: "id", vars: { prompt: "prompt" } },
-  templates: { system: "tasks/essay/system.md", user: "tasks/essay/user.md" },
+  // As the reference: no system turn of our own, the instruction in the user turn, no quality demands.
+  templates: { instruction: "tasks/essay/instruction.md", user: "tasks/essay/user.md" },
   constants: { max_words: 350 },
-  reward: { kind: "rubric", initialRubric: join(REPO_ROOT, "prompts/tasks/essay/initial-rubric.txt") },
+  judge: { persona: "tasks/essay/judge-persona.md", prompt: "tasks/essay/judge-prompt.md", showInstruction: true },
+  // The paper's iteration-0 rubric (Apache-2.0, see prompts/rubrics/paper/NOTICE.md).
+  reward: { kind: "rubric", initialRubric: join(REPO_ROOT, "prompts/rubrics/paper/essay_writing/evaluation_rubric_real_iter_0.txt") },
   evaluations: ["elo"],
   source: "built-in",
 };

@@ -19,8 +19,15 @@ export const ethicsSpec: TaskSpec = {
   },
   // The paper drops anecdotes without an extracted action; so do we (and say how many).
   fields: { id: "id", vars: { title: "title", text: "text", action: "action.description" }, optional: ["title", "text"], label: "binarized_label", skipMissing: ["action"] },
-  templates: { system: "tasks/ethics/system.md", user: "tasks/ethics/user.md" },
-  reward: { kind: "rubric", initialRubric: join(REPO_ROOT, "prompts/tasks/ethics/initial-rubric.txt") },
+  templates: { instruction: "tasks/ethics/instruction.md", user: "tasks/ethics/user.md" },
+  constants: { max_words: 300 },
+  judge: { persona: "tasks/ethics/judge-persona.md", prompt: "tasks/ethics/judge-prompt.md", showInstruction: false },
+  reward: {
+    kind: "rubric",
+    initialRubric: join(REPO_ROOT, "prompts/rubrics/paper/ethical_reasoning/evaluation_rubric_real_iter_0.txt"),
+    // The reference's format rule (rm_ethical_reasoning.py:81-95): no verdict tag, or under 30 words of reasoning → −10, unjudged.
+    formatRule: { tag: "verdict", values: ["RIGHT", "WRONG"], minWords: 30, score: -10 },
+  },
   evaluations: ["accuracy", "elo"],
   accuracy: { checker: "verdict", goldField: "binarized_label" },
   source: "built-in",

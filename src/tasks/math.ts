@@ -13,7 +13,7 @@ import { writeJsonAtomic } from "../util/atomic.ts";
 import { defaultCacheDir } from "../data/hf.ts";
 import { lastBoxed } from "../verify/boxed.ts";
 import { assignCluster, clusterTexts, type KMeansModel } from "./cluster.ts";
-import type { LoadContext, TaskSpec } from "./spec.ts";
+import { REPO_ROOT, type LoadContext, type TaskSpec } from "./spec.ts";
 import type { Split, TaskRecord } from "./types.ts";
 
 export interface MathClusterCache {
@@ -125,8 +125,17 @@ export const mathSpec: TaskSpec = {
     test: { hf: "EleutherAI/hendrycks_math", split: "test" },
   },
   fields: { id: "id", vars: { problem: "problem" }, reference: "solution", label: "answer", meta: ["domain", "level", "type"] },
-  templates: { system: "tasks/math/system.md", user: "tasks/math/user.md" },
-  reward: { kind: "math-mixed", answerCheckProbability: 0.5, minReasoningWords: 30 },
+  templates: { instruction: "tasks/math/instruction.md", user: "tasks/math/user.md" },
+  judge: { persona: "tasks/math/judge-persona.md", prompt: "tasks/math/judge-prompt.md", showInstruction: false },
+  reward: {
+    kind: "math-mixed",
+    answerCheckProbability: 0.5,
+    minReasoningWords: 30,
+    // Every group starts from the paper's one-line guideline (Apache-2.0, see prompts/rubrics/paper/NOTICE.md).
+    initialGuidelines: join(REPO_ROOT, "prompts/rubrics/paper/math_reasoning/evaluation_rubric_real_iter_0.txt"),
+  },
+  // launch_mpo.sh:72 runs math with a meta step every 20 updates (the guideline step samples per group, not `samples`).
+  meta: { interval: 20 },
   evaluations: ["accuracy", "elo"],
   accuracy: { checker: "boxed", goldField: "answer" },
   source: "built-in",

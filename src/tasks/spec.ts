@@ -52,6 +52,22 @@ export interface TemplateRef {
   /** Built-in template name under prompts/ (e.g. "tasks/essay/user.md") or a file path. */
   user: string;
   system?: string;
+  /**
+   * The task instruction (the preamble of the policy's prompt), rendered with the constants and offered
+   * to the user template as {{instruction}}; the senior judge (and, when `judge.showInstruction`, the
+   * junior) is shown it as the task description, as the reference does.
+   */
+  instruction?: string;
+}
+
+/** How the judges see this task under the paper profile (the reference's per-task framing). */
+export interface JudgeSpec {
+  /** Template of the judges' system turn: the task's persona (e.g. an English teacher for essays). */
+  persona: string;
+  /** Template rendering the bare prompt the judges see, from the record's template values. */
+  prompt: string;
+  /** Whether the junior judge sees the task instruction (essay: yes; summarization, ethics, math: no). */
+  showInstruction: boolean;
 }
 
 export interface TaskSpec {
@@ -63,6 +79,10 @@ export interface TaskSpec {
   /** Constant template values (e.g. max_words). */
   constants?: Record<string, string | number>;
   reward: TaskRewardSpec;
+  /** Judge persona and view (absent: the generic view, our task description and the whole policy prompt). */
+  judge?: JudgeSpec;
+  /** Task-level defaults of the MPO meta step (overridden by the run's config). */
+  meta?: TaskDefinition["metaDefaults"];
   evaluations: TaskDefinition["evaluations"];
   accuracy?: TaskDefinition["accuracy"];
   /** Code hook for module tasks (math clustering); config tasks have none. */
@@ -130,6 +150,11 @@ export function buildTask(spec: TaskSpec, options: TaskOptions = {}, baseDir?: s
   const templates = loadTemplates(options.promptsDir);
   const user = resolveTemplateText(spec.templates.user, templates, baseDir);
   const system = spec.templates.system ? resolveTemplateText(spec.templates.system, templates, baseDir) : null;
+  const instructionTpl = spec.templates.instruction ? resolveTemplateText(spec.templates.instruction, templates, baseDir) : null;
+  const instruction = instructionTpl ? render(instructionTpl.text, { ...(spec.constants ?? {}) }, instructionTpl.source) : undefined;
+  const judgeTpl = spec.judge
+    ? { persona: resolveTemplateText(spec.judge.persona, templates, baseDir), prompt: resolveTemplateText(spec.judge.prompt, templates, baseDir) }
+    : null;
   const vars = { ...spec.fields.vars, ...(options.fields ?? {}) };
   const optional = new Set(spec.fields.optional ?? []);
   const dataDir = options.dataDir ?? defaultDataDir();
@@ -185,7 +210,7 @@ export function buildTask(spec: TaskSpec, options: TaskOptions = {}, baseDir?: s
 
   const toRecord = (row: Row, i: number, split: Split, file: string): TaskRecord => {
     const where = { file, row: i + 1 };
-    const values: Record<string, string | number> = { ...(spec.constants ?? {}) };
+    const values: Record<string, string | number> = { ...(spec.constants ?? {}), ...(instruction !== undefined ? { instruction } : {}) };
     for (const [name, field] of Object.entries(vars)) {
       if (optional.has(name)) values[name] = optionalText(row, field) ?? "";
       else values[name] = requireText(row, field, where);
@@ -248,6 +273,22 @@ export function buildTask(spec: TaskSpec, options: TaskOptions = {}, baseDir?: s
     },
     dataSource: (split) => resolved.get(split),
     reward: spec.reward,
+    ...(instruction !== undefined ? { instruction } : {}),
+    ...(spec.meta ? { metaDefaults: spec.meta } : {}),
+    ...(judgeTpl
+      ? {
+          judgeView(record: TaskRecord) {
+            const vars = (record.meta?.vars ?? {}) as Record<string, string | number>;
+            const values = { ...(spec.constants ?? {}), ...vars, instruction: instruction ?? "" };
+            return {
+              persona: render(judgeTpl.persona.text, values, judgeTpl.persona.source),
+              instruction: instruction ?? "",
+              prompt: render(judgeTpl.prompt.text, values, judgeTpl.prompt.source),
+              juniorSeesInstruction: spec.judge!.showInstruction,
+            };
+          },
+        }
+      : {}),
     evaluations: spec.evaluations,
     ...(spec.accuracy ? { accuracy: spec.accuracy } : {}),
     templates: { user: user.source, ...(system ? { system: system.source } : {}) },

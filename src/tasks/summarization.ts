@@ -16,9 +16,11 @@ export const summarizationSpec: TaskSpec = {
     test: { hf: "FiscalNote/billsum", split: "test" },
   },
   fields: { vars: { text: "text", title: "title" }, optional: ["title"], reference: "summary", meta: ["title"] },
-  templates: { system: "tasks/summarization/system.md", user: "tasks/summarization/user.md" },
+  templates: { instruction: "tasks/summarization/instruction.md", user: "tasks/summarization/user.md" },
   constants: { max_words: 400 },
-  reward: { kind: "rubric", initialRubric: join(REPO_ROOT, "prompts/tasks/summarization/initial-rubric.txt") },
+  // The reference's judge sees the bill and the summary only: no instruction, no gold summary.
+  judge: { persona: "tasks/summarization/judge-persona.md", prompt: "tasks/summarization/judge-prompt.md", showInstruction: false },
+  reward: { kind: "rubric", initialRubric: join(REPO_ROOT, "prompts/rubrics/paper/summarization/evaluation_rubric_real_iter_0.txt") },
   evaluations: ["elo", "rouge"],
   source: "built-in",
 };

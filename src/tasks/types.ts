@@ -37,6 +37,16 @@ export interface TaskDefinition {
   buildMessages(record: TaskRecord): ChatMessage[];
   /** Reward recipe, resolved by the reward factory (src/rl/reward.ts). */
   reward: TaskRewardSpec;
+  /** The task instruction (preamble of the policy prompt), when the task declares one. */
+  instruction?: string;
+  /**
+   * What the judges see of a record under the paper profile: the task's persona, the instruction, the
+   * bare prompt (e.g. the bill without the policy's instruction around it), and whether the junior sees
+   * the instruction. Absent: the generic view (description + whole policy prompt).
+   */
+  judgeView?(record: TaskRecord): JudgeView;
+  /** Task-level defaults of the meta step: interval (steps) and rollouts sampled (math: interval 20, as launch_mpo.sh). */
+  metaDefaults?: { interval?: number; samples?: number };
   /** Evaluations that make sense for this task. */
   evaluations: Array<"elo" | "rouge" | "accuracy" | "oracle">;
   /**
@@ -49,8 +59,27 @@ export interface TaskDefinition {
   templates?: { user: string; system?: string };
 }
 
+export interface JudgeView {
+  persona: string;
+  instruction: string;
+  prompt: string;
+  juniorSeesInstruction: boolean;
+}
+
+/**
+ * A format rule checked before any judge call (the reference's ethics rule): a response without a
+ * `<tag>VALUE</tag>` (VALUE one of `values`), or with fewer than `minWords` words once that tag is removed,
+ * gets `score` without being judged.
+ */
+export interface FormatRule {
+  tag: string;
+  values: string[];
+  minWords: number;
+  score: number;
+}
+
 export type TaskRewardSpec =
-  | { kind: "rubric"; initialRubric: string /* path to a rubric file or built-in name */ }
-  | { kind: "math-mixed"; answerCheckProbability: number; minReasoningWords: number }
+  | { kind: "rubric"; initialRubric: string /* path to a rubric file or built-in name */; formatRule?: FormatRule }
+  | { kind: "math-mixed"; answerCheckProbability: number; minReasoningWords: number; initialGuidelines?: string /* rubric/guideline file: every group's first guideline */ }
   | { kind: "verifier"; verifier: "boxed" | "verdict" }
   | { kind: "custom"; name: string };

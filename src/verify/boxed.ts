@@ -50,3 +50,29 @@ export function lastBoxed(text: string): string | null {
   const all = allBoxed(text);
   return all.length ? all[all.length - 1] : null;
 }
+
+/**
+ * The first `\boxed{…}` content, as the reference implementation reads an answer (it finds the first
+ * "\boxed{" and takes the brace-balanced content; an unclosed box runs to the end of the text). Not
+ * trimmed, like the reference; null when there is no "\boxed{".
+ */
+export function firstBoxed(text: string): string | null {
+  const start = text.indexOf("\\boxed{");
+  if (start < 0) return null;
+  let depth = 1;
+  let i = start + "\\boxed{".length;
+  const from = i;
+  for (; i < text.length; i++) {
+    const c = text[i];
+    if (c === "{") depth++;
+    else if (c === "}" && --depth === 0) break;
+  }
+  return text.slice(from, i);
+}
+
+/** Which box is the answer: the first (the reference) or the last (the usual MATH convention). */
+export type AnswerBox = "first" | "last";
+
+export function boxedAnswer(text: string, which: AnswerBox): string | null {
+  return which === "first" ? firstBoxed(text) : lastBoxed(text);
+}

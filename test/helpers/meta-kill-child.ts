@@ -50,7 +50,7 @@ export async function runCaller(runDir: string): Promise<string> {
   const scheduler = new MetaScheduler<Input, MetaStepResult>({
     runDir,
     trigger: everySamples(4),
-    run: (job) => metaStep({ model: judge, rollouts: job.input.rollouts, store, step: job.key, runDir, rng: new Rng(job.key), samples: 2 }),
+    run: (job) => metaStep({ protocol: "hardened", model: judge, rollouts: job.input.rollouts, store, step: job.key, runDir, rng: new Rng(job.key), samples: 2 }),
     onError: (err) => {
       throw err;
     },

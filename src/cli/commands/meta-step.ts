@@ -19,8 +19,10 @@ interface MetaFlags extends JudgeServerFlags {
   taskDescription?: string;
   concurrency: string;
   templates?: string;
-  analysisWordCap: string;
-  mergeWordBudget: string;
+  analysisWordCap?: string;
+  protocol?: string;
+  showRationales?: boolean;
+  mergeWordBudget?: string;
 }
 
 /** Next free step number for meta logs in RUN/meta (so a rerun never overwrites an earlier log). */
@@ -53,8 +55,10 @@ export function register(program: Command): void {
     .option("--task-description <TEXT>", "task description for records without taskDescription")
     .option("--concurrency <N>", "MRM calls in flight", "8")
     .option("--templates <DIR>", "directory overriding prompt templates")
-    .option("--analysis-word-cap <N>", "word cap of each analysis", "1000")
-    .option("--merge-word-budget <N>", "words of refinements given to the merge", "16000")
+    .option("--protocol <NAME>", "judge protocol profile: paper (default) | hardened (docs/paper-protocol.md)", "paper")
+    .option("--show-rationales", "show the senior the junior's per-item rationales (paper profile: the total only)")
+    .option("--analysis-word-cap <N>", "word cap of each analysis (default: the profile's, 1000)")
+    .option("--merge-word-budget <N>", "words of refinements given to the merge (default: the profile's; paper 16666)")
     .option("--cache <DIR>", "on-disk reply cache")
     .option("--api-key <KEY>", "API key (default $OPENAI_API_KEY, else EMPTY)")
     .option("--max-tries <N>", "tries per call before giving up")
@@ -63,8 +67,8 @@ export function register(program: Command): void {
       const samples = intFlag("samples", flags.samples, 1)!;
       const seed = intFlag("seed", flags.seed, 0)!;
       const concurrency = intFlag("concurrency", flags.concurrency, 1)!;
-      const analysisWordCap = intFlag("analysis-word-cap", flags.analysisWordCap, 10)!;
-      const mergeWordBudget = intFlag("merge-word-budget", flags.mergeWordBudget, 10)!;
+      const analysisWordCap = intFlag("analysis-word-cap", flags.analysisWordCap, 10);
+      const mergeWordBudget = intFlag("merge-word-budget", flags.mergeWordBudget, 10);
       const { readJsonlObjects, toMetaRollouts } = await import("../../judge/jsonl-input.ts");
       const { loadTemplates } = await import("../../judge/templates.ts");
       const { metaStep } = await import("../../meta/meta-step.ts");
@@ -96,8 +100,10 @@ export function register(program: Command): void {
         rng: new Rng(seed),
         samples,
         prescreen: flags.prescreen ?? false,
-        analysisWordCap,
-        mergeWordBudget,
+        protocol: (await import("../../judge/protocol.ts")).resolveProtocol(flags.protocol),
+        ...(flags.showRationales ? { showRationales: true } : {}),
+        ...(analysisWordCap !== undefined ? { analysisWordCap } : {}),
+        ...(mergeWordBudget !== undefined ? { mergeWordBudget } : {}),
         templates,
         concurrency,
       });

@@ -99,6 +99,8 @@ interface ScoreFlags extends JudgeServerFlags {
   concurrency: string;
   templates?: string;
   fallback?: string;
+  protocol?: string;
+  judgeSeesReference?: boolean;
 }
 
 export function register(program: Command): void {
@@ -112,11 +114,13 @@ export function register(program: Command): void {
     .option("--server <KIND>", "server kind for constrained decoding: vllm, sglang, llamacpp, ollama, openai, generic", "generic")
     .option("--mode <MODE>", "per-item (one conversation per response, paper protocol) or single-call (one JSON reply)", "per-item")
     .option("--task-description <TEXT>", "task description for records without taskDescription")
+    .option("--protocol <NAME>", "judge protocol profile: paper (default) | hardened (docs/paper-protocol.md)", "paper")
+    .option("--judge-sees-reference", "show the judge each record's reference (paper profile: hidden)")
     .option("--out <FILE>", "write scored JSONL here (default: stdout)")
     .option("--concurrency <N>", "responses scored at once", "8")
     .option("--cache <DIR>", "on-disk reply cache (deterministic calls only)")
     .option("--templates <DIR>", "directory overriding prompt templates (same relative names as prompts/)")
-    .option("--fallback <N>", "score for unreadable judge replies (default: the item's minimum)")
+    .option("--fallback <N>", "score for unreadable judge replies (default: the profile's; paper 0, hardened the item's minimum)")
     .option("--api-key <KEY>", "API key (default $OPENAI_API_KEY, else EMPTY)")
     .option("--max-tries <N>", "tries per judge call before giving up")
     .option("--timeout-ms <MS>", "timeout of one try")
@@ -140,7 +144,10 @@ export function register(program: Command): void {
       const templates = loadTemplates(flags.templates);
       const meter = new UsageMeter();
       const model = await judgeModelFromFlags(flags, meter);
-      const judge = new RubricJudge({ model, mode: flags.mode, templates, fallback, concurrency });
+      const { resolveProtocol, withOverrides } = await import("../../judge/protocol.ts");
+      const base = resolveProtocol(flags.protocol);
+      const protocol = flags.judgeSeesReference ? withOverrides(base, { junior: { seesReference: true } }) : base;
+      const judge = new RubricJudge({ model, mode: flags.mode, templates, concurrency, protocol, ...(fallback !== undefined ? { fallback } : {}) });
 
       // One response first: a dead server is reported once, clearly, before a batch of failures.
       const first = (await judge.scoreBatchSettled(inputs.slice(0, 1), version))[0];

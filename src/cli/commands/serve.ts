@@ -14,6 +14,7 @@ export function register(program: Command): void {
     .option("--host <host>", "address to bind (default 127.0.0.1)")
     .option("--port <n>", "port (default 5000)")
     .option("--meta-every <n>", "meta step every N scored samples (0 = fixed rubric)")
+    .option("--protocol <name>", "judge protocol profile: paper (default) | hardened (docs/paper-protocol.md)")
     .option("--mpo-schedule <kind>", "fixed (every --meta-every samples) | adaptive (when triggers fire; docs/meta-schedule.md)")
     .option("--rubric-guard", "reject a merged rubric that makes scoring worse on a probe set (default: on with --mpo-schedule adaptive)")
     .option("--no-rubric-guard", "turn the rubric guard off")
@@ -37,6 +38,7 @@ export function register(program: Command): void {
         host: o.host,
         port: num(o.port),
         metaEvery: num(o.metaEvery),
+        protocol: o.protocol,
         metaSchedule: o.mpoSchedule,
         rubricGuard: typeof o.rubricGuard === "boolean" ? o.rubricGuard : undefined,
         token: o.token ?? process.env.MPO_SERVE_TOKEN,

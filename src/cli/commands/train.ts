@@ -146,8 +146,10 @@ export function register(program: Command): void {
     .option("--server <kind>", "judge: vllm | sglang | llamacpp | ollama | openai | generic")
     .option("--mrm-llm <url>", "judge: senior judge base URL (default: --llm)")
     .option("--mrm-model <name>", "judge: senior judge model (default: --model)")
-    .option("--rubric <file>", "judge: initial rubric file or built-in task name (e.g. essay)")
+    .option("--rubric <file>", "judge: initial rubric file or built-in task name (math: a guideline file, e.g. the paper's iter-0)")
     .option("--judge-mode <mode>", "judge: per-item | single-call")
+    .option("--protocol <name>", "judge protocol profile: paper (default; the reference's stages) | hardened (docs/paper-protocol.md)")
+    .option("--judge-sees-reference", "judge: show the junior judge the reference answer (e.g. the gold summary)")
     .option("--meta-samples <n>", "judge: rollouts analyzed per meta step (math-mixed: cases per guideline group)", int)
     .option("--lora", "LoRA: freeze the base, train adapters (+ value head); KL reference = base without adapters")
     .option("--lora-r <n>", "LoRA rank (default 64)", int)
@@ -217,8 +219,14 @@ export function register(program: Command): void {
             if (given("server")) over["reward.mrm.server"] = opts.server;
           }
         }
-        if (given("rubric")) over["reward.rubric"] = opts.rubric;
+        const rewardKind = over["reward.kind"] ?? (raw.reward as { kind?: string } | undefined)?.kind;
+        if (given("rubric")) over[rewardKind === "math-mixed" ? "reward.guidelines" : "reward.rubric"] = opts.rubric;
         if (given("judgeMode")) over["reward.mode"] = opts.judgeMode;
+        if (given("protocol")) over["reward.protocol"] = opts.protocol;
+        if (given("judgeSeesReference")) over["reward.judgeSeesReference"] = true;
+        // Task-level defaults (math: a meta step every 20 steps, as the paper's runs) unless set by flag or file.
+        if (task0?.metaDefaults?.interval !== undefined && !given("mpoInterval") && !given("mpo") && raw.mpoInterval === undefined) over.mpoInterval = task0.metaDefaults.interval;
+        if (task0?.metaDefaults?.samples !== undefined && !given("metaSamples") && rewardKind !== "math-mixed" && (raw.reward as { metaSamples?: unknown } | undefined)?.metaSamples === undefined && over["reward.kind"] !== undefined) over["reward.metaSamples"] = task0.metaDefaults.samples;
         if (given("metaSamples")) {
           // The mixed math reward's meta step analyzes cases per guideline group rather than single rollouts.
           const kind = over["reward.kind"] ?? (raw.reward as { kind?: string } | undefined)?.kind;

@@ -23,6 +23,7 @@ import { juniorJudgeItem } from "./junior.ts";
 import { guessTopic, perceive, words } from "./perception.ts";
 import { Recognizer, describeRequest, type TemplateMatch } from "./recognize.ts";
 import { analyze, merge, prescreen, refine } from "./senior.ts";
+import { deriveItemName, inferScoreRange } from "../../rubric/format.ts";
 
 export class SimUnrecognisedError extends Error {
   constructor(message: string) {
@@ -180,6 +181,81 @@ const HANDLERS: Record<string, (t: Turn) => string> = {
     return writeEssay(new Rng(hashString(`${t.seed}|essay|${prompt}`)), sp).text;
   },
 };
+
+/** The junior's normalized score from a bare total (the paper profile shows the senior only the total). */
+function normalizedFromTotal(total: string, rubric: string): number | null {
+  const ranges = rubricItems(rubric).map((t) => inferScoreRange(t));
+  const lo = ranges.reduce((a, r) => a + r.min, 0);
+  const hi = ranges.reduce((a, r) => a + r.max, 0);
+  const x = Number(total.trim());
+  return Number.isFinite(x) && hi > lo ? Math.min(1, Math.max(0, (x - lo) / (hi - lo))) : null;
+}
+
+/** Paper-profile graded cases (prompts/mrm/paper/guidelines-analyze.md) in the hardened case form guidelineFindings reads. */
+function paperCases(cases: string): string {
+  return cases
+    .split(/^### Case \d+\n/m)
+    .filter((c) => c.trim())
+    .map((c, i) => {
+      const student = /#### Student's response\n([\s\S]*?)\n\n#### Reference solution/.exec(c)?.[1] ?? "";
+      const reference = /#### Reference solution\n([\s\S]*?)\n\n#### Junior/.exec(c)?.[1] ?? "";
+      const score = Number(/#### Score assigned\n(\S+)/.exec(c)?.[1]);
+      return `### Case ${i + 1}\nReference solution:\n${reference}\n\nStudent solution:\n${student}\n\nJunior grade:\nnormalized ${Number.isFinite(score) ? Math.min(1, Math.max(0, score / 5)).toFixed(2) : "?"}`;
+    })
+    .join("\n\n");
+}
+
+/** The paper profile's senior conversation: the analysis it continues and the rubric it would write. */
+function paperRefined(t: Turn): string[] {
+  const v = need(t, "mrm/paper/analyze.md").values;
+  const a = analyze({ prompt: v.prompt, response: v.response, rubric: v.rubric, juniorNormalized: normalizedFromTotal(v.evaluation, v.rubric) });
+  return rubricItems(refine(v.rubric, a.missing, rubricItems(v.rubric)));
+}
+
+function paperMerged(t: Turn): string[] {
+  const proposals = need(t, "mrm/paper/merge.md").values.refinements.split(/<\/rubric>/i).map(rubricItems).filter((x) => x.length > 0);
+  if (!proposals.length) throw new SimUnrecognisedError("merge request with no <rubric> criteria sets");
+  return rubricItems(merge(proposals));
+}
+
+/** Paper-profile templates (prompts/rm/paper, prompts/mrm/paper; docs/paper-protocol.md): item turns show only "#N" and the item text, so name and range are read from the text as the rubric parser reads them. */
+const PAPER_HANDLERS: Record<string, (t: Turn) => string> = {
+  "rm/paper/item-rationale.md": (t) => {
+    const r = need(t, "rm/paper/response.md").values;
+    const text = t.last.values.text;
+    const { min, max } = inferScoreRange(text);
+    return juniorJudgeItem({ name: deriveItemName(text), min, max, text }, r.prompt, r.response, t.seed).rationale;
+  },
+  "rm/paper/item-score.md": (t) => {
+    const r = need(t, "rm/paper/response.md").values;
+    const text = need(t, "rm/paper/item-rationale.md").values.text;
+    const { min, max } = inferScoreRange(text);
+    return String(juniorJudgeItem({ name: deriveItemName(text), min, max, text }, r.prompt, r.response, t.seed).score);
+  },
+  "rm/paper/plan.md": (t) => HANDLERS["rm/plan.md"](t),
+  "rm/paper/execute.md": (t) => {
+    const plan = need(t, "rm/paper/plan.md").values;
+    return HANDLERS["rm/execute.md"]({ ...t, users: [...t.users, { name: "rm/plan.md", values: plan }] });
+  },
+  "rm/paper/plan-score.md": (t) =>
+    HANDLERS["rm/plan-score.md"]({ ...t, users: [...t.users, { name: "rm/plan.md", values: need(t, "rm/paper/plan.md").values }, { name: "rm/execute.md", values: need(t, "rm/paper/execute.md").values }] }),
+  "mrm/paper/analyze.md": (t) => {
+    const v = t.last.values;
+    return `${analyze({ prompt: v.prompt, response: v.response, rubric: v.rubric, juniorNormalized: normalizedFromTotal(v.evaluation, v.rubric) }).text}\n<EOE>`;
+  },
+  "mrm/paper/refine-count.md": (t) => String(paperRefined(t).length),
+  "mrm/paper/refine-item.md": (t) => `${paperRefined(t)[Number(t.last.values.index) - 1] ?? ""}\n<EOE>`,
+  "mrm/paper/merge-count.md": (t) => String(paperMerged(t).length),
+  "mrm/paper/merge-item.md": (t) => `${paperMerged(t)[Number(t.last.values.index) - 1] ?? ""}\n<EOE>`,
+  "mrm/paper/guidelines-analyze.md": (t) => `${guidelineFindings(paperCases(t.last.values.cases)).analysis}\n<EOE>`,
+  "mrm/paper/guidelines-refine.md": (t) => {
+    const an = need(t, "mrm/paper/guidelines-analyze.md").values;
+    const f = guidelineFindings(paperCases(an.cases));
+    const before = an.guidelines && !/^\(none/.test(an.guidelines.trim()) ? an.guidelines.trim().split("\n") : [];
+    return `${[...new Set([...before, ...f.rules])].join("\n")}\n<EOE>`;
+  },
+};
+Object.assign(HANDLERS, PAPER_HANDLERS);
 
 /** What the senior grader finds across a group's graded cases: over-generous grades on wrong answers, bare answers. */
 function guidelineFindings(cases: string): { analysis: string; rules: string[] } {
