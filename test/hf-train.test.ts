@@ -17,6 +17,7 @@ import { loadAdapterDir } from "../src/engine/io/lora.ts";
 import { loadCheckpoint } from "../src/engine/io/checkpoint.ts";
 import { loraModel } from "../src/rl/lora-policy.ts";
 import { Rng } from "../src/util/rng.ts";
+import { TransformerLM } from "../src/engine/index.ts";
 
 const root = mkdtempSync(join(tmpdir(), "mpo-hf-train-"));
 const dataDir = join(root, "data");
@@ -87,6 +88,20 @@ describe("mpo train --policy <HF chat policy dir>", () => {
     const m = loraModel({ ...base.config, mpo_value_head: false }, base.tensors, ad.settings, {}, new Rng(0), ad);
     const b = m.loraTensors().get("model.layers.0.self_attn.q_proj.lora_B.weight")!;
     expect(Math.max(...b.data.map(Math.abs))).toBeGreaterThan(0);
+    // mpo export --merge: a plain HF directory whose logits are the adapted model's.
+    const { runExport } = await import("../src/cli/commands/export.ts");
+    const exportDir = join(root, "export-merged");
+    expect((await runExport({ run, out: exportDir, merge: true })).kind).toBe("merged");
+    const ex = loadCheckpoint(exportDir);
+    expect(ex.tokenizerConfig?.chat_template).toBe(JSON.parse(readFileSync(join(policyDir, "tokenizer_config.json"), "utf8")).chat_template);
+    expect(ex.generationConfig?.eos_token_id).toEqual([2, 0]);
+    const merged = TransformerLM.fromParams(ex.config, ex.tensors);
+    const tokens = Int32Array.from([1, 5, 9, 40, 41, 42, 7, 8]);
+    const targets = Int32Array.from([5, 9, 40, 41, 42, 7, 8, -1]);
+    const want = Float32Array.from(m.score(tokens, targets, 1, 8).logprobs);
+    const got = merged.score(tokens, targets, 1, 8).logprobs;
+    want.forEach((x, i) => expect(Math.abs(got[i] - x)).toBeLessThan(1e-5));
+    await expect(runExport({ run, out: exportDir, merge: true })).rejects.toThrow(/already exists/);
     // Resume continues from the adapter checkpoint.
     const r2 = await mpo(["train", "--resume", run, "--steps", "3", ...common]);
     expect(r2.code, r2.out).toBe(0);
