@@ -272,6 +272,11 @@ export function judgeGuard(args: {
   options?: Partial<GuardOptions>;
   concurrency?: number;
   signal?: AbortSignal;
+  /**
+   * What the junior judge was shown for a window rollout (the window holds the senior's view; under the paper
+   * profile the junior sees a task persona and the bare prompt). Default: the rollout's own fields.
+   */
+  juniorInput?: (r: MetaRollout) => ScoreInput;
 }): (candidate: Rubric, ctx: { previous: RubricVersion; analyzedIds: ReadonlySet<string> }) => Promise<GuardDecision> {
   const o = { ...DEFAULT_GUARD, ...args.options };
   return async (candidate, ctx) => {
@@ -279,7 +284,9 @@ export function judgeGuard(args: {
     const recent: ProbeCase[] = selectProbes(byScore, o.probes, args.rng).map(({ r }) => ({
       id: r.id,
       kind: "recent",
-      input: { taskDescription: r.taskDescription, prompt: r.prompt, response: r.response, ...(r.reference !== undefined ? { reference: r.reference } : {}), ...(r.group !== undefined ? { group: r.group } : {}) },
+      input: args.juniorInput
+        ? args.juniorInput(r)
+        : { taskDescription: r.taskDescription, prompt: r.prompt, response: r.response, ...(r.reference !== undefined ? { reference: r.reference } : {}), ...(r.group !== undefined ? { group: r.group } : {}) },
       before: r.evaluation.rubricVersion === ctx.previous.version && !r.evaluation.flags.some((f) => FALLBACK_FLAG.test(f)) ? r.evaluation.normalized : null,
     }));
     const seen = new Set(recent.map((p) => p.id));

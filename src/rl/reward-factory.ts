@@ -150,8 +150,18 @@ export class JudgeReward implements RewardFunction {
         return { id: `${ctx.step}-${i}-${r.record.id}`, ...senior, evaluation: r.result.evaluation! };
       });
     const persona = rollouts.length ? judgeInputs(this.o.task, this.protocol, rollouts[0]).senior.persona : undefined;
+    // The guard re-scores probes as the junior saw them (the meta rollouts carry the senior's view).
+    const juniorById = new Map(metaRollouts.map((m, i) => [m.id, judgeInputs(this.o.task, this.protocol, rollouts.filter((r) => r.result.evaluation)[i]).junior]));
     const guard = this.o.guard
-      ? judgeGuard({ judge: this.judge, window: metaRollouts, runDir: this.o.runDir, store: this.store, rng: new Rng(`${this.o.seed}:guard:${ctx.step}`), options: this.o.guard })
+      ? judgeGuard({
+          judge: this.judge,
+          window: metaRollouts,
+          runDir: this.o.runDir,
+          store: this.store,
+          rng: new Rng(`${this.o.seed}:guard:${ctx.step}`),
+          options: this.o.guard,
+          juniorInput: (r) => juniorById.get(r.id)!,
+        })
       : undefined;
     const res = await metaStep({
       ...(guard ? { guard } : {}),
