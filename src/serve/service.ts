@@ -22,8 +22,9 @@
  * A restart continues from the newest rubric, counts the open window from disk, and re-runs a meta step a
  * crash interrupted. One service per run directory (serve.lock).
  */
-import { appendFileSync, existsSync, openSync, readFileSync, readSync, closeSync, statSync, mkdirSync } from "node:fs";
+import { appendFileSync, existsSync, openSync, readFileSync, readSync, closeSync, statSync, mkdirSync, renameSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { metaLogFile, movedAsideDir, runPath } from "../util/run-layout.ts";
 import { RubricJudge } from "../judge/rubric-judge.ts";
 import { type ProtocolName, type ProtocolProfile, resolveProtocol, withOverrides } from "../judge/protocol.ts";
 import { loadTemplates } from "../judge/templates.ts";
@@ -147,6 +148,8 @@ interface ServeState {
   scored: number;
   /** Window whose meta step started but did not finish (re-run on restart). */
   pendingMeta: number | null;
+  /** The pending meta step's key (its meta log is meta/step-KEY.json): fixed when the window closes, so a restart finds that step's files. */
+  pendingMetaKey?: number;
   metaSteps: number;
 }
 
@@ -279,7 +282,7 @@ export class RewardService {
       this.windowSize = countLinesSync(stepFile(o.runDir, this.state.window));
       // The state file is written when a window opens, not per request: the window on disk is the count.
       if (this.state.windowStart !== undefined) this.state.scored = this.state.windowStart + this.windowSize;
-      if (this.state.pendingMeta !== null) this.startMeta(this.state.pendingMeta);
+      if (this.state.pendingMeta !== null) this.recoverMeta(this.state.pendingMeta, this.state.pendingMetaKey ?? this.state.scored);
     } catch (err) {
       this.lock.release();
       throw err;
@@ -293,7 +296,14 @@ export class RewardService {
       // A few hundred bytes written by this service (writeJsonAtomic): a whole-file read is fine here.
       const s = JSON.parse(readFileSync(p, "utf8")) as ServeState;
       if (!Number.isInteger(s.window) || !Number.isInteger(s.scored)) throw new Error("bad fields");
-      return { window: s.window, windowStart: s.windowStart, scored: s.scored, pendingMeta: s.pendingMeta ?? null, metaSteps: s.metaSteps ?? 0 };
+      return {
+        window: s.window,
+        windowStart: s.windowStart,
+        scored: s.scored,
+        pendingMeta: s.pendingMeta ?? null,
+        ...(s.pendingMetaKey !== undefined ? { pendingMetaKey: s.pendingMetaKey } : {}),
+        metaSteps: s.metaSteps ?? 0,
+      };
     } catch (err) {
       throw new Error(`${p}: unreadable service state (${(err as Error).message}); move it aside to start a new window`);
     }
@@ -636,6 +646,7 @@ export class RewardService {
   private closeWindow(): boolean {
     const before = { ...this.state };
     this.state.pendingMeta = this.state.window;
+    this.state.pendingMetaKey = this.state.scored;
     this.state.window += 1;
     this.state.windowStart = this.state.scored;
     try {
@@ -649,11 +660,50 @@ export class RewardService {
     this.windowSize = 0;
     this.metaPoints = [];
     this.bucket = [];
-    this.startMeta(before.window);
+    this.startMeta(before.window, this.state.pendingMetaKey);
     return true;
   }
 
-  private startMeta(window: number): void {
+  /**
+   * Restart with a meta step pending: a kill can land between any two of its writes (log, vNNNN.json, vNNNN.txt,
+   * log "done", serve-state.json). A step whose log reached a final state finished: adopt it, never re-run it (a
+   * second run would make a second version from the same window). Otherwise it is half-made: the versions it
+   * created move aside (store.rollbackAfter, nothing deleted), its log moves to moved-aside/, and it re-runs on
+   * the same window with the same seed.
+   */
+  private recoverMeta(window: number, key: number): void {
+    const logRel = metaLogFile(key);
+    const logAbs = runPath(this.o.runDir, logRel);
+    let log: { state?: string; summary?: string } | null = null;
+    try {
+      log = existsSync(logAbs) ? (JSON.parse(readFileSync(logAbs, "utf8")) as { state?: string; summary?: string }) : null;
+    } catch {
+      log = null; // torn or corrupt: treat as half-made
+    }
+    if (log && ["done", "rejected", "unchanged", "failed"].includes(log.state ?? "")) {
+      this.current = this.store.latest()!;
+      this.state.pendingMeta = null;
+      delete this.state.pendingMetaKey;
+      this.state.metaSteps += 1;
+      this.saveState(true);
+      this.log(`meta step ${key} (window ${window}) had finished before the restart: ${log.summary ?? log.state}; not re-run`);
+      return;
+    }
+    const made = this.store.list().filter((v) => v.author.kind === "meta" && v.author.step === key);
+    if (made.length) {
+      const moved = this.store.rollbackAfter(Math.min(...made.map((v) => v.version)) - 1);
+      this.log(`meta step ${key} (window ${window}) was interrupted: moved its half-made rubric version(s) v${moved.join(", v")} aside`);
+    }
+    if (existsSync(logAbs)) {
+      const dest = runPath(this.o.runDir, `${movedAsideDir(`half-made-meta-${key}`)}/${logRel}`);
+      mkdirSync(dirname(dest), { recursive: true });
+      renameSync(logAbs, dest);
+    }
+    this.current = this.store.latest()!;
+    this.startMeta(window, key);
+  }
+
+  private startMeta(window: number, key = this.state.scored): void {
     const templates = this.o.templatesDir ? loadTemplates(this.o.templatesDir) : undefined;
     this.metaRun = (async () => {
       try {
@@ -672,7 +722,7 @@ export class RewardService {
           model: this.metaModel,
           rollouts: records,
           store: this.store,
-          step: this.state.scored,
+          step: key,
           runDir: this.o.runDir,
           rng: this.rng,
           samples: this.o.metaSamples,
@@ -684,6 +734,7 @@ export class RewardService {
         if (r.ok && r.version) this.current = r.version; // the switch: later batches score with the new version
         if (this.metaAbort.signal.aborted) return; // interrupted by shutdown: keep pendingMeta for the restart
         this.state.pendingMeta = null;
+        delete this.state.pendingMetaKey;
         this.state.metaSteps += 1;
         try {
           this.saveState();
