@@ -173,7 +173,8 @@ export async function guardRubric(args: {
   const reasons: string[] = [];
   const spreadBefore = std(both.map((s) => s.before));
   const spreadAfter = std(both.map((s) => s.after));
-  if (both.length >= 2 && spreadAfter < o.minSpread && spreadAfter < spreadBefore) {
+  // (1e-9: a spread that was already ~0 under the current rubric is not "collapsed" by the candidate)
+  if (both.length >= 2 && spreadAfter < o.minSpread && spreadAfter < spreadBefore - 1e-9) {
     reasons.push(`score spread collapses: σ ${spreadBefore.toFixed(3)} → ${spreadAfter.toFixed(3)} (< ${o.minSpread}) on ${both.length} probes`);
   }
 

@@ -669,7 +669,7 @@ export class RewardService {
    * log "done", serve-state.json). A step whose log reached a final state finished: adopt it, never re-run it (a
    * second run would make a second version from the same window). Otherwise it is half-made: the versions it
    * created move aside (store.rollbackAfter, nothing deleted), its log moves to moved-aside/, and it re-runs on
-   * the same window with the same seed.
+   * the same window with the same seed (also a step whose log says "failed": it made no version).
    */
   private recoverMeta(window: number, key: number): void {
     const logRel = metaLogFile(key);
@@ -680,7 +680,8 @@ export class RewardService {
     } catch {
       log = null; // torn or corrupt: treat as half-made
     }
-    if (log && ["done", "rejected", "unchanged", "failed"].includes(log.state ?? "")) {
+    // "failed" is not final here: a step stopped by a shutdown ends as failed too, and a failed step made no version, so re-running it is safe.
+    if (log && ["done", "rejected", "unchanged"].includes(log.state ?? "")) {
       this.current = this.store.latest()!;
       this.state.pendingMeta = null;
       delete this.state.pendingMetaKey;
