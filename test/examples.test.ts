@@ -51,7 +51,7 @@ async function startService(
   const runDir = mkdtempSync(join(tmpdir(), "mpo-examples-"));
   const rubric = join(runDir, "rubric.txt");
   writeFileSync(rubric, "<rubric><item>Quality: how good the response is. Score from 0 to 5.</item></rubric>");
-  const cfg = serveConfigSchema.parse({ runDir: join(runDir, "run"), rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, metaEvery: 0 });
+  const cfg = serveConfigSchema.parse({ runDir: join(runDir, "run"), rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, metaEvery: 0, rewardScale: "normalized" }); // as examples/openrlhf/mpo-serve.yaml sets it
   const service = new RewardService({
     runDir: cfg.runDir,
     rubricFile: cfg.rubric,

@@ -141,7 +141,7 @@ describe.skipIf(!available)("gguf: in-process judge over llama.cpp", () => {
     };
     const input = { taskDescription: "Write an essay.", prompt: "Trees?", response: "Trees cool streets and clean the air." };
     for (const mode of ["per-item", "single-call"] as const) {
-      const ev = await new RubricJudge({ model, mode, temperature: 1, seed: 3, maxRationaleTokens: 24 }).score(input, version);
+      const ev = await new RubricJudge({ model, mode, temperature: 1, seed: 3, maxRationaleTokens: 24, protocol: "hardened" }).score(input, version); // hardened: the score regex is the item's range
       // single-call: the reply is schema-valid JSON; items it leaves out (the schema has no minItems) are flagged, never invented
       const listed = mode === "single-call" ? new Set((JSON.parse(ev.raw[0]).items as { name: string }[]).map((x) => x.name)) : undefined;
       for (const it of ev.items) {

@@ -64,7 +64,7 @@ describe("metaStep", () => {
   it("a merge that reproduces the current rubric writes no version; the log records the step as unchanged", async () => {
     const same = `<rubric>\n${rubricToText(initial)}\n</rubric>`.replace(/<rubric>\n<rubric>/, "<rubric>").replace(/<\/rubric>\n<\/rubric>/, "</rubric>");
     const { runDir, store, model } = await setup(() => same);
-    const res = await metaStep({ model, rollouts: rollouts(6), store, step: 3, runDir, rng: new Rng(1), samples: 2 });
+    const res = await metaStep({ protocol: "hardened", model, rollouts: rollouts(6), store, step: 3, runDir, rng: new Rng(1), samples: 2 });
     expect(res.error).toBeUndefined();
     expect(res).toMatchObject({ ok: true, unchanged: true });
     expect(res.version!.version).toBe(0);

@@ -127,8 +127,10 @@ describe("mpo rubric CLI", () => {
     r = await mpo(["rubric", "import", "--run", dir, "--file", join(dir, "missing.txt")]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/rubric file not found/);
-    writeFileSync(join(dir, "empty.txt"), "no items here");
+    // (plain prose is a valid markdown rubric since the paper's rubric files parse as they are; blank is not)
+    writeFileSync(join(dir, "empty.txt"), "  \n\n");
     r = await mpo(["rubric", "import", "--run", dir, "--file", join(dir, "empty.txt")]);
-    expect(r.stderr).toMatch(/no <item> found in .*empty\.txt/);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no rubric text found in .*empty\.txt/);
   }, 120_000);
 });

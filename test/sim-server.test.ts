@@ -121,8 +121,11 @@ describe("sim-server: recognition", () => {
     const t = loadTemplates();
     const rec = new Recognizer(t);
     const judgeAndMeta = t.names().filter((n) => /^(rm|mrm)\//.test(n) && !/system\.md$/.test(n));
-    // The junior's first message (rm/response.md) opens the conversation and is read by the item turns.
-    for (const n of judgeAndMeta) if (n !== "rm/response.md") expect(SIMULATED_TEMPLATES, n).toContain(n);
+    // Conversation openers are read by later turns, never answered themselves: the junior's first message
+    // (rm/response.md, rm/paper/response.md) and, in the paper profile's count-then-each conversations, the
+    // refine/merge openers and the "write each" preamble (the count and item turns that follow are answered).
+    const openers = new Set(["rm/response.md", "rm/paper/response.md", "mrm/paper/refine.md", "mrm/paper/merge.md", "mrm/paper/write-each.md"]);
+    for (const n of judgeAndMeta) if (!openers.has(n)) expect(SIMULATED_TEMPLATES, n).toContain(n);
     const rendered = t.render("rm/item-rationale.md", { index: 2, count: 3, name: "Flow", min: 0, max: 5, text: "Links ideas." });
     expect(rec.match(rendered)).toEqual({ name: "rm/item-rationale.md", values: { index: "2", count: "3", name: "Flow", min: "0", max: "5", text: "Links ideas." } });
     const noRef = t.render("rm/response.md", { taskDescription: "T", prompt: "P", response: "R", reference: "" });

@@ -5,6 +5,8 @@
  * Full-weight runs export the checkpoint's weights; LoRA runs need --merge (W + α/r·B·A on the run's
  * reference/ base) or get the PEFT adapter directory copied next to the base. The step defaults to the
  * newest checkpoint whose manifest verifies. An existing --out is never overwritten.
+ * `mpo export --model DIR --gguf OUT.gguf [--dtype]`: one GGUF file (src/engine/io/gguf-export.ts) from a HF
+ * model directory (llama, qwen2, qwen3), a run directory (its newest checkpoint) or a pretrain output.
  */
 import type { Command } from "commander";
 import { UserError } from "../../util/errors.ts";
@@ -60,12 +62,38 @@ export async function runExport(o: ExportOptions): Promise<{ out: string; step: 
 export function register(program: Command): void {
   program
     .command("export")
-    .description("write a trained policy as a standard Hugging Face model directory (LoRA: --merge folds the adapters in)")
-    .requiredOption("--run <dir>", "training run directory")
-    .requiredOption("--out <dir>", "new output directory")
+    .description(
+      "export a policy: --out DIR writes a standard Hugging Face model directory from a training run (LoRA: --merge folds the adapters in); " +
+        "--gguf FILE writes one GGUF file for llama.cpp, Ollama and LM Studio",
+    )
+    .option("--run <dir>", "training run directory (with --out; with --gguf: its newest checkpoint)")
+    .option("--out <dir>", "new output directory for the Hugging Face export")
     .option("--step <n>", "checkpoint step (default: the newest that verifies)")
     .option("--merge", "LoRA runs: merge the adapters into the base weights (else the adapter is written to OUT/adapter)")
-    .action(async (f: { run: string; out: string; step?: string; merge?: boolean }) => {
+    .option("--model <dir>", "with --gguf: a HF model dir (llama/qwen2/qwen3), a `mpo train` run dir or a `mpo pretrain` --out dir")
+    .option("--gguf <file>", "write this GGUF file instead of a HF directory")
+    .option("--dtype <type>", "GGUF tensor type of the matrices: f32, f16, bf16, q8_0 (norms and biases stay f32)", "f16")
+    .option("--chat-template <file>", "GGUF: a Jinja chat template replacing the model's own")
+    .option("--name <name>", "GGUF: general.name in the file (default: the directory's name)")
+    .action(async (f: { run?: string; out?: string; step?: string; merge?: boolean; model?: string; gguf?: string; dtype: string; chatTemplate?: string; name?: string }) => {
+      if (f.gguf) {
+        const src = f.model ?? f.run;
+        if (!src) throw new UserError("--gguf needs the policy: --model DIR (or --run RUN)");
+        if (f.out || f.merge || f.step !== undefined) throw new UserError("--gguf writes one file from --model/--run; --out, --merge and --step belong to the Hugging Face export");
+        const { readFileSync, existsSync } = await import("node:fs");
+        const { exportGguf, GGUF_DTYPES } = await import("../../engine/io/gguf-export.ts");
+        const { resolvePolicyDir } = await import("../../generate/index.ts");
+        const { resolveModelDir } = await import("./sample.ts");
+        if (!(GGUF_DTYPES as string[]).includes(f.dtype)) throw new UserError(`--dtype: expected one of ${GGUF_DTYPES.join(", ")}, got "${f.dtype}"`);
+        if (f.chatTemplate && !existsSync(f.chatTemplate)) throw new UserError(`--chat-template: ${f.chatTemplate} does not exist`);
+        const dir = resolvePolicyDir(await resolveModelDir(src));
+        const t0 = performance.now();
+        const r = exportGguf(dir, f.gguf, { dtype: f.dtype as (typeof GGUF_DTYPES)[number], name: f.name, chatTemplate: f.chatTemplate ? readFileSync(f.chatTemplate, "utf8") : undefined });
+        for (const n of r.fallbacks) process.stderr.write(`note: ${n}\n`);
+        process.stdout.write(`wrote ${r.path}: ${r.arch}, ${r.tensors} tensors, ${f.dtype}, ${(r.bytes / 2 ** 20).toFixed(1)} MiB (${((performance.now() - t0) / 1000).toFixed(1)} s) from ${dir}\n`);
+        return;
+      }
+      if (!f.run || !f.out) throw new UserError("give --run RUN --out DIR (Hugging Face directory) or --model DIR --gguf FILE (GGUF)");
       const step = f.step === undefined ? undefined : Number(f.step);
       if (step !== undefined && !(Number.isInteger(step) && step >= 0)) throw new UserError(`--step: expected a non-negative integer, got "${f.step}"`);
       const r = await runExport({ run: f.run, out: f.out, step, merge: f.merge });
