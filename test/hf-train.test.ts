@@ -102,6 +102,14 @@ describe("mpo train --policy <HF chat policy dir>", () => {
     const got = merged.score(tokens, targets, 1, 8).logprobs;
     want.forEach((x, i) => expect(Math.abs(got[i] - x)).toBeLessThan(1e-5));
     await expect(runExport({ run, out: exportDir, merge: true })).rejects.toThrow(/already exists/);
+    // The merged directory is the GGUF export's input (LoRA → merge → GGUF): qwen2 keeps HF's row order, so the
+    // file's tensors are the merged weights exactly (f32).
+    const { exportGguf } = await import("../src/engine/io/gguf-export.ts");
+    const { readGguf } = await import("../src/engine/io/gguf.ts");
+    const g = exportGguf(exportDir, join(root, "merged.gguf"), { dtype: "f32" });
+    expect(g.arch).toBe("qwen2");
+    const gg = readGguf(g.path);
+    expect(Array.from(gg.data.get("blk.0.attn_q.weight")!)).toEqual(Array.from(ex.tensors.get("model.layers.0.self_attn.q_proj.weight")!.data));
     // Resume continues from the adapter checkpoint.
     const r2 = await mpo(["train", "--resume", run, "--steps", "3", ...common]);
     expect(r2.code, r2.out).toBe(0);
