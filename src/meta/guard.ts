@@ -24,12 +24,14 @@
  * twice — (|recent| + 2|E|) scorings, each one call per rubric item in per-item mode, one in single-call mode.
  */
 import { readFileSync } from "node:fs";
+import { z } from "zod";
 import { join } from "node:path";
 import type { RubricJudge } from "../judge/rubric-judge.ts";
 import type { ScoreInput } from "../judge/types.ts";
 import type { RubricStore } from "../rubric/store.ts";
 import type { Rubric, RubricVersion } from "../rubric/types.ts";
 import type { Rng } from "../util/rng.ts";
+import { spearman as rankCorrelation } from "../util/stats.ts";
 import type { MetaRollout } from "./format.ts";
 
 export interface ProbeCase {
@@ -54,6 +56,20 @@ export interface GuardOptions {
   /** Drop of a high-scoring probe under an accepted version that marks it as an exploit case. */
   exploitDrop: number;
 }
+
+/** Config schema of the guard settings (train config `guard:`, serve config `guard:`); all optional. */
+export const guardConfigSchema = z
+  .object({
+    probes: z.number().int().min(1),
+    maxExploits: z.number().int().min(0),
+    maxExploitGain: z.number().min(0).max(1),
+    minSpread: z.number().min(0).max(1),
+    minRankCorrelation: z.number().min(-1).max(1),
+    exploitDrop: z.number().min(0).max(1),
+  })
+  .partial()
+  .strict()
+  .default({});
 
 export const DEFAULT_GUARD: GuardOptions = {
   probes: 12,
@@ -104,35 +120,12 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2;
 };
 
-function ranks(xs: number[]): number[] {
-  const idx = xs.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0]);
-  const r = new Array<number>(xs.length);
-  for (let k = 0; k < idx.length; ) {
-    let e = k;
-    while (e + 1 < idx.length && idx[e + 1][0] === idx[k][0]) e++;
-    for (let t = k; t <= e; t++) r[idx[t][1]] = (k + e) / 2 + 1;
-    k = e + 1;
-  }
-  return r;
-}
-
-/** Spearman rank correlation (ties averaged); 1 when either side is constant and equal in order, else Pearson of ranks. */
+/** Spearman rank correlation (ties averaged); when a side is constant: 1 if both are, else 0. */
 export function spearman(a: number[], b: number[]): number {
-  const ra = ranks(a);
-  const rb = ranks(b);
-  const ma = mean(ra);
-  const mb = mean(rb);
-  let sab = 0;
-  let saa = 0;
-  let sbb = 0;
-  for (let i = 0; i < ra.length; i++) {
-    sab += (ra[i] - ma) * (rb[i] - mb);
-    saa += (ra[i] - ma) ** 2;
-    sbb += (rb[i] - mb) ** 2;
-  }
-  if (saa === 0 && sbb === 0) return 1;
-  if (saa === 0 || sbb === 0) return 0;
-  return sab / Math.sqrt(saa * sbb);
+  const rho = rankCorrelation(a, b);
+  if (rho !== null) return rho;
+  const constant = (xs: number[]) => xs.every((x) => x === xs[0]);
+  return constant(a) && constant(b) ? 1 : 0;
 }
 
 /**

@@ -8,6 +8,8 @@
  * Every signal reports the step range it is based on, so the page can point at it on the curves.
  */
 
+import { spearman } from "../util/stats.ts";
+
 export interface StepPoint {
   step: number;
   value: number;
@@ -74,43 +76,12 @@ export function clean(points: StepPoint[] | undefined): StepPoint[] {
   return points.filter((p) => Number.isFinite(p.step) && Number.isFinite(p.value)).sort((a, b) => a.step - b.step);
 }
 
-function ranks(xs: number[]): number[] {
-  const idx = xs.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0]);
-  const r = new Array<number>(xs.length);
-  let k = 0;
-  while (k < idx.length) {
-    let e = k;
-    while (e + 1 < idx.length && idx[e + 1][0] === idx[k][0]) e++;
-    const avg = (k + e) / 2 + 1;
-    for (let t = k; t <= e; t++) r[idx[t][1]] = avg;
-    k = e + 1;
-  }
-  return r;
-}
-
-function pearson(a: number[], b: number[]): number {
-  const n = a.length;
-  if (n < 2) return 0;
-  const ma = a.reduce((s, x) => s + x, 0) / n;
-  const mb = b.reduce((s, x) => s + x, 0) / n;
-  let sab = 0;
-  let saa = 0;
-  let sbb = 0;
-  for (let i = 0; i < n; i++) {
-    sab += (a[i] - ma) * (b[i] - mb);
-    saa += (a[i] - ma) ** 2;
-    sbb += (b[i] - mb) ** 2;
-  }
-  if (saa === 0 || sbb === 0) return 0;
-  return sab / Math.sqrt(saa * sbb);
-}
-
 /** Spearman rank correlation of values with steps: +1 steadily rising, −1 steadily falling, 0 for a flat series. */
 export function trend(points: StepPoint[]): number {
-  return pearson(
-    ranks(points.map((p) => p.step)),
-    ranks(points.map((p) => p.value)),
-  );
+  return spearman(
+    points.map((p) => p.step),
+    points.map((p) => p.value),
+  ) ?? 0;
 }
 
 /** Least-squares change of the series across its step span (slope × span): robust to one noisy endpoint. */

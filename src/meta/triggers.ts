@@ -19,6 +19,7 @@
  * Pure functions: the scheduler feeds them and records the decision (reason + evidence) in the meta log and
  * the metrics line, so every triggered step can be audited and marked on the dashboard.
  */
+import { z } from "zod";
 import { detectSignals, repetitionStats, type SignalKind, type SignalOptions, type StepPoint } from "./signals.ts";
 
 /** Summary of one step's (or one service bucket's) scored rollouts. */
@@ -216,3 +217,18 @@ export function adaptiveOptions(partial: Partial<AdaptiveOptions> = {}): Adaptiv
   }
   return o;
 }
+
+/** Config/CLI schema of the adaptive thresholds (train config `adaptive:`, serve config `adaptive:`); all optional. */
+export const adaptiveConfigSchema = z
+  .object({
+    minInterval: z.number().int().min(1),
+    maxInterval: z.number().int().min(1),
+    recent: z.number().int().min(1),
+    saturation: z.number().min(0).max(1),
+    minSpread: z.number().min(0).max(1),
+    flagShare: z.number().min(0).max(1),
+    flagRise: z.number().min(0).max(1),
+  })
+  .partial()
+  .strict()
+  .default({});

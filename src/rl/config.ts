@@ -9,8 +9,8 @@ import { TRACKER_KINDS } from "../track/index.ts";
 import { z } from "zod";
 import { LORA_TARGETS } from "../engine/model.ts";
 import { llmEndpointSchema } from "../llm/config.ts";
-import type { GuardOptions } from "../meta/guard.ts";
-import { type AdaptiveOptions, adaptiveOptions } from "../meta/triggers.ts";
+import { type GuardOptions, guardConfigSchema } from "../meta/guard.ts";
+import { type AdaptiveOptions, adaptiveConfigSchema, adaptiveOptions } from "../meta/triggers.ts";
 import type { GenerationSettings } from "../engine/generation-settings.ts";
 
 const positiveInt = z.number().int().min(1);
@@ -163,33 +163,10 @@ export const trainConfigSchema = z
     /** When meta steps run: every mpoInterval steps (the paper) or when a trigger fires (src/meta/triggers.ts). */
     mpoSchedule: z.enum(["fixed", "adaptive"]).default("fixed"),
     /** Adaptive schedule settings; unset intervals derive from mpoInterval (min ⌈k/3⌉ but ≥ 2, max 2k). */
-    adaptive: z
-      .object({
-        minInterval: positiveInt,
-        maxInterval: positiveInt,
-        recent: positiveInt,
-        saturation: z.number().min(0).max(1),
-        minSpread: z.number().min(0).max(1),
-        flagShare: z.number().min(0).max(1),
-        flagRise: z.number().min(0).max(1),
-      })
-      .partial()
-      .strict()
-      .default({}),
+    adaptive: adaptiveConfigSchema,
     /** Rubric acceptance guard (src/meta/guard.ts); default: on with the adaptive schedule, off with the fixed one. */
     rubricGuard: z.boolean().optional(),
-    guard: z
-      .object({
-        probes: positiveInt,
-        maxExploits: z.number().int().min(0),
-        maxExploitGain: z.number().min(0).max(1),
-        minSpread: z.number().min(0).max(1),
-        minRankCorrelation: z.number().min(-1).max(1),
-        exploitDrop: z.number().min(0).max(1),
-      })
-      .partial()
-      .strict()
-      .default({}),
+    guard: guardConfigSchema,
     checkpointEvery: positiveInt.default(1),
     keepCheckpoints: positiveInt.default(2),
     saveRollouts: z.boolean().default(true),

@@ -3,6 +3,8 @@
  * file and field. Flags override fields (see src/cli/commands/serve.ts).
  */
 import { z } from "zod";
+import { guardConfigSchema } from "../meta/guard.ts";
+import { adaptiveConfigSchema } from "../meta/triggers.ts";
 import { llmEndpointSchema } from "../llm/config.ts";
 
 export const splitPresetNames = ["chatml", "llama3", "gemma", "mistral", "phi3", "deepseek"] as const;
@@ -49,33 +51,10 @@ export const serveConfigSchema = z
     /** fixed: every metaEvery samples (the paper); adaptive: when a trigger fires (docs/meta-schedule.md). */
     metaSchedule: z.enum(["fixed", "adaptive"]).default("fixed"),
     /** Adaptive thresholds; intervals count buckets of ⌈metaEvery/10⌉ samples (unset: ⌈metaEvery/3⌉ … 2 × metaEvery samples). */
-    adaptive: z
-      .object({
-        minInterval: z.number().int().min(1),
-        maxInterval: z.number().int().min(1),
-        recent: z.number().int().min(1),
-        saturation: z.number().min(0).max(1),
-        minSpread: z.number().min(0).max(1),
-        flagShare: z.number().min(0).max(1),
-        flagRise: z.number().min(0).max(1),
-      })
-      .partial()
-      .strict()
-      .default({}),
+    adaptive: adaptiveConfigSchema,
     /** Rubric acceptance guard (docs/meta-schedule.md); default: on with the adaptive schedule. */
     rubricGuard: z.boolean().optional(),
-    guard: z
-      .object({
-        probes: z.number().int().min(1),
-        maxExploits: z.number().int().min(0),
-        maxExploitGain: z.number().min(0).max(1),
-        minSpread: z.number().min(0).max(1),
-        minRankCorrelation: z.number().min(-1).max(1),
-        exploitDrop: z.number().min(0).max(1),
-      })
-      .partial()
-      .strict()
-      .default({}),
+    guard: guardConfigSchema,
     prescreen: z.boolean().default(false),
     seed: z.number().int().default(0),
     /**
