@@ -227,9 +227,18 @@ describe("retries and failures", () => {
     const s = await fake(() => ({ delayMs: 60_000 }));
     const m = model(s, { timeoutMs: 60_000, maxTries: 3 }, { random: () => 0.5 });
     const err = await failure(m.chat({ messages: user("x"), budgetMs: 300 }));
-    // the try is cut at the budget; the next wait (250 ms) cannot fit, so the call stops there
-    expect(err).toMatchObject({ kind: "gave-up", tries: 1 });
-    expect(err.message).toMatch(/no complete reply within/);
+    // the try is cut at the budget, so the call stops there and says the budget did it
+    expect(err).toMatchObject({ kind: "gave-up", tries: 1, budgetCut: true });
+    expect(err.message).toMatch(/300 ms budget ran out during the last one; no earlier error from the server/);
+  });
+
+  it("a try cut by the budget reports the server's own last error, not the cut", async () => {
+    // try 1: HTTP 500 at once; try 2 hangs past what is left of the budget
+    const s = await fake(({ index }) => (index === 0 ? { status: 500, body: { error: { message: "overloaded" } } } : { delayMs: 60_000 }));
+    const m = model(s, { timeoutMs: 60_000, maxTries: 5, backoffBaseMs: 1, backoffMaxMs: 1 });
+    const err = await failure(m.chat({ messages: user("x"), budgetMs: 400 }));
+    expect(err).toMatchObject({ kind: "gave-up", tries: 2, status: 500, budgetCut: true });
+    expect(err.message).toMatch(/400 ms budget ran out during the last one; last error from the server: HTTP 500: overloaded/);
   });
 
   it("retries 408/409, fails at once on 401/404/422", async () => {

@@ -14,6 +14,8 @@ export interface LlmErrorInit {
   tries: number;
   status?: number;
   cause?: unknown;
+  /** The call's wall-clock budget (ChatRequest.budgetMs), not the server, ended the last try. */
+  budgetCut?: boolean;
 }
 
 export class LlmError extends UserError {
@@ -21,6 +23,11 @@ export class LlmError extends UserError {
   readonly status?: number;
   readonly tries: number;
   readonly endpoint: string;
+  /**
+   * True when the caller's budget ran out during the last try: the message then names the last error the
+   * server itself gave (if any), and a caller that tracks the judge's health should not count the cut as news.
+   */
+  readonly budgetCut: boolean;
 
   constructor(init: LlmErrorInit) {
     super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
@@ -29,6 +36,7 @@ export class LlmError extends UserError {
     this.status = init.status;
     this.tries = init.tries;
     this.endpoint = init.endpoint;
+    this.budgetCut = init.budgetCut === true;
   }
 
   /** Whether another try could succeed (used by the retry loop; exported for callers that retry at a higher level). */

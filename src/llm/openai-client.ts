@@ -188,6 +188,8 @@ interface Failure {
   retryAfterMs?: number;
   detail: string;
   cause?: unknown;
+  /** The try's timer was the call's remaining budget (shorter than the per-try timeout), and it fired. */
+  budgetCut?: boolean;
 }
 
 class BadResponse extends Error {}
@@ -361,12 +363,28 @@ export class OpenAIChatModel implements ChatModel {
     const budgetMs = req.budgetMs ?? this.cfg.budgetMs;
     const deadline = budgetMs !== undefined ? started + budgetMs : Infinity;
     let last: Failure | undefined;
+    let lastFromServer: Failure | undefined; // the last failure the budget did not cause
     for (let attempt = 1; attempt <= maxTries; attempt++) {
       if (req.signal?.aborted) throw this.abortedError(stage, attempt - 1, req.signal.reason);
       const result = await this.tryOnce(body, req, deadline);
       if ("reply" in result) return { reply: result.reply, tries: attempt };
       last = result.failure;
       if (last.kind === "aborted") throw this.abortedError(stage, attempt, last.cause);
+      if (last.budgetCut) {
+        // The budget, not the server, ended this try: no retry can fit, and "no reply within 3 ms" would hide
+        // what the server actually said before.
+        const n = `${attempt} ${attempt === 1 ? "try" : "tries"}`;
+        throw new LlmError({
+          kind: "gave-up",
+          status: lastFromServer?.status,
+          tries: attempt,
+          endpoint: this.cfg.baseURL,
+          cause: last.cause,
+          budgetCut: true,
+          message: `${this.describe(stage)}: gave up after ${n} — the ${budgetMs} ms budget ran out during the last one; ${lastFromServer ? `last error from the server: ${lastFromServer.detail}` : "no earlier error from the server"}`,
+        });
+      }
+      lastFromServer = last;
       if (!last.retryable) throw this.finalError(last, stage, attempt);
       if (attempt === maxTries) break;
       const delayMs = backoffDelay(attempt, this.cfg, this.random, last.retryAfterMs);
@@ -403,6 +421,7 @@ export class OpenAIChatModel implements ChatModel {
       return { failure: { kind: "aborted", retryable: false, detail: "cancelled while waiting for a free slot", cause: reason } };
     }
     const timeoutMs = Math.max(1, Math.min(this.cfg.timeoutMs, deadline - this.now()));
+    const budgetBound = timeoutMs < this.cfg.timeoutMs;
     const ctl = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -446,7 +465,9 @@ export class OpenAIChatModel implements ChatModel {
         };
         return { reply };
       }
-      return { failure: this.classify(err, { timedOut, userAborted: req.signal?.aborted === true, timeoutMs, errorBody: ctx.errorBody }) };
+      const failure = this.classify(err, { timedOut, userAborted: req.signal?.aborted === true, timeoutMs, errorBody: ctx.errorBody });
+      if (failure.kind === "timeout" && timedOut && budgetBound) failure.budgetCut = true;
+      return { failure };
     } finally {
       clearTimeout(timer);
       req.signal?.removeEventListener("abort", onUserAbort);

@@ -29,6 +29,7 @@ import { RubricJudge } from "../judge/rubric-judge.ts";
 import { type ProtocolName, type ProtocolProfile, resolveProtocol, withOverrides } from "../judge/protocol.ts";
 import { loadTemplates } from "../judge/templates.ts";
 import { JudgeUnavailableError, type Evaluation, type ScoreInput } from "../judge/types.ts";
+import { LlmError } from "../llm/errors.ts";
 import { Semaphore } from "../llm/semaphore.ts";
 import type { ChatModel, UsageByStage } from "../llm/types.ts";
 import { UsageMeter } from "../llm/usage.ts";
@@ -463,7 +464,7 @@ export class RewardService {
       } catch (err) {
         if (!(err instanceof JudgeUnavailableError)) throw err;
         if (signal.aborted) throw this.deadlineError(started, "retrying through a judge outage");
-        this.judgeFailed(err.message);
+        this.judgeFailed(err.message, cutBeforeAnyReply(err));
         if (this.stopping.signal.aborted) throw new ServiceUnavailableError("shutting_down", `the service is shutting down; judge ${this.o.judge.id} was failing: ${this.judgeHealth.lastError}`);
         // wait_n ~ U[0, min(max, base·2^(n-1))]
         const delay = Math.random() * Math.min(this.outage.backoffMaxMs, this.outage.backoffBaseMs * 2 ** Math.min(attempt - 1, 30));
@@ -497,11 +498,12 @@ export class RewardService {
     this.judgeHealth.lastOkAt = new Date().toISOString();
   }
 
-  private judgeFailed(message: string): void {
+  /** `cutOnly`: the deadline ended the call before the judge said anything; the earlier error stays the one reported. */
+  private judgeFailed(message: string, cutOnly = false): void {
     const msg = this.sanitize(message);
     if (this.judgeHealth.consecutiveFailures === 0) this.log(`judge ${this.o.judge.id} failing; requests keep retrying for up to ${this.outage.deadlineMs} ms: ${msg}`);
     this.judgeHealth.consecutiveFailures++;
-    this.judgeHealth.lastError = msg;
+    if (!cutOnly || this.judgeHealth.lastError === null) this.judgeHealth.lastError = msg;
     this.judgeHealth.lastFailureAt = new Date().toISOString();
   }
 
@@ -777,3 +779,11 @@ export class RewardService {
 }
 
 export { JudgeUnavailableError };
+
+/** The request's deadline cut the call's first try: the judge gave no error of its own in this call. */
+function cutBeforeAnyReply(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof LlmError) return e.budgetCut && e.tries === 1;
+  }
+  return false;
+}
