@@ -61,11 +61,35 @@ export interface ModelOptions {
   dtype?: "float32" | "float64";
   /** fromParams: keep the given f32 arrays instead of copying them (for weights no optimizer will touch). */
   shareTensors?: boolean;
+  /**
+   * Construct with the base frozen (what addLora() would do afterwards): every weight except the value head
+   * is `frozen` and no matrix gets a gradient buffer at all — at Qwen2.5-0.5B the f32 gradient buffers
+   * alone would be 2 GB, allocated and released again. Vectors (norms, biases) keep theirs (tiny).
+   */
+  frozenBase?: boolean;
+  /**
+   * Rows of the lm_head computed at once (default: as many as fit HEAD_CHUNK_FLOATS logits). The
+   * [rows, vocab] logits are never materialized for all rows: score() runs the head and log-softmax chunk
+   * by chunk keeping only log-probs/entropy, and backward() recomputes each chunk's logits (one extra head
+   * matmul) when there was more than one chunk. One chunk = the logits are kept, no recomputation.
+   */
+  headChunkRows?: number;
+  /**
+   * Share the activation arena with another model of the same dims (the LoRA critic on the policy's frozen
+   * base): models used one after another need one set of activations, not two. backward() refuses to run
+   * when another model has scored into the shared arena since this model's score().
+   */
+  shareArenaWith?: TransformerLM;
 }
+
+/** Logits held at once by the chunked lm_head (floats): 16 Mi floats = 64 MiB, ~110 rows at vocab 151,936. */
+export const HEAD_CHUNK_FLOATS = 1 << 24;
 
 export interface ScoreOptions {
   needValues?: boolean;
   needEntropy?: boolean;
+  /** false: skip the lm_head entirely (a critic needs only values); logprobs are then all 0. Default true. */
+  needLogprobs?: boolean;
   /** Logits are divided by this before the softmax (like samplers do); default 1. */
   temperature?: number;
 }
@@ -129,6 +153,8 @@ interface Layer {
 class Arena {
   private f = new Map<string, F>();
   private i = new Map<string, Int32Array>();
+  /** The model whose score() activations the arena holds now (shared arenas, see shareArenaWith). */
+  owner: object | null = null;
   constructor(private alloc: (n: number) => F) {}
   get(name: string, n: number): F {
     let b = this.f.get(name);
@@ -196,6 +222,7 @@ export class TransformerLM {
   private readonly layers: Layer[] = [];
   private rope: { cos: F; sin: F; len: number };
   private arena: Arena;
+  private readonly headChunkRows: number;
   private last: ScoreState | null = null;
   private readonly actCode: number;
   /** LoRA settings once addLora() ran. */
@@ -217,7 +244,12 @@ export class TransformerLM {
     const f64 = opts.dtype === "float64";
     this.alloc = f64 ? (n) => new Float64Array(n) as unknown as F : (n) => new Float32Array(n);
     this.kernels = f64 ? tsKernels : selectKernels(opts.engine);
-    this.arena = new Arena(this.alloc);
+    if (opts.shareArenaWith) {
+      if (f64) throw new Error("shareArenaWith: float32 models only");
+      this.arena = opts.shareArenaWith.arena;
+    } else this.arena = new Arena(this.alloc);
+    this.headChunkRows = opts.headChunkRows ?? 0;
+    if (!(Number.isInteger(this.headChunkRows) && this.headChunkRows >= 0)) throw new RangeError(`headChunkRows: expected an integer ≥ 0, got ${opts.headChunkRows}`);
     this.actCode = ops.ACT_CODE[dm.act];
     const { V, d, ff, H, Hkv, D } = dm;
     this.params = [];
@@ -238,7 +270,10 @@ export class TransformerLM {
         data.set(t.data);
       } else if (init === "ones") data.fill(1);
       else if (init === "normal" && rng) for (let i = 0; i < size; i++) data[i] = rng.normal() * 0.02;
-      const p: ParamTensor = { name, shape, data, grad: this.alloc(size) };
+      // A frozen base needs no matrix gradients (vectors keep theirs: the norm/bias kernels accumulate into them).
+      const frozen = !!opts.frozenBase && !name.startsWith("value_head.");
+      const p: ParamTensor = { name, shape, data, grad: this.alloc(frozen && shape.length === 2 ? 0 : size) };
+      if (frozen) p.frozen = true;
       this.params.push(p);
       this.byName.set(name, p);
       return p;
@@ -414,6 +449,23 @@ export class TransformerLM {
     const d = this.dims.d;
     if (b) ops.layernormBackward(dx, w.grad, b.grad, dout, x, w.data, mean, rstd, N, d);
     else this.kernels.rmsnormBackward(dx, w.grad, dout, x, w.data, rstd, N, d);
+  }
+
+  /** Head rows per chunk: headChunkRows, else as many as fit HEAD_CHUNK_FLOATS logits (≥ 1). */
+  private headRowsPerChunk(Na: number): number {
+    const C = this.headChunkRows || Math.max(1, Math.floor(HEAD_CHUNK_FLOATS / this.dims.V));
+    return Math.max(1, Math.min(C, Na));
+  }
+
+  /**
+   * Head rows [c0, c0+c): logits = h_f·W_headᵀ / temperature, turned into log-probs in place; log p(target)
+   * into lp[c0 + i] and the entropy into ent[c0 + i] (lpOffset 0: lp/ent are chunk-sized scratch).
+   */
+  private headLogSoftmax(logits: F, hfa: F, tgt: Int32Array, lp: F, ent: F | null, c0: number, c: number, invTemp: number, lpOffset = c0): void {
+    const { d, V } = this.dims;
+    this.kernels.matmulXWt(logits, hfa.subarray(c0 * d, (c0 + c) * d), this.lmHead.data, c, d, V, false);
+    if (invTemp !== 1) for (let i = 0; i < c * V; i++) logits[i] *= invTemp;
+    this.kernels.logSoftmaxGather(logits, tgt.subarray(c0, c0 + c), lp.subarray(lpOffset, lpOffset + c), ent ? ent.subarray(lpOffset, lpOffset + c) : null, c, V);
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -663,7 +715,7 @@ export class TransformerLM {
     // lm_head + softmax only on rows that have a target: prompt and padding rows (target −1) cost nothing.
     const rows = A.int("headRows", N);
     let Na = 0;
-    for (let n = 0; n < N; n++) if (tgt[n] >= 0) rows[Na++] = n;
+    if (opts.needLogprobs ?? true) for (let n = 0; n < N; n++) if (tgt[n] >= 0) rows[Na++] = n;
     const full = Na === N;
     const hfa = full ? hf : A.get("hfa", Na * d);
     const tgtA = full ? tgt : A.int("tgtA", Na);
@@ -674,18 +726,19 @@ export class TransformerLM {
         tgtA[i] = tgt[n];
       }
     }
-    const logits = A.get("logits", Na * V);
-    if (Na > 0) K.matmulXWt(logits, hfa, this.lmHead.data, Na, d, V, false);
     const invTemp = 1 / temperature;
-    if (invTemp !== 1) for (let i = 0; i < Na * V; i++) logits[i] *= invTemp;
     const lp = A.get("lp", N);
     const ent = opts.needEntropy ? A.get("ent", N) : null;
-    let entA: F | null = ent;
-    if (full) K.logSoftmaxGather(logits, tgt, lp, ent, N, V);
-    else {
-      const lpA = A.get("lpA", Na);
-      entA = ent ? A.get("entA", Na) : null;
-      K.logSoftmaxGather(logits, tgtA, lpA, entA, Na, V);
+    const lpA = full ? lp : A.get("lpA", Na);
+    const entA = ent ? (full ? ent : A.get("entA", Na)) : null;
+    // Chunks of C head rows: logits [C, V] → log-softmax in place → log p(target), entropy; then the next chunk.
+    const C = this.headRowsPerChunk(Na);
+    for (let c0 = 0; c0 < Na; c0 += C) {
+      const c = Math.min(C, Na - c0);
+      const logits = A.get("logits", C * V).subarray(0, c * V);
+      this.headLogSoftmax(logits, hfa, tgtA, lpA, entA, c0, c, invTemp);
+    }
+    if (!full) {
       lp.fill(0);
       if (ent) ent.fill(0);
       for (let i = 0; i < Na; i++) {
@@ -709,6 +762,7 @@ export class TransformerLM {
       out.values = vals;
     }
     this.last = { B, T, N, Na, rows, tokens: tok, targets: tgtA, entropy: entA, invTemp, dropSeed: this.dropSeed };
+    A.owner = this;
     return out;
   }
 
@@ -727,10 +781,10 @@ export class TransformerLM {
     }
     if (dValues && !this.valueW) throw new UserError("backward: dValues given but the model has no value head");
     const A = this.arena;
+    if (A.owner !== this) throw new Error("backward: another model sharing this model's arena has scored since its score(); call score() again");
     const K = this.kernels;
     const { Na, rows } = st;
     const full = Na === N;
-    const logp = A.get("logits", Na * V);
     let dlpA = dLogprobs;
     let dentA = dEntropy ?? null;
     if (!full) {
@@ -743,26 +797,41 @@ export class TransformerLM {
         for (let i = 0; i < Na; i++) dentA[i] = dEntropy[rows[i]];
       }
     }
-    let ent = st.entropy;
-    if (dentA && !ent) {
-      // Entropy was not requested in score(); recompute it from the kept log-probs.
-      ent = A.get("entA", Na);
-      for (let n = 0; n < Na; n++) {
-        let h = 0;
-        for (let j = 0; j < V; j++) h -= Math.exp(logp[n * V + j]) * logp[n * V + j];
-        ent[n] = h;
-      }
-    }
-    const dlogits = A.get("dlogits", Na * V);
-    K.logSoftmaxGatherBackward(dlogits, logp, st.targets, dlpA, dentA, ent, Na, V);
-    if (st.invTemp !== 1) for (let i = 0; i < Na * V; i++) dlogits[i] *= st.invTemp;
     const hf = A.get("hf", N * d);
     const dhf = A.get("dh", N * d);
     const hfa = full ? hf : A.get("hfa", Na * d);
     const dhfa = full ? dhf : A.get("dhfa", Na * d);
-    if (Na > 0) {
-      K.matmulDyW(dhfa, dlogits, this.lmHead.data, Na, V, d, false);
-      if (!this.lmHead.frozen) K.matmulDyTX(this.lmHead.grad, dlogits, hfa, Na, V, d);
+    // Per chunk of head rows (score()'s chunks): the log-probs (kept when there was one chunk, else recomputed),
+    // dlogits from ∂L/∂logp and ∂L/∂H, then dh_f = dlogits·W_head and W_head's gradient unless frozen.
+    const C = this.headRowsPerChunk(Na);
+    const recompute = Na > C;
+    const anyUpstream = !!(dlpA || dentA);
+    if (!anyUpstream) dhfa.fill(0);
+    for (let c0 = 0; anyUpstream && c0 < Na; c0 += C) {
+      const c = Math.min(C, Na - c0);
+      const logp = A.get("logits", C * V).subarray(0, c * V);
+      let ent = st.entropy ? st.entropy.subarray(c0, c0 + c) : null;
+      if (recompute) {
+        if (dentA && !ent) ent = A.get("entChunk", C).subarray(0, c);
+        this.headLogSoftmax(logp, hfa, st.targets, A.get("lpChunk", C).subarray(0, c), ent, c0, c, st.invTemp, 0);
+      } else if (dentA && !ent) {
+        // Entropy was not requested in score(); recompute it from the kept log-probs.
+        ent = A.get("entA", Na);
+        for (let n = 0; n < Na; n++) {
+          let h = 0;
+          for (let j = 0; j < V; j++) h -= Math.exp(logp[n * V + j]) * logp[n * V + j];
+          ent[n] = h;
+        }
+      }
+      const dlogits = A.get("dlogits", C * V).subarray(0, c * V);
+      K.logSoftmaxGatherBackward(
+        dlogits, logp, st.targets.subarray(c0, c0 + c), dlpA ? dlpA.subarray(c0, c0 + c) : null,
+        dentA ? dentA.subarray(c0, c0 + c) : null, ent, c, V,
+      );
+      if (st.invTemp !== 1) for (let i = 0; i < c * V; i++) dlogits[i] *= st.invTemp;
+      const hc = hfa.subarray(c0 * d, (c0 + c) * d);
+      K.matmulDyW(dhfa.subarray(c0 * d, (c0 + c) * d), dlogits, this.lmHead.data, c, V, d, false);
+      if (!this.lmHead.frozen) K.matmulDyTX(this.lmHead.grad, dlogits, hc, c, V, d);
     }
     if (!full) {
       dhf.fill(0);
