@@ -9,7 +9,7 @@
  * generation and no judge here — those are measured by `npm run bench:engine -- --configs qwen0.5b`.
  *
  *   npx tsx bench/make-qwen05.ts                       # once: /tmp/mpo-qwen2.5-0.5b-random (988 MB)
- *   /usr/bin/time -v npx tsx bench/rl-step-qwen05.ts --algo ppo [--batch 4 --seq 512 --prompt 128]
+ *   /usr/bin/time -v npx tsx bench/rl-step-qwen05.ts --algo ppo [--batch 4 --seq 512 --prompt 128] [--recompute]
  *
  * Prints each phase's wall time and the process RSS after it; the peak RSS is /usr/bin/time's
  * "Maximum resident set size" (the node process; npx/tsx wrappers are small).
@@ -37,6 +37,7 @@ const T = Number(arg("--seq", "512"));
 const P = Number(arg("--prompt", "128"));
 const dir = arg("--dir", QWEN05_DIR);
 const engine = arg("--engine", "native") as "native" | "ts";
+const recompute = process.argv.includes("--recompute");
 const R = T - P; // response tokens per row
 
 const gib = (b: number) => (b / 2 ** 30).toFixed(2) + " GiB";
@@ -56,15 +57,15 @@ phase(`load ${dir} (bf16 → f32)`);
 const cfg: TrainConfig = trainConfigSchema.parse({ algo, task: "essay", steps: 1, lora: { enabled: true } } as never);
 const lora = { r: 64, alpha: 128, dropout: 0.05, targets: [...LORA_TARGETS] };
 const rng = new Rng(0);
-const policy = loraModel(ck.config, ck.tensors, lora, { engine }, rng.fork("policy"));
+const policy = loraModel(ck.config, ck.tensors, lora, { engine, recompute }, rng.fork("policy"));
 const ref = adaptersOff(policy);
 const critic = ALGORITHMS[algo].usesCritic
-  ? loraModel({ ...ck.config, mpo_value_head: true }, ck.tensors, lora, { engine, shareArenaWith: policy }, rng.fork("critic"))
+  ? loraModel({ ...ck.config, mpo_value_head: true }, ck.tensors, lora, { engine, recompute, shareArenaWith: policy }, rng.fork("critic"))
   : null;
 const policyOpt = new AdamW(policy.trainableParams(), { lr: 1e-5, weightDecay: 0 });
 const criticOpt = critic ? new AdamW(critic.trainableParams(), { lr: 1e-5, weightDecay: 0 }) : null;
 const nTrain = policy.trainableParams().reduce((s, p) => s + p.data.length, 0);
-console.log(`${algo.toUpperCase()} LoRA r${lora.r} α${lora.alpha} on ${lora.targets.join(",")}: ${(policy.numParams() / 1e6).toFixed(1)}M params (trainable ${(nTrain / 1e6).toFixed(2)}M), kernels ${policy.kernels.name} (${policy.kernels.detail}), batch ${B} × ${T} (prompt ${P} + response ${R})`);
+console.log(`${algo.toUpperCase()} LoRA r${lora.r} α${lora.alpha} on ${lora.targets.join(",")}: ${(policy.numParams() / 1e6).toFixed(1)}M params (trainable ${(nTrain / 1e6).toFixed(2)}M), kernels ${policy.kernels.name} (${policy.kernels.detail}), batch ${B} × ${T} (prompt ${P} + response ${R})${recompute ? ", activation recomputation" : ""}`);
 phase("build policy" + (critic ? " + critic" : "") + " (shared frozen base)");
 
 // Rows: prompt tokens then response tokens; targets = the next token on response positions only (as pack()).

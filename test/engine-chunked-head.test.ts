@@ -3,7 +3,8 @@
  * [rows, vocab] logits for all rows; backward() recomputes each chunk) gives the same log-probs, entropies and
  * gradients as the one-chunk path; a frozen base is built without matrix gradient buffers; a critic sharing
  * the policy's activation arena computes the same values and refuses a backward after another model scored;
- * needLogprobs: false skips the head and leaves the values unchanged. On every compute path.
+ * needLogprobs: false skips the head and leaves the values unchanged; activation recomputation (recompute: true)
+ * gives the same outputs and gradients as keeping every layer's activations. On every compute path.
  */
 import { describe, expect, it } from "vitest";
 import { TransformerLM, llamaConfig, loadNative, type ModelConfig } from "../src/engine/index.ts";
@@ -87,6 +88,50 @@ for (const engine of engines) {
           const head = tied ? "model.embed_tokens.weight" : "lm_head.weight";
           expect(chunked.param(head)!.grad.some((g) => g !== 0)).toBe(true);
         }
+      });
+    }
+
+    for (const [label, modelType, lora] of [
+      ["qwen3 (q/k norm), full weights", "qwen3", false],
+      ["qwen2, LoRA with dropout (masks replayed)", "qwen2", true],
+    ] as const) {
+      it(`recompute = kept activations: ${label}`, () => {
+        const B = 2, T = 6, N = B * T;
+        const c: ModelConfig = { ...cfg(false), model_type: modelType, ...(modelType === "qwen3" ? { head_dim: 6 } : {}) };
+        const base = TransformerLM.create(c, new Rng(7), { engine });
+        const rng = new Rng(8);
+        for (const p of base.params) for (let i = 0; i < p.data.length; i++) p.data[i] += rng.normal() * 0.3;
+        const make = (recompute: boolean) => {
+          const m = TransformerLM.fromParams(c, base.namedTensors(), { engine, recompute, headChunkRows: recompute ? 4 : undefined });
+          if (lora) {
+            m.addLora({ r: 2, alpha: 4, dropout: 0.3, targets: LORA_TARGETS, rng: new Rng(3) });
+            const r = new Rng(4);
+            for (const p of m.trainableParams()) if (p.name.includes("lora_B")) for (let i = 0; i < p.data.length; i++) p.data[i] = r.normal() * 0.3;
+            m.loraTrain = true;
+          }
+          return m;
+        };
+        const { tokens, targets } = batch(new Rng(9), B, T);
+        const dLp = new Float32Array(N).map(() => rng.normal());
+        const dVal = new Float32Array(N).map(() => rng.normal());
+        const res = [make(false), make(true)].map((m) => {
+          m.zeroGrad();
+          const o = m.score(tokens, targets, B, T, { needValues: true });
+          const lp = Float32Array.from(o.logprobs);
+          const vals = Float32Array.from(o.values!);
+          m.backward(dLp, dVal);
+          return { lp, vals, params: m.trainableParams() };
+        });
+        expect(maxDiff(res[0].lp, res[1].lp)).toBeLessThan(1e-5);
+        expect(maxDiff(res[0].vals, res[1].vals)).toBeLessThan(1e-5);
+        let nonzero = 0;
+        for (let k = 0; k < res[0].params.length; k++) {
+          const g0 = res[0].params[k].grad, g1 = res[1].params[k].grad;
+          const scale = Math.max(1, ...Array.from(g0, Math.abs));
+          expect(maxDiff(g0, g1) / scale, `gradient of ${res[0].params[k].name}`).toBeLessThan(1e-5);
+          if (g0.some((g) => g !== 0)) nonzero++;
+        }
+        expect(nonzero).toBeGreaterThan(res[0].params.length / 2);
       });
     }
 

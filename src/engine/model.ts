@@ -80,6 +80,12 @@ export interface ModelOptions {
    * when another model has scored into the shared arena since this model's score().
    */
   shareArenaWith?: TransformerLM;
+  /**
+   * Activation recomputation (gradient checkpointing per layer): score() keeps only each layer's input and
+   * backward() re-runs a layer's forward just before differentiating it. Activations drop from ~L layers'
+   * worth to one layer's (+ the L inputs) for one extra forward of the layers per backward.
+   */
+  recompute?: boolean;
 }
 
 /** Logits held at once by the chunked lm_head (floats): 16 Mi floats = 64 MiB, ~110 rows at vocab 151,936. */
@@ -223,6 +229,8 @@ export class TransformerLM {
   private rope: { cos: F; sin: F; len: number };
   private arena: Arena;
   private readonly headChunkRows: number;
+  /** Activation recomputation on (ModelOptions.recompute). */
+  readonly recompute: boolean;
   private last: ScoreState | null = null;
   private readonly actCode: number;
   /** LoRA settings once addLora() ran. */
@@ -249,6 +257,7 @@ export class TransformerLM {
       this.arena = opts.shareArenaWith.arena;
     } else this.arena = new Arena(this.alloc);
     this.headChunkRows = opts.headChunkRows ?? 0;
+    this.recompute = !!opts.recompute;
     if (!(Number.isInteger(this.headChunkRows) && this.headChunkRows >= 0)) throw new RangeError(`headChunkRows: expected an integer ≥ 0, got ${opts.headChunkRows}`);
     this.actCode = ops.ACT_CODE[dm.act];
     const { V, d, ff, H, Hkv, D } = dm;
@@ -641,6 +650,45 @@ export class TransformerLM {
     }
   }
 
+  /** Arena name of layer l's activation `base`: one per layer, or one shared set under recompute. */
+  private act(base: string, l: number): string {
+    return this.recompute ? `${base}.rc` : `${base}.${l}`;
+  }
+
+  /** One block of the training forward over N = B·T rows: x (layer input) → xn, activations kept under act(). */
+  private layerForward(l: number, x: F, xn: F, pos: Int32Array, B: number, T: number): void {
+    const { d, ff, H, Hkv, D, qkNorm: qk } = this.dims;
+    const A = this.arena;
+    const K = this.kernels;
+    const N = B * T;
+    const ly = this.layers[l];
+    const a = (base: string, n: number) => A.get(this.act(base, l), n);
+    // h₁ = norm₁(x);  q, k, v = proj(h₁) (+ bias, q/k norm, RoPE)
+    const h1 = a("h1", N * d);
+    this.normFwd(h1, x, ly.ln1, ly.ln1b, a("mean1", N), a("rstd1", N), N);
+    const q = a("q", N * H * D);
+    const k = a("k", N * Hkv * D);
+    const v = a("v", N * Hkv * D);
+    this.qkvForward(
+      ly, h1, q, k, v,
+      qk ? a("qr", N * H * D) : null, qk ? a("kr", N * Hkv * D) : null,
+      qk ? a("qrstd", N * H) : null, qk ? a("krstd", N * Hkv) : null, pos, N,
+    );
+    // att = softmax(q·kᵀ/√D + causal mask)·v per head (keeps only the row log-sum-exp)
+    const att = a("att", N * H * D);
+    K.attentionForward(att, a("lse", B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
+    // x₂ = x + att·W_oᵀ + b_o
+    const x2 = a("x2", N * d);
+    x2.set(x);
+    this.attnOutForward(ly, x2, att, N);
+    // h₂ = norm₂(x₂);  x' = x₂ + W_down·(act(h₂·W_gateᵀ) ⊙ h₂·W_upᵀ)
+    const h2 = a("h2", N * d);
+    this.normFwd(h2, x2, ly.ln2, ly.ln2b, a("mean2", N), a("rstd2", N), N);
+    xn.set(x2);
+    const u = ly.wg ? a("u", N * ff) : A.get("uUnused", 0);
+    this.mlpForward(ly, xn, h2, a("g", N * ff), u, a("m", N * ff), N);
+  }
+
   /**
    * Teacher-forced forward over tokens [B, T] (row-major, right padded). targets[i] is the token whose
    * log-prob is returned at position i (usually tokens[i+1]); targets[i] < 0 marks ignored positions
@@ -674,37 +722,13 @@ export class TransformerLM {
     const pos = A.int("pos", N);
     for (let i = 0; i < N; i++) pos[i] = i % T;
 
-    // x = E[tokens]; every layer's inputs and intermediates are kept (by layer name) for backward().
+    // x = E[tokens]; every layer's inputs and intermediates are kept (by layer name) for backward(), or with
+    // recompute only each layer's input (res{l}) and backward() re-runs the layer before differentiating it.
     let x = A.get("res0", N * d);
     ops.embeddingForward(x, this.embed.data, tok, N, d);
-    const qk = dm.qkNorm;
     for (let l = 0; l < L; l++) {
-      const ly = this.layers[l];
-      // h₁ = norm₁(x);  q, k, v = proj(h₁) (+ bias, q/k norm, RoPE)
-      const h1 = A.get(`h1.${l}`, N * d);
-      this.normFwd(h1, x, ly.ln1, ly.ln1b, A.get(`mean1.${l}`, N), A.get(`rstd1.${l}`, N), N);
-      const q = A.get(`q.${l}`, N * H * D);
-      const k = A.get(`k.${l}`, N * Hkv * D);
-      const v = A.get(`v.${l}`, N * Hkv * D);
-      this.qkvForward(
-        ly, h1, q, k, v,
-        qk ? A.get(`qr.${l}`, N * H * D) : null, qk ? A.get(`kr.${l}`, N * Hkv * D) : null,
-        qk ? A.get(`qrstd.${l}`, N * H) : null, qk ? A.get(`krstd.${l}`, N * Hkv) : null, pos, N,
-      );
-      // att = softmax(q·kᵀ/√D + causal mask)·v per head (keeps only the row log-sum-exp)
-      const att = A.get(`att.${l}`, N * H * D);
-      K.attentionForward(att, A.get(`lse.${l}`, B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
-      // x₂ = x + att·W_oᵀ + b_o
-      const x2 = A.get(`x2.${l}`, N * d);
-      x2.set(x);
-      this.attnOutForward(ly, x2, att, N);
-      // h₂ = norm₂(x₂);  x' = x₂ + W_down·(act(h₂·W_gateᵀ) ⊙ h₂·W_upᵀ)
-      const h2 = A.get(`h2.${l}`, N * d);
-      this.normFwd(h2, x2, ly.ln2, ly.ln2b, A.get(`mean2.${l}`, N), A.get(`rstd2.${l}`, N), N);
       const xn = A.get(`res${l + 1}`, N * d);
-      xn.set(x2);
-      const u = ly.wg ? A.get(`u.${l}`, N * ff) : A.get("uUnused", 0);
-      this.mlpForward(ly, xn, h2, A.get(`g.${l}`, N * ff), u, A.get(`m.${l}`, N * ff), N);
+      this.layerForward(l, x, xn, pos, B, T);
       x = xn;
     }
     // h_f = norm_f(x);  logits = h_f·W_headᵀ;  log p(target) = log_softmax(logits / temperature)[target]
@@ -860,33 +884,39 @@ export class TransformerLM {
     const pos = A.int("pos", N);
     for (let l = L - 1; l >= 0; l--) {
       const ly = this.layers[l];
+      // Recompute: re-run this layer's forward from its kept input (same dropout masks) into the shared buffers.
+      if (this.recompute) {
+        this.decoding = false;
+        this.dropSeed = st.dropSeed;
+        this.layerForward(l, A.get(`res${l}`, N * d), A.get("res.rc", N * d), pos, B, T);
+      }
       // MLP: res[l+1] = x₂ + W_down·(act(g) ⊙ u) with g, u from h₂ = norm₂(x₂); dx flows on through the residual.
       const dh2 = A.get("dh", N * d);
-      const u = ly.wg ? A.get(`u.${l}`, N * ff) : null;
-      this.mlpBackward(ly, dh2, dx, A.get(`h2.${l}`, N * d), A.get(`g.${l}`, N * ff), u, A.get(`m.${l}`, N * ff), N);
-      this.normBwd(dx, dh2, A.get(`x2.${l}`, N * d), ly.ln2, ly.ln2b, A.get(`mean2.${l}`, N), A.get(`rstd2.${l}`, N), N);
+      const u = ly.wg ? A.get(this.act("u", l), N * ff) : null;
+      this.mlpBackward(ly, dh2, dx, A.get(this.act("h2", l), N * d), A.get(this.act("g", l), N * ff), u, A.get(this.act("m", l), N * ff), N);
+      this.normBwd(dx, dh2, A.get(this.act("x2", l), N * d), ly.ln2, ly.ln2b, A.get(this.act("mean2", l), N), A.get(this.act("rstd2", l), N), N);
       // Attention: x₂ = res[l] + att·W_oᵀ + b_o, att = softmax(q·kᵀ/√D)·v
-      const att = A.get(`att.${l}`, N * H * D);
+      const att = A.get(this.act("att", l), N * H * D);
       const datt = A.get("datt", N * H * D);
       this.attnOutBackward(ly, datt, dx, att, N);
-      const q = A.get(`q.${l}`, N * H * D);
-      const k = A.get(`k.${l}`, N * Hkv * D);
-      const v = A.get(`v.${l}`, N * Hkv * D);
+      const q = A.get(this.act("q", l), N * H * D);
+      const k = A.get(this.act("k", l), N * Hkv * D);
+      const v = A.get(this.act("v", l), N * Hkv * D);
       const dq = A.get("dq", N * H * D);
       const dk = A.get("dk", N * Hkv * D);
       const dv = A.get("dv", N * Hkv * D);
       dq.fill(0);
       dk.fill(0);
       dv.fill(0);
-      K.attentionBackward(dq, dk, dv, datt, att, A.get(`lse.${l}`, B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
+      K.attentionBackward(dq, dk, dv, datt, att, A.get(this.act("lse", l), B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
       // q, k, v = proj(h₁) (+ bias, q/k norm, RoPE), h₁ = norm₁(res[l])
       const dh1 = A.get("dh", N * d);
       this.qkvBackward(
-        ly, dh1, dq, dk, dv, A.get(`h1.${l}`, N * d),
-        qk ? A.get(`qr.${l}`, N * H * D) : null, qk ? A.get(`kr.${l}`, N * Hkv * D) : null,
-        qk ? A.get(`qrstd.${l}`, N * H) : null, qk ? A.get(`krstd.${l}`, N * Hkv) : null, pos, N,
+        ly, dh1, dq, dk, dv, A.get(this.act("h1", l), N * d),
+        qk ? A.get(this.act("qr", l), N * H * D) : null, qk ? A.get(this.act("kr", l), N * Hkv * D) : null,
+        qk ? A.get(this.act("qrstd", l), N * H) : null, qk ? A.get(this.act("krstd", l), N * Hkv) : null, pos, N,
       );
-      this.normBwd(dx, dh1, A.get(`res${l}`, N * d), ly.ln1, ly.ln1b, A.get(`mean1.${l}`, N), A.get(`rstd1.${l}`, N), N);
+      this.normBwd(dx, dh1, A.get(`res${l}`, N * d), ly.ln1, ly.ln1b, A.get(this.act("mean1", l), N), A.get(this.act("rstd1", l), N), N);
     }
     if (!this.embed.frozen) ops.embeddingBackward(this.embed.grad, dx, st.tokens, N, d);
   }

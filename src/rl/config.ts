@@ -172,6 +172,8 @@ export const trainConfigSchema = z
     saveRollouts: z.boolean().default(true),
     /** Engine compute path: TS loops, the native addon, or native when it loads. */
     engine: z.enum(["ts", "native", "auto"]).default("auto"),
+    /** Activation recomputation (per-layer gradient checkpointing): less memory, one more forward per update. */
+    recompute: z.boolean().default(false),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -295,7 +295,7 @@ export class Trainer {
     mkdirSync(this.runDir, { recursive: true });
     this.records = await this.task.load("train", { dataDir: cfg.dataDir, limit: cfg.limit || undefined });
     if (this.records.length === 0) throw new UserError(`task ${this.task.name}: the train split has no records`);
-    const engineOpts = { engine: cfg.engine };
+    const engineOpts = { engine: cfg.engine, recompute: cfg.recompute };
 
     // Reference policy (frozen initial policy) and tokenizer: RUN/reference/ once written.
     let refTensors: Map<string, NamedTensor>;
