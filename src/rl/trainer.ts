@@ -27,7 +27,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:f
 import { join, resolve } from "node:path";
 import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../engine/index.ts";
 import type { ModelConfig, NamedTensor } from "../engine/index.ts";
-import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
+import { configWeightsDtype, loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
 import { writeGenerationSettings } from "../engine/generation-settings.ts";
 import { resolveModelSource } from "../engine/io/hub.ts";
 import { policyFormat, type PolicyFormat } from "./policy-format.ts";
@@ -315,7 +315,10 @@ export class Trainer {
       const maxT = baseConfig.max_position_embeddings;
       if (cfg.maxPromptTokens + cfg.maxNewTokens > maxT)
         throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${maxT}`);
-      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON(), ...this.format.files });
+      // A half-precision base is kept in its own dtype (lossless: its values are exactly those read), which
+      // halves RUN/reference/ on disk and tells `mpo export` the base's dtype.
+      const keepDtype = ck.weightsDtype && ck.weightsDtype === configWeightsDtype(ck.config) ? ck.weightsDtype : undefined;
+      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON(), ...this.format.files, weightsDtype: keepDtype });
     } else {
       const tok = builtinTokenizer();
       const { llamaConfig } = await import("../engine/index.ts");
