@@ -79,6 +79,8 @@ export interface TrainerState {
   metaPoints?: WindowPoint[];
   /** A meta step that finished while the run was stopping: reported with the next step's metrics. */
   completedMeta?: MetaOutcome | null;
+  /** LoRA: the models' dropout-mask counters (TransformerLM.loraDropCount), so a resume draws the same masks. */
+  loraDropCounts?: { policy: number; critic?: number };
   elapsedSeconds: number;
 }
 
@@ -379,6 +381,8 @@ export class Trainer {
       }
       this.ref = adaptersOff(this.policy);
       await this.resumeState(pck.trainerState, ckDir, latest.step);
+      this.policy.loraDropCount = this.st.loraDropCounts?.policy ?? 0;
+      if (this.critic) this.critic.loraDropCount = this.st.loraDropCounts?.critic ?? 0;
     } else if (resume && latest) {
       const ckDir = join(this.runDir, latest.path);
       const pck = loadCheckpoint(join(ckDir, "policy"));
@@ -845,6 +849,7 @@ export class Trainer {
     this.st.step = step;
     this.st.genRng = this.genRng.state();
     this.st.mbRng = this.mbRng.state();
+    if (this.policy.lora) this.st.loraDropCounts = { policy: this.policy.loraDropCount, ...(this.critic?.lora ? { critic: this.critic.loraDropCount } : {}) };
     this.st.rubricVersion = rubricVersion;
     this.st.rewardState = this.reward.saveState?.() ?? null;
     this.st.elapsedSeconds += now() - t0;
