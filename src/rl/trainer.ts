@@ -437,7 +437,7 @@ export class Trainer {
       this.lastCheckpointStep = s.step;
       this.rollBackTo(s);
       // A meta step pending in the checkpoint may have finished before the crash: adopt it, never redo it.
-      const commit = s.pendingMeta ? await this.meta.recover(this.metaJob(s.pendingMeta)) : null;
+      const commit = s.pendingMeta ? this.meta.recover(this.metaJob(s.pendingMeta)) : null;
       if (commit) {
         this.st.completedMeta = commit.outcome as MetaOutcome;
         this.st.pendingMeta = null;
