@@ -242,7 +242,8 @@ export class TransformerLM {
   /** Fixed dropout seed for every training forward (gradient checks); null: a new mask per forward. */
   loraDropSeed: number | null = null;
   private dropSeed = 0;
-  private dropCount = 0;
+  /** Training forwards with dropout so far: the next mask's seed. Part of the training state (the trainer saves it for an exact resume). */
+  loraDropCount = 0;
   private decoding = false;
 
   private constructor(config: ModelConfig, tensors: Map<string, NamedTensor> | null, rng: Rng | null, opts: ModelOptions) {
@@ -714,7 +715,7 @@ export class TransformerLM {
     const K = this.kernels;
     this.decoding = false;
     // A fresh dropout mask per training forward (seeded counter, replayed by backward).
-    this.dropSeed = this.lora && this.loraEnabled && this.loraTrain && this.lora.dropout > 0 ? (this.loraDropSeed ?? ++this.dropCount) : 0;
+    this.dropSeed = this.lora && this.loraEnabled && this.loraTrain && this.lora.dropout > 0 ? (this.loraDropSeed ?? ++this.loraDropCount) : 0;
     const tok = A.int("tokens", N);
     tok.set(tokens);
     const tgt = A.int("targets", N);
