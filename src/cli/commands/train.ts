@@ -189,7 +189,7 @@ export function register(program: Command): void {
         runDir = "";
       }
       const over: Record<string, unknown> = {};
-      const taskName = (given("task") ? opts.task : raw.task) as string | undefined;
+      const taskName = (given("task") ? opts.task : (raw.task ?? trainConfigSchema.parse({}).task)) as string | undefined;
       const task0 = !resume && taskName ? await resolveTask(taskName, { dataDir: (given("dataDir") ? opts.dataDir : raw.dataDir) as string | undefined }).catch(() => undefined) : undefined;
       for (const [flag, key] of Object.entries(FLAG_KEYS)) if (given(flag)) over[key] = opts[flag];
       if (given("dataFile")) over.data = parseDataFiles(String(opts.dataFile));
@@ -227,6 +227,12 @@ export function register(program: Command): void {
         // Task-level defaults (math: a meta step every 20 steps, as the paper's runs) unless set by flag or file.
         if (task0?.metaDefaults?.interval !== undefined && !given("mpoInterval") && !given("mpo") && raw.mpoInterval === undefined) over.mpoInterval = task0.metaDefaults.interval;
         if (task0?.metaDefaults?.samples !== undefined && !given("metaSamples") && rewardKind !== "math-mixed" && (raw.reward as { metaSamples?: unknown } | undefined)?.metaSamples === undefined && over["reward.kind"] !== undefined) over["reward.metaSamples"] = task0.metaDefaults.samples;
+        // Task-level defaults for a fresh policy (say-word: the batch and step size its toy policy learns with).
+        const fresh = task0?.freshPolicyDefaults;
+        if (fresh && !given("policy") && raw.policy === undefined) {
+          if (fresh.batchSize !== undefined && !given("batch") && raw.batchSize === undefined) over.batchSize = fresh.batchSize;
+          if (fresh.lr !== undefined && !given("lr") && raw.lr === undefined) over.lr = fresh.lr;
+        }
         if (given("metaSamples")) {
           // The mixed math reward's meta step analyzes cases per guideline group rather than single rollouts.
           const kind = over["reward.kind"] ?? (raw.reward as { kind?: string } | undefined)?.kind;
@@ -294,7 +300,8 @@ export function register(program: Command): void {
 const FROM_POLICY = new Set(["maxNewTokens", "maxPromptTokens", "promptSeparator", "temperature"]);
 const EXTRA_DEFAULTS: Record<string, string> = {
   groupSize: "1 for ppo, 4 for grpo/rloo",
-  lr: "3e-6 with --policy (the paper), 1e-3 for the fresh tiny policy",
+  lr: "3e-6 with --policy (the paper), 1e-3 for the fresh tiny policy (say-word: 3e-3)",
+  batch: "8 (say-word with the fresh tiny policy: 32)",
   criticLr: "--lr",
   reward: "the task's own (say-word: keyword)",
   judgeMode: "per-item",
