@@ -200,7 +200,8 @@ export function register(program: Command): void {
 const FROM_POLICY = new Set(["maxNewTokens", "maxPromptTokens", "promptSeparator", "temperature"]);
 const EXTRA_DEFAULTS: Record<string, string> = {
   groupSize: "1 for ppo, 4 for grpo/rloo",
-  lr: "3e-6 with --policy (the paper), 1e-3 for the fresh tiny policy",
+  lr: "3e-6 with --policy (the paper), 1e-3 for the fresh tiny policy (say-word: 3e-3)",
+  batch: "8 (say-word with the fresh tiny policy: 32)",
   criticLr: "--lr",
   reward: "the task's own (say-word: keyword)",
   judgeMode: "per-item",
