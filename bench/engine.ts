@@ -18,7 +18,8 @@
  * LoRA r 64, α 128, dropout 0.05 on all seven projections (ours: frozen base, chunked lm_head; PyTorch: PEFT-style
  * LoRA modules), batched KV-cache generation with the adapters on, and each process's peak RSS. Native path
  * and 2 threads only (the TS path would take hours). Full fine-tuning at this size needs ≈ 12 GB (ours) /
- * ≈ 17 GB (PyTorch) and runs only with --full.
+ * ≈ 17 GB (PyTorch) and runs only with --full. The PyTorch child is killed when its RSS passes --torch-max-rss-gib
+ * (default 12); the table then shows ">cap" for its peak, no training number, and its generation measured alone.
  *
  * A path whose training step is predicted (from its step time on the previous, smaller config, scaled
  * by parameters × tokens) to exceed --max-step-seconds (default 60) is skipped with a note, which keeps
@@ -28,7 +29,7 @@
  * without it the bench says so and prints only our numbers. Numbers on a shared machine are noisy.
  */
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cpus, loadavg } from "node:os";
@@ -179,21 +180,41 @@ function timed(fn: () => void, seconds: number): { n: number; el: number; cpu: n
 
 // ------------------------------------------------------------------------------------------- driver side
 
-function run(cmd: string, args: string[], env: Record<string, string>, timeoutS: number): Promise<{ ok: boolean; out: string; err: string }> {
+/**
+ * Runs a child; with maxRssBytes, polls its RSS (/proc/PID/status VmRSS, every second) and kills it once it
+ * goes above — the PyTorch peer at Qwen2.5-0.5B LoRA 4 × 512 grew past 19 GiB on this 24 GiB shared machine.
+ */
+function run(
+  cmd: string, args: string[], env: Record<string, string>, timeoutS: number, maxRssBytes = 0,
+): Promise<{ ok: boolean; out: string; err: string; rssKilled?: number }> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { cwd: repo, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let out = "", err = "";
+    let rssKilled: number | undefined;
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutS * 1000);
-    child.on("error", (e) => {
+    const poll = maxRssBytes > 0
+      ? setInterval(() => {
+          try {
+            const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+            const rss = m ? Number(m[1]) * 1024 : 0;
+            if (rss > maxRssBytes && rssKilled === undefined) {
+              rssKilled = rss;
+              child.kill("SIGKILL");
+            }
+          } catch {
+            /* exited */
+          }
+        }, 1000)
+      : null;
+    const done = (r: { ok: boolean; out: string; err: string }) => {
       clearTimeout(timer);
-      resolve({ ok: false, out, err: err + String(e) });
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ ok: code === 0, out, err: code === null ? err + "\n(killed: timeout)" : err });
-    });
+      if (poll) clearInterval(poll);
+      resolve(rssKilled === undefined ? r : { ...r, ok: false, rssKilled });
+    };
+    child.on("error", (e) => done({ ok: false, out, err: err + String(e) }));
+    child.on("close", (code) => done({ ok: code === 0, out, err: code === null ? err + "\n(killed: timeout)" : err }));
   });
 }
 
@@ -247,7 +268,9 @@ async function main(argv: string[]): Promise<void> {
   const torchProblem = argv.includes("--no-torch") ? "disabled with --no-torch" : await torchAvailable();
   if (torchProblem) process.stderr.write(`PyTorch baseline unavailable: ${torchProblem}. Install with: apt-get install -y python3-torch libopenblas0-pthread. Showing only our numbers.\n`);
   if (!native.kernels) process.stderr.write(`native path unavailable: ${native.error}\n`);
-  const perStepLimit = Number(arg("--timeout") ?? 600);
+  const perStepLimit = Number(arg("--timeout") ?? 1800);
+  /** The PyTorch child is killed above this RSS (GiB; 0 = never): a shared machine must not run out of memory. */
+  const torchMaxRss = Number(arg("--torch-max-rss-gib") ?? 12) * 2 ** 30;
 
   const maxStepS = Number(arg("--max-step-seconds") ?? 60);
   const work = (spec: BenchConfig) => {
@@ -291,11 +314,18 @@ async function main(argv: string[]): Promise<void> {
       }
       let torch: Measure[] = [];
       let torchVersion = "";
+      let torchNote = "";
       if (!torchProblem) {
-        process.stderr.write(`[${spec.label}] PyTorch threads ${threads.join(",")}, ${mode} training …\n`);
-        const r = await run(PYTHON, [join(here, "torch_bench.py"), "--config", JSON.stringify(spec.config), "--batch", String(spec.batch), "--seq", String(spec.seq),
+        const torchArgs = (extra: string[]) => [join(here, "torch_bench.py"), "--config", JSON.stringify(spec.config), "--batch", String(spec.batch), "--seq", String(spec.seq),
           "--gen-batch", String(spec.genBatch), "--gen-prompt", String(spec.genPrompt), "--gen-new", String(spec.genNew), "--threads", threads.join(","), "--seconds", String(seconds),
-          ...(mode === "lora" ? ["--lora", `${LORA.r},${LORA.alpha},${LORA.dropout}`] : [])], {}, perStepLimit);
+          ...(mode === "lora" ? ["--lora", `${LORA.r},${LORA.alpha},${LORA.dropout}`] : []), ...extra];
+        process.stderr.write(`[${spec.label}] PyTorch threads ${threads.join(",")}, ${mode} training …\n`);
+        let r = await run(PYTHON, torchArgs([]), {}, perStepLimit, torchMaxRss);
+        if (r.rssKilled !== undefined) {
+          torchNote = `PyTorch ${mode} training killed at ${(r.rssKilled / 2 ** 30).toFixed(1)} GiB RSS (over --torch-max-rss-gib ${torchMaxRss / 2 ** 30}); its generation measured alone`;
+          process.stderr.write(`  ${torchNote}\n`);
+          r = await run(PYTHON, torchArgs(["--skip-train"]), {}, perStepLimit, torchMaxRss);
+        }
         const j = lastJson(r.out);
         if (r.ok && j) {
           torch = j.results;
@@ -304,7 +334,7 @@ async function main(argv: string[]): Promise<void> {
       }
       const tTrain = best(torch, "train_tokens_per_s");
       const tGen = best(torch, "gen_tokens_per_s");
-      const tRss = torch[0]?.peak_rss_mib;
+      const tRss: number | string | undefined = torchNote ? `>${((torchMaxRss / 2 ** 20) | 0)}` : torch[0]?.peak_rss_mib;
       for (const [name, ms] of Object.entries(ours)) {
         const tr = best(ms, "train_tokens_per_s");
         const ge = best(ms, "gen_tokens_per_s");
@@ -315,7 +345,7 @@ async function main(argv: string[]): Promise<void> {
           train_ratio: tr && tTrain ? tr.v / tTrain.v : undefined,
           gen_tok_s: ge?.v, gen_threads: ge?.threads, torch_gen_tok_s: tGen?.v, torch_gen_threads: tGen?.threads,
           gen_ratio: ge && tGen ? ge.v / tGen.v : undefined, torch_version: torchVersion,
-          peak_rss_mib: rss || undefined, torch_peak_rss_mib: tRss,
+          peak_rss_mib: rss || undefined, torch_peak_rss_mib: tRss, ...(torchNote ? { torch_note: torchNote } : {}),
           ...cpuRatios(ms, torch),
           all: { ours: ms, torch },
         });
@@ -341,7 +371,7 @@ function cpuRatios(ours: Measure[], torch: Measure[]): Record<string, number | u
 }
 
 function printTable(rows: Record<string, unknown>[]): void {
-  const f = (v: unknown, digits = 0) => (typeof v === "number" ? v.toFixed(digits) : "-");
+  const f = (v: unknown, digits = 0) => (typeof v === "number" ? v.toFixed(digits) : typeof v === "string" ? v : "-");
   const header = ["config", "params", "path", "training", "train tok/s (thr)", "torch train (thr)", "ours/torch", "gen tok/s (thr)", "torch gen (thr)", "ours/torch", "peak RSS MiB", "torch", "ours/torch"];
   const lines = rows.map((r) => [
     String(r.config), f(r.params), String(r.path), String(r.mode),
@@ -355,6 +385,7 @@ function printTable(rows: Record<string, unknown>[]): void {
   console.log(fmt(header));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const l of lines) console.log(fmt(l));
+  for (const r of rows) if (r.torch_note) console.log(`note (${r.config}, ${r.mode}): ${r.torch_note}`);
   const h2 = ["config", "path", "training", "train tok/CPU-s", "torch", "ours/torch", "gen tok/CPU-s", "torch", "ours/torch"];
   const l2 = rows.map((r) => [String(r.config), String(r.path), String(r.mode), f(r.train_cpu_tok_s), f(r.torch_train_cpu_tok_s), f(r.train_cpu_ratio, 2), f(r.gen_cpu_tok_s), f(r.torch_gen_cpu_tok_s), f(r.gen_cpu_ratio, 2)]);
   const w2 = h2.map((h, i) => Math.max(h.length, ...l2.map((l) => l[i].length)));
