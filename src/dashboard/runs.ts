@@ -7,7 +7,9 @@
  */
 import { promises as fsp, type Dirent } from "node:fs";
 import { join } from "node:path";
+import { rubricVersionFileSchema } from "../rubric/store.ts";
 import type { RubricItem, RubricVersion } from "../rubric/types.ts";
+import { formatZodIssues } from "../util/errors.ts";
 import { isInside, runIdOf, safeFile } from "./paths.ts";
 import { diffRubricItems, type RubricDiff } from "./rubric-diff.ts";
 import { repetitionStats, type StepPoint } from "../meta/signals.ts";
@@ -344,18 +346,6 @@ export interface RubricEntry {
   metaSteps: number[];
 }
 
-function validItems(v: unknown): RubricItem[] | null {
-  const items = (v as { rubric?: { items?: unknown } })?.rubric?.items;
-  if (!Array.isArray(items)) return null;
-  const out: RubricItem[] = [];
-  for (const it of items) {
-    if (!it || typeof it !== "object" || typeof (it as RubricItem).name !== "string" || typeof (it as RubricItem).text !== "string") return null;
-    const x = it as RubricItem;
-    out.push({ name: x.name, text: x.text, min: num(x.min) ?? 0, max: num(x.max) ?? 5, ...(num(x.weight) !== null ? { weight: x.weight } : {}) });
-  }
-  return out;
-}
-
 export async function readRubrics(root: string, runDir: string): Promise<{ versions: RubricEntry[]; problems: Problem[] }> {
   const problems: Problem[] = [];
   const files = await listVersionFiles(runDir, "rubrics", /^v(\d+)\.json$/);
@@ -377,25 +367,24 @@ export async function readRubrics(root: string, runDir: string): Promise<{ versi
       problems.push(r.problem);
       continue;
     }
-    const v = r.value as Partial<RubricVersion>;
-    const items = validItems(v);
-    if (!items) {
-      problems.push({ file: rel, message: "not a rubric version (missing rubric.items with name/text)" });
+    // The store's own schema (src/rubric/store.ts): a file the trainer could not load is a problem here too.
+    const parsed = rubricVersionFileSchema.safeParse(r.value);
+    if (!parsed.success) {
+      problems.push({ file: rel, message: formatZodIssues("not a rubric version", parsed.error.issues) });
       continue;
     }
-    const author = v.author && typeof v.author === "object" && typeof v.author.kind === "string" ? v.author : null;
-    const metaSteps = new Set<number>(metaResult.get(num(v.version) ?? f.n) ?? []);
-    if (author?.kind === "meta" && num(author.step) !== null) {
-      if (metaFiles.some((m) => m.n === author.step)) metaSteps.add(author.step);
-    }
+    const v = parsed.data;
+    const author = v.author as RubricVersion["author"];
+    const metaSteps = new Set<number>(metaResult.get(v.version) ?? []);
+    if (author.kind === "meta" && metaFiles.some((m) => m.n === author.step)) metaSteps.add(author.step);
     versions.push({
-      version: num(v.version) ?? f.n,
-      parent: num(v.parent),
-      step: num(v.step),
+      version: v.version,
+      parent: v.parent,
+      step: v.step,
       author,
-      createdAt: str(v.createdAt),
-      analyses: Array.isArray(v.analyses) ? v.analyses.filter((a): a is string => typeof a === "string") : [],
-      items,
+      createdAt: v.createdAt,
+      analyses: v.analyses,
+      items: v.rubric.items.map((x): RubricItem => ({ name: x.name, text: x.text, min: x.min, max: x.max, ...(x.weight !== undefined ? { weight: x.weight } : {}) })),
       hasText: texts.has(f.n),
       diff: null,
       metaSteps: [...metaSteps].sort((a, b) => a - b),

@@ -17,6 +17,9 @@
  * restart the caller hands its persisted pending job to `recover()`:
  *   - marker present → the step finished: its outcome and state are adopted, it is never re-run (its
  *     rubric version and meta log stay as they are);
+ *   - no marker, but the caller's `finished(job)` finds the step's own proof of completion (the service: its
+ *     meta log reached a final state before a kill that landed just before the marker) → adopted likewise,
+ *     and the marker is written now;
  *   - no marker → the step is half-made: `discard` undoes what it wrote (rubric versions move aside, never
  *     deleted), its meta logs move to moved-aside/, and the caller re-runs it from the same input.
  * Markers with keys above a checkpoint being resumed belong to an abandoned future: `rollBackAfter` moves
@@ -86,10 +89,10 @@ export interface MetaJob<I> {
   decision?: MetaDecision;
 }
 
-/** The commit marker's content. */
-export interface MetaCommit<O> {
+/** The commit marker's content (`outcome`: what `commitOutcome` records of the step's outcome). */
+export interface MetaCommit<R> {
   key: number;
-  outcome: O;
+  outcome: R;
   /** Caller state after the step (the trainer: reward.saveState(), i.e. the rubric version it made). */
   state: unknown;
   committedAt: string;
@@ -102,7 +105,7 @@ export interface MetaSettled<I, O> {
   committed: boolean;
 }
 
-export interface MetaSchedulerOptions<I, O> {
+export interface MetaSchedulerOptions<I, O, R = O> {
   runDir: string;
   trigger: MetaTrigger;
   /** Runs one meta step (writes its log and rubric version). Expected failures are outcomes, not throws. */
@@ -111,10 +114,17 @@ export interface MetaSchedulerOptions<I, O> {
   onError: (err: unknown, job: MetaJob<I>) => O;
   /** State stored in the marker, read after the step finished (default: none). */
   commitState?: (outcome: O, job: MetaJob<I>) => unknown;
+  /** What the marker records of the outcome (plain JSON; default: the outcome itself). */
+  commitOutcome?: (outcome: O, job: MetaJob<I>) => R;
   /** Called once the marker is written (the service switches its rubric here). */
   onCommit?: (outcome: O, job: MetaJob<I>) => void;
-  /** Undoes what a half-made step wrote (rubric versions), called by recover() when there is no marker. */
-  discard?: (job: MetaJob<I>) => void | Promise<void>;
+  /**
+   * recover() without a marker: the step's own proof that it finished anyway (a kill between its last write
+   * and the marker), as the marker would have recorded it; null = half-made. Default: none (always half-made).
+   */
+  finished?: (job: MetaJob<I>) => { outcome: R; state: unknown } | null;
+  /** Undoes what a half-made step wrote (rubric versions), called by recover() when it did not finish. */
+  discard?: (job: MetaJob<I>) => void;
 }
 
 const commitSchema = z.object({
@@ -124,13 +134,13 @@ const commitSchema = z.object({
   committedAt: z.string(),
 });
 
-export class MetaScheduler<I, O> {
+export class MetaScheduler<I, O, R = O> {
   /** The last started step until someone settle()s it (the trainer does; the service applies results in onCommit). */
   private current: { job: MetaJob<I>; done: Promise<MetaSettled<I, O>> } | null = null;
   private inFlight: MetaJob<I> | null = null;
   private abortController = new AbortController();
 
-  constructor(private readonly o: MetaSchedulerOptions<I, O>) {}
+  constructor(private readonly o: MetaSchedulerOptions<I, O, R>) {}
 
   get trigger(): MetaTrigger {
     return this.o.trigger;
@@ -174,8 +184,7 @@ export class MetaScheduler<I, O> {
         outcome = this.o.onError(err, job);
       }
       if (signal.aborted) return { job, outcome, committed: false };
-      const commit: MetaCommit<O> = { key: job.key, outcome, state: this.o.commitState?.(outcome, job) ?? null, committedAt: new Date().toISOString() };
-      writeJsonAtomic(runPath(this.o.runDir, metaCommitFile(job.key)), commit, { durable: true });
+      this.writeCommit(job.key, this.o.commitOutcome ? this.o.commitOutcome(outcome, job) : (outcome as unknown as R), this.o.commitState?.(outcome, job) ?? null);
       this.o.onCommit?.(outcome, job);
       return { job, outcome, committed: true };
     })();
@@ -205,22 +214,31 @@ export class MetaScheduler<I, O> {
   }
 
   /** The marker of `key`, if that meta step committed. Throws naming the file when the marker is corrupt. */
-  commitOf(key: number): MetaCommit<O> | null {
+  commitOf(key: number): MetaCommit<R> | null {
     const p = runPath(this.o.runDir, metaCommitFile(key));
     if (!existsSync(p)) return null;
     const c = readJsonFileWith(p, commitSchema, "meta-step commit marker");
     if (c.key !== key) throw new Error(`${p}: marker says key ${c.key}, expected ${key}`);
-    return c as MetaCommit<O>;
+    return c as MetaCommit<R>;
+  }
+
+  private writeCommit(key: number, outcome: R, state: unknown): MetaCommit<R> {
+    const commit: MetaCommit<R> = { key, outcome, state, committedAt: new Date().toISOString() };
+    writeJsonAtomic(runPath(this.o.runDir, metaCommitFile(key)), commit, { durable: true });
+    return commit;
   }
 
   /**
    * After a restart, for the job the caller had persisted as pending: the committed result (adopt it, do not
-   * re-run), or null after discarding the half-made step (the caller then `start`s it again).
+   * re-run), or null after discarding the half-made step (the caller then `start`s it again). Synchronous, so a
+   * caller can recover in its constructor before anything else can start a step.
    */
-  async recover(job: MetaJob<I>): Promise<MetaCommit<O> | null> {
+  recover(job: MetaJob<I>): MetaCommit<R> | null {
     const c = this.commitOf(job.key);
     if (c) return c;
-    await this.o.discard?.(job);
+    const f = this.o.finished?.(job);
+    if (f) return this.writeCommit(job.key, f.outcome, f.state);
+    this.o.discard?.(job);
     const logs = this.metaLogsOf(job.key);
     this.moveAside(logs, `half-made-meta-${job.key}`);
     return null;

@@ -46,5 +46,6 @@ export const trainerStateSchema = z.looseObject({
   metaBuffer: z.array(metaSampleSchema),
   pendingMeta: z.looseObject({ step: count, rollouts: z.array(metaSampleSchema) }).nullable(),
   completedMeta: metaOutcomeSchema.nullable().optional(),
+  loraDropCounts: z.looseObject({ policy: count, critic: count.optional() }).optional(),
   elapsedSeconds: z.number().nonnegative(),
 });

@@ -23,11 +23,11 @@
  * value head on the policy trunk instead (half the compute, value gradients then shape the policy's
  * features). The reference policy is a frozen copy of the initial policy saved in RUN/reference/.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../engine/index.ts";
 import type { ModelConfig, NamedTensor } from "../engine/index.ts";
-import { loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
+import { configWeightsDtype, loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
 import { writeGenerationSettings } from "../engine/generation-settings.ts";
 import { resolveModelSource } from "../engine/io/hub.ts";
 import { policyFormat, type PolicyFormat } from "./policy-format.ts";
@@ -37,7 +37,7 @@ import { resolveConfig } from "../engine/config.ts";
 import type { Evaluation } from "../judge/types.ts";
 import type { UsageByStage } from "../llm/types.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
-import { appendJsonl, readJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
+import { appendJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { UserError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
 import { klArray, maskedMean, summarize } from "./advantages.ts";
@@ -52,6 +52,7 @@ import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./
 import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
 import { commitCheckpoint, findResumePoint, prepareNewRunDir, rollBackRecords, type ResumePoint } from "./checkpointing.ts";
 import { trainerStateSchema } from "./state.ts";
+import { Progress, type RunState, writeRunStatus } from "./progress.ts";
 import { parseStateWith } from "../util/state-file.ts";
 import { checkpointDir, LATEST_CHECKPOINT } from "../util/run-layout.ts";
 
@@ -79,6 +80,8 @@ export interface TrainerState {
   metaPoints?: WindowPoint[];
   /** A meta step that finished while the run was stopping: reported with the next step's metrics. */
   completedMeta?: MetaOutcome | null;
+  /** LoRA: the models' dropout-mask counters (TransformerLM.loraDropCount), so a resume draws the same masks. */
+  loraDropCounts?: { policy: number; critic?: number };
   elapsedSeconds: number;
 }
 
@@ -250,8 +253,6 @@ export class Trainer {
   private stopRequested = false;
   private abandonRequested = false;
   private startedAt = new Date().toISOString();
-  private sessionStart = now();
-  private bar: { update(v: number, payload?: object): void; stop(): void; start(total: number, v: number, payload?: object): void } | null = null;
 
   private constructor(init: TrainerInit) {
     this.cfg = init.config;
@@ -295,7 +296,7 @@ export class Trainer {
     mkdirSync(this.runDir, { recursive: true });
     this.records = await this.task.load("train", { dataDir: cfg.dataDir, limit: cfg.limit || undefined });
     if (this.records.length === 0) throw new UserError(`task ${this.task.name}: the train split has no records`);
-    const engineOpts = { engine: cfg.engine };
+    const engineOpts = { engine: cfg.engine, recompute: cfg.recompute };
 
     // Reference policy (frozen initial policy) and tokenizer: RUN/reference/ once written.
     let refTensors: Map<string, NamedTensor>;
@@ -315,7 +316,10 @@ export class Trainer {
       const maxT = baseConfig.max_position_embeddings;
       if (cfg.maxPromptTokens + cfg.maxNewTokens > maxT)
         throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${maxT}`);
-      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON(), ...this.format.files });
+      // A half-precision base is kept in its own dtype (lossless: its values are exactly those read), which
+      // halves RUN/reference/ on disk and tells `mpo export` the base's dtype.
+      const keepDtype = ck.weightsDtype && ck.weightsDtype === configWeightsDtype(ck.config) ? ck.weightsDtype : undefined;
+      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON(), ...this.format.files, weightsDtype: keepDtype });
     } else {
       const tok = builtinTokenizer();
       const { llamaConfig } = await import("../engine/index.ts");
@@ -368,7 +372,7 @@ export class Trainer {
       this.policyOpt.loadStateDict(pck.optimizer);
       if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
         const cck = loadAdapterDir(join(ckDir, "critic"));
-        this.critic = loraModel(criticConfig, refTensors, lora, engineOpts, loraRng.fork("critic"), cck);
+        this.critic = loraModel(criticConfig, refTensors, lora, { ...engineOpts, shareArenaWith: this.policy }, loraRng.fork("critic"), cck);
         const criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
         if (!cck.optimizer) throw new UserError(`${ckDir}/critic: optimizer.safetensors missing; cannot resume exactly`);
         criticOpt.loadStateDict(cck.optimizer);
@@ -376,6 +380,8 @@ export class Trainer {
       }
       this.ref = adaptersOff(this.policy);
       await this.resumeState(pck.trainerState, ckDir, latest.step);
+      this.policy.loraDropCount = this.st.loraDropCounts?.policy ?? 0;
+      if (this.critic) this.critic.loraDropCount = this.st.loraDropCounts?.critic ?? 0;
     } else if (resume && latest) {
       const ckDir = join(this.runDir, latest.path);
       const pck = loadCheckpoint(join(ckDir, "policy"));
@@ -396,7 +402,7 @@ export class Trainer {
       this.policy = loraModel(policyConfig, refTensors, lora, engineOpts, loraRng.fork("policy"));
       this.policyOpt = new AdamW(this.policy.trainableParams(), optOpts);
       if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
-        this.critic = loraModel(criticConfig, refTensors, lora, engineOpts, loraRng.fork("critic"));
+        this.critic = loraModel(criticConfig, refTensors, lora, { ...engineOpts, shareArenaWith: this.policy }, loraRng.fork("critic"));
         this.criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
       }
       this.ref = adaptersOff(this.policy);
@@ -430,7 +436,7 @@ export class Trainer {
       this.lastCheckpointStep = s.step;
       this.rollBackTo(s);
       // A meta step pending in the checkpoint may have finished before the crash: adopt it, never redo it.
-      const commit = s.pendingMeta ? await this.meta.recover(this.metaJob(s.pendingMeta)) : null;
+      const commit = s.pendingMeta ? this.meta.recover(this.metaJob(s.pendingMeta)) : null;
       if (commit) {
         this.st.completedMeta = commit.outcome as MetaOutcome;
         this.st.pendingMeta = null;
@@ -534,48 +540,24 @@ export class Trainer {
     if (this.abandonRequested) throw new AbandonStep();
   }
 
-  private writeStatus(state: "running" | "finished" | "crashed" | "stopped", message?: string): void {
-    writeJsonAtomic(join(this.runDir, "status.json"), {
+  private writeStatus(state: RunState, message?: string): void {
+    writeRunStatus(this.runDir, {
       state,
       step: this.st?.step ?? 0,
       totalSteps: this.cfg.steps,
       task: this.task.name,
       algorithm: this.cfg.algo,
-      arm: null,
-      pid: process.pid,
       startedAt: this.startedAt,
-      updatedAt: new Date().toISOString(),
       rubricVersion: this.reward?.rubricVersion() ?? 0,
       ...(message ? { message } : {}),
     });
   }
 
-  private async startProgress(): Promise<void> {
-    const want = this.hooks.progress ?? !!process.stderr.isTTY;
-    if (!want) return;
-    const { default: cliProgress } = await import("cli-progress");
-    const bar = new cliProgress.SingleBar(
-      {
-        stream: process.stderr,
-        format: `step {value}/{total} |{bar}| score {score} kl {kl}${this.hasRubric() ? " rubric v{rv}" : ""} | {duration_formatted} eta {eta_formatted}`,
-        hideCursor: true,
-        etaBuffer: 20,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-    bar.start(this.cfg.steps, this.st.step, { score: "-", kl: "-", rv: this.reward.rubricVersion() });
-    this.bar = bar;
-    this.log = (line) => {
-      // Print above the bar without tearing it.
-      process.stderr.write("\r\x1b[K" + line + "\n");
-      bar.update(this.st.step);
-    };
-  }
-
   // ---------------------------------------------------------------- main loop
 
   async run(): Promise<TrainResult> {
-    await this.startProgress();
+    const progress = await Progress.start({ totalSteps: this.cfg.steps, hasRubric: this.hasRubric(), log: this.log, ...(this.hooks.progress !== undefined ? { bar: this.hooks.progress } : {}) }, this.st.step, this.reward.rubricVersion());
+    this.log = progress.log;
     if (this.st.pendingMeta) this.meta.start(this.metaJob(this.st.pendingMeta));
     let final: "finished" | "stopped" = "finished";
     try {
@@ -603,15 +585,15 @@ export class Trainer {
           throw err;
         }
         this.hooks.onStep?.(m);
-        this.report(m);
+        progress.step(m);
       }
       if (final === "finished") await this.meta.settle().catch(() => undefined);
     } catch (err) {
-      this.bar?.stop();
+      progress.stop();
       this.writeStatus("crashed", (err as Error).message);
       throw err;
     }
-    this.bar?.stop();
+    progress.stop();
     const msg =
       final === "finished"
         ? `training finished: ${this.st.step} steps${this.hasRubric() ? `, rubric v${this.reward.rubricVersion()}` : ""}; run directory ${this.runDir}`
@@ -621,30 +603,9 @@ export class Trainer {
     return { state: final, step: this.st.step, runDir: this.runDir };
   }
 
-  private report(m: StepMetrics): void {
-    if (m.meta) this.log(`mpo: step ${m.step}: ${m.meta.summary}${m.meta.ok ? "" : ` (meta step failed: ${m.meta.error ?? "unknown"})`}`);
-    if (m.skipped) this.log(`mpo: step ${m.step} skipped: ${m.skipped}`);
-    if (this.bar) this.bar.update(m.step, { score: this.scoreText(m), kl: m.kl.toFixed(3), rv: m.rubricVersion });
-    else {
-      const every = Math.max(1, Math.floor(this.cfg.steps / 20));
-      if (m.step % every === 0 || m.step === this.cfg.steps)
-        this.log(`mpo: step ${m.step}/${this.cfg.steps} score ${this.scoreText(m)} kl ${m.kl.toFixed(4)}${this.hasRubric() ? ` rubric v${m.rubricVersion}` : ""} (${m.seconds.total.toFixed(2)} s/step)`);
-    }
-  }
-
   /** Rewards with a rubric (or guidelines) are the ones a meta step can evolve; only they have versions to show. */
   private hasRubric(): boolean {
     return typeof this.reward.metaStep === "function";
-  }
-
-  /**
-   * The raw total depends on how many items the rubric has (1 item: 0–5, 6 items: 0–30), so a meta step that
-   * grows the rubric makes it jump; the normalized score (0–1) is comparable across versions.
-   */
-  private scoreText(m: StepMetrics): string {
-    const raw = m.score.mean.toFixed(3);
-    const norm = m.normalizedScore?.mean;
-    return this.hasRubric() && norm !== undefined && Number.isFinite(norm) ? `${raw} (normalized ${norm.toFixed(3)})` : raw;
   }
 
   /**
@@ -842,6 +803,7 @@ export class Trainer {
     this.st.step = step;
     this.st.genRng = this.genRng.state();
     this.st.mbRng = this.mbRng.state();
+    if (this.policy.lora) this.st.loraDropCounts = { policy: this.policy.loraDropCount, ...(this.critic?.lora ? { critic: this.critic.loraDropCount } : {}) };
     this.st.rubricVersion = rubricVersion;
     this.st.rewardState = this.reward.saveState?.() ?? null;
     this.st.elapsedSeconds += now() - t0;
@@ -892,7 +854,7 @@ export class Trainer {
       const ro = this.ref.score(p.tokens, p.targets, p.B, p.T, opts);
       refLogp.set(gather(ro.logprobs, p), c0 * R);
       if (this.critic) {
-        const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true });
+        const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true, needLogprobs: false });
         oldValues.set(gather(co.values!, p), c0 * R);
       }
       mask.set(p.mask, c0 * R);
@@ -950,7 +912,7 @@ export class Trainer {
         }
         if (this.critic && this.criticOpt) {
           this.critic.zeroGrad();
-          const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true });
+          const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true, needLogprobs: false });
           const v = clippedValueLoss(gather(co.values!, p), sel(oldValues), sel(returns), mMask, cfg.cliprangeValue);
           this.critic.backward(null, scatter(v.dValues, p, cfg.vfCoef));
           if (gradsFinite(this.critic.trainableParams())) {

@@ -12,7 +12,7 @@ import { formatZodIssues } from "../util/errors.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { VERSION_FILE_RE, versionFileName } from "../util/run-layout.ts";
 import { UserError } from "../util/errors.ts";
-import { parseRubricJson, RubricError, rubricToText } from "./format.ts";
+import { parseRubricJson, RubricError, rubricSchema, rubricToText } from "./format.ts";
 import { guidelinesToText, parseGuidelineSetJson } from "./guidelines.ts";
 import type { GuidelineSet, Rubric, RubricAuthor, VersionMeta } from "./types.ts";
 
@@ -68,6 +68,12 @@ const metaSchema = z.object({
   analyses: z.array(z.string()),
   rejected: z.object({ reasons: z.array(z.string()) }).optional(),
 });
+
+/**
+ * A rubric version file (rubrics/vNNNN.json) as readers outside the store validate it (the dashboard): the
+ * lineage fields and the rubric, with the same item schema the store and the rubric parser use.
+ */
+export const rubricVersionFileSchema = metaSchema.extend({ rubric: rubricSchema });
 
 const FILE_RE = VERSION_FILE_RE;
 export { versionFileName };

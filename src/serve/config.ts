@@ -7,7 +7,7 @@ import { guardConfigSchema } from "../meta/guard.ts";
 import { adaptiveConfigSchema } from "../meta/triggers.ts";
 import { llmEndpointSchema } from "../llm/config.ts";
 
-export const splitPresetNames = ["chatml", "llama3", "gemma", "mistral", "phi3", "deepseek"] as const;
+export const splitPresetNames = ["chatml", "llama3", "gemma", "mistral", "phi3", "zephyr", "deepseek"] as const;
 
 export const splitTemplateSchema = z.union([
   z.enum(["auto", ...splitPresetNames]),
@@ -120,6 +120,13 @@ export const serveConfigSchema = z
     /** Allow a non-loopback host without a token. */
     insecure: z.boolean().default(false),
     split: splitTemplateSchema.default("auto"),
+    /**
+     * The policy being trained (a HF model directory or Hub id): with split "auto", OpenRLHF's query is split
+     * at the markers of ITS chat template (tokenizer_config.json / chat_template.jinja), not a guessed preset.
+     */
+    policy: z.string().min(1).optional(),
+    /** A Jinja chat template file (OpenRLHF's --tokenizer_chat_template), replacing the policy's own. */
+    chatTemplate: z.string().min(1).optional(),
     /** Override directory for prompt templates. */
     templates: z.string().optional(),
   })

@@ -8,7 +8,8 @@ import { startServer, type ServerHandle } from "./server.ts";
 import { RewardService } from "./service.ts";
 
 export { serveConfigSchema, type ServeConfig } from "./config.ts";
-export { splitQuery, PRESETS } from "./split.ts";
+export { splitQuery, PRESETS, markersFromChatTemplate } from "./split.ts";
+export { resolveSplit } from "./policy-template.ts";
 export { RewardService, ServiceUnavailableError } from "./service.ts";
 export type { ServerHandle } from "./server.ts";
 
@@ -25,6 +26,11 @@ export async function startRewardService(
     log?: (line: string) => void;
   } = {},
 ): Promise<ServerHandle> {
+  // The policy's chat template (--policy / --chat-template) decides the split before anything starts.
+  const { resolveSplit } = await import("./policy-template.ts");
+  const split = await resolveSplit(cfg);
+  if (split.note) (models.log ?? ((l: string) => process.stderr.write(`mpo serve: ${l}\n`)))(split.note);
+  cfg = { ...cfg, split: split.split };
   const metrics = new ServiceMetrics();
   const judge = models.judge ?? createChatModel(cfg.judge);
   const metaJudge = models.metaJudge ?? (cfg.metaJudge ? createChatModel(cfg.metaJudge) : undefined);

@@ -21,10 +21,18 @@
  * for exactly the requests it carried and marks the service unhealthy until a write succeeds again.
  * A restart continues from the newest rubric, counts the open window from disk, and re-runs a meta step a
  * crash interrupted. One service per run directory (serve.lock).
+ *
+ * Meta steps run on the same MetaScheduler as the trainer's (src/meta/scheduler.ts): its trigger says when one
+ * is due (every metaEvery samples, or adaptive), it runs the step off the request path, writes the commit
+ * marker and hands the result to `onCommit`, which switches the rubric; after a crash it adopts a finished
+ * step or discards a half-made one for a re-run. The service's part is the pending mark in serve-state.json.
  */
-import { appendFileSync, existsSync, openSync, readFileSync, readSync, closeSync, statSync, mkdirSync, renameSync } from "node:fs";
+import { appendFileSync, existsSync, openSync, readFileSync, readSync, closeSync, statSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { metaLogFile, movedAsideDir, runPath } from "../util/run-layout.ts";
+import { z } from "zod";
+import { metaLogFile, rolloutsFile, runPath, SERVE_STATE_FILE, STATUS_FILE } from "../util/run-layout.ts";
+import { readJsonFileWith, StateFileError } from "../util/state-file.ts";
+import { decisionTrigger, everySamples, MetaScheduler, type MetaJob, never, type MetaTrigger } from "../meta/scheduler.ts";
 import { RubricJudge } from "../judge/rubric-judge.ts";
 import { type ProtocolName, type ProtocolProfile, resolveProtocol, withOverrides } from "../judge/protocol.ts";
 import { loadTemplates } from "../judge/templates.ts";
@@ -142,17 +150,36 @@ export class ServiceUnavailableError extends Error {
   }
 }
 
-interface ServeState {
-  window: number;
+/** serve-state.json, validated when read back (a corrupt or hand-edited file names the field). */
+const serveStateSchema = z.object({
+  window: z.number().int().nonnegative(),
   /** Samples scored before the open window; with the window's lines on disk this gives `scored` after a restart. */
-  windowStart?: number;
-  scored: number;
+  windowStart: z.number().int().nonnegative().optional(),
+  scored: z.number().int().nonnegative(),
   /** Window whose meta step started but did not finish (re-run on restart). */
-  pendingMeta: number | null;
+  pendingMeta: z.number().int().nonnegative().nullable().default(null),
   /** The pending meta step's key (its meta log is meta/step-KEY.json): fixed when the window closes, so a restart finds that step's files. */
-  pendingMetaKey?: number;
-  metaSteps: number;
+  pendingMetaKey: z.number().int().nonnegative().optional(),
+  metaSteps: z.number().int().nonnegative().default(0),
+});
+type ServeState = z.output<typeof serveStateSchema>;
+
+/** A meta step's input: the closed window (rollouts/step-WINDOW.jsonl). Its key is the sample count at the close. */
+interface ServeMetaInput {
+  window: number;
 }
+/** What the commit marker records of a service meta step (the full result holds error causes, not JSON). */
+interface ServeMetaRecord {
+  ok: boolean;
+  summary: string;
+  version: number | null;
+  logPath: string;
+  error?: string;
+}
+/** A meta log's fields a restart reads to tell a finished step from a half-made one. */
+const metaLogStateSchema = z.object({ state: z.string(), summary: z.string().optional(), ok: z.boolean().optional(), toVersion: z.number().optional() });
+/** Final meta-log states. "failed" is not final here: a step stopped by a shutdown ends as failed too, and a failed step made no version, so re-running it is safe. */
+const FINAL_META_STATES = new Set(["done", "rejected", "unchanged"]);
 
 export interface JudgeHealth {
   /** ok | unreachable (failing calls now; requests keep retrying until their deadline) | misconfigured. */
@@ -171,7 +198,7 @@ const UNREADABLE_FLAGS = new Set(["unparsed-fallback", "missing-item", "unparsed
 /** Raw judge texts kept in the rollout log are cut here: the log is bounded whatever the judge sends. */
 const RAW_LOG_CHARS = 16_384;
 
-const stepFile = (runDir: string, window: number) => join(runDir, "rollouts", `step-${String(window).padStart(6, "0")}.jsonl`);
+const stepFile = (runDir: string, window: number) => runPath(runDir, rolloutsFile(window));
 
 function referenceText(label: unknown): string | undefined {
   if (label === undefined || label === null) return undefined;
@@ -225,9 +252,10 @@ export class RewardService {
   /** Adaptive schedule: summaries of full buckets since the last meta step, the open bucket, and why the last step ran. */
   private metaPoints: WindowPoint[] = [];
   private bucket: Array<{ normalized: number | null; response: string; flags: string[] }> = [];
-  private metaDecision: MetaDecision | undefined;
-  private metaRun: Promise<void> | null = null;
-  private metaAbort = new AbortController();
+  /** When meta steps run, and their crash safety: the same scheduler as the trainer's. */
+  private readonly meta: MetaScheduler<ServeMetaInput, MetaStepResult, ServeMetaRecord>;
+  /** Settles when the running meta step has ended (logged when it crashed); null when none runs. */
+  private metaDone: Promise<void> | null = null;
   private rng: Rng;
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
@@ -278,6 +306,7 @@ export class RewardService {
       this.gate = new Semaphore(o.concurrency);
       this.recent = new Uint8Array(this.unreadablePolicy.window);
       this.judgeHealth = { model: o.judge.id, consecutiveFailures: 0, lastError: null, lastOkAt: null, lastFailureAt: null };
+      this.meta = this.metaScheduler();
       this.state = this.loadState();
       this.rng = new Rng(`serve-${o.seed}-${this.state.metaSteps}`);
       this.windowSize = countLinesSync(stepFile(o.runDir, this.state.window));
@@ -291,31 +320,23 @@ export class RewardService {
   }
 
   private loadState(): ServeState {
-    const p = join(this.o.runDir, "serve-state.json");
+    const p = runPath(this.o.runDir, SERVE_STATE_FILE);
     if (!existsSync(p)) return { window: 0, scored: 0, pendingMeta: null, metaSteps: 0 };
     try {
       // A few hundred bytes written by this service (writeJsonAtomic): a whole-file read is fine here.
-      const s = JSON.parse(readFileSync(p, "utf8")) as ServeState;
-      if (!Number.isInteger(s.window) || !Number.isInteger(s.scored)) throw new Error("bad fields");
-      return {
-        window: s.window,
-        windowStart: s.windowStart,
-        scored: s.scored,
-        pendingMeta: s.pendingMeta ?? null,
-        ...(s.pendingMetaKey !== undefined ? { pendingMetaKey: s.pendingMetaKey } : {}),
-        metaSteps: s.metaSteps ?? 0,
-      };
+      return readJsonFileWith(p, serveStateSchema, "service state");
     } catch (err) {
-      throw new Error(`${p}: unreadable service state (${(err as Error).message}); move it aside to start a new window`);
+      if (err instanceof StateFileError) throw new StateFileError(p, `${err.message}\nmove ${SERVE_STATE_FILE} aside to start a new window`);
+      throw err;
     }
   }
 
   private saveState(durable = false): void {
-    writeJsonAtomic(join(this.o.runDir, "serve-state.json"), this.state, { durable });
+    writeJsonAtomic(runPath(this.o.runDir, SERVE_STATE_FILE), this.state, { durable });
   }
 
   private writeStatus(state: "running" | "stopped"): void {
-    writeJsonAtomic(join(this.o.runDir, "status.json"), { state, kind: "reward-service", pid: process.pid, updatedAt: new Date().toISOString(), rubricVersion: this.current.version });
+    writeJsonAtomic(runPath(this.o.runDir, STATUS_FILE), { state, kind: "reward-service", pid: process.pid, updatedAt: new Date().toISOString(), rubricVersion: this.current.version });
   }
 
   /** Called once the HTTP server is listening: only then is the run "running" (a failed bind leaves no trace). */
@@ -329,7 +350,7 @@ export class RewardService {
   }
 
   get metaRunning(): boolean {
-    return this.metaRun !== null;
+    return this.meta.running !== null;
   }
 
   get stats(): { scored: number; window: number; windowSize: number; metaSteps: number } {
@@ -597,7 +618,8 @@ export class RewardService {
     this.writeError = null;
     for (const b of batch) b.resolve();
     this.observe(windowRecs);
-    if (this.metaDue()) this.closeWindow();
+    const due = this.metaDue();
+    if (due) this.closeWindow(due.decision);
   }
 
   /** Samples per adaptive-schedule point (a tenth of metaEvery, at least 1). */
@@ -618,34 +640,56 @@ export class RewardService {
   }
 
   /**
-   * Is a meta step due after this flush? Fixed: the window holds metaEvery samples. Adaptive: decideAdaptive on
-   * the bucket summaries, sinceLast counted in buckets of the open window (so a restart, which keeps the window
-   * but not the summaries, still honours the maximum interval).
+   * The meta-step schedule. Fixed: the window holds metaEvery samples. Adaptive: decideAdaptive on the bucket
+   * summaries, between ⌈metaEvery/3⌉ and 2 × metaEvery samples (in buckets); sinceLast counts buckets of the
+   * open window, so a restart, which keeps the window but not the summaries, still honours the maximum interval.
    */
-  private metaDue(): boolean {
-    if (this.o.metaEvery <= 0 || this.metaRun) return false;
-    if (this.o.metaSchedule !== "adaptive") return this.windowSize >= this.o.metaEvery;
+  private metaScheduler(): MetaScheduler<ServeMetaInput, MetaStepResult, ServeMetaRecord> {
+    const o = this.o;
     const b = this.bucketSize;
-    const o = adaptiveOptions({ minInterval: Math.max(1, Math.ceil(this.o.metaEvery / 3 / b)), maxInterval: Math.max(2, Math.ceil((2 * this.o.metaEvery) / b)), ...this.o.adaptive });
-    const d = decideAdaptive(this.metaPoints, Math.floor(this.windowSize / b), o);
-    if (d.due) this.metaDecision = d;
-    return d.due;
+    const adaptive = adaptiveOptions({ minInterval: Math.max(1, Math.ceil(o.metaEvery / 3 / b)), maxInterval: Math.max(2, Math.ceil((2 * o.metaEvery) / b)), ...o.adaptive });
+    const trigger: MetaTrigger =
+      o.metaEvery <= 0
+        ? never
+        : o.metaSchedule === "adaptive"
+          ? decisionTrigger(`adaptive (${adaptive.minInterval}–${adaptive.maxInterval} buckets of ${b} samples)`, (c) => decideAdaptive(c.points ?? [], c.sinceLast ?? 0, adaptive))
+          : everySamples(o.metaEvery);
+    return new MetaScheduler<ServeMetaInput, MetaStepResult, ServeMetaRecord>({
+      runDir: o.runDir,
+      trigger,
+      run: (job, signal) => this.runMeta(job, signal),
+      // metaStep reports LLM failures as ok:false; a throw is a bug: logged, the rubric stays, the step stays pending.
+      onError: (err) => {
+        throw err;
+      },
+      commitOutcome: (r) => ({ ok: r.ok, summary: r.summary, version: r.version?.version ?? null, logPath: r.logPath, ...(r.error ? { error: r.error } : {}) }),
+      commitState: () => ({ rubricVersion: this.store.latest()!.version }),
+      onCommit: (r) => this.applyMeta(r),
+      finished: (job) => this.finishedBeforeMarker(job),
+      discard: (job) => this.discardHalfMade(job),
+    });
+  }
+
+  /** Is a meta step due after this flush (never while one runs)? With the adaptive schedule, why. */
+  private metaDue(): { decision?: MetaDecision } | null {
+    const d = this.meta.decide({ step: this.state.scored, windowSamples: this.windowSize, sinceLast: Math.floor(this.windowSize / this.bucketSize), points: this.metaPoints });
+    return d.due ? (d.decision ? { decision: d.decision } : {}) : null;
   }
 
   /** Runs a meta step now on the open window (POST /v1/meta-step). Resolves when it has finished. */
   async metaStepNow(): Promise<MetaStepResult | null> {
-    if (this.metaRun) {
-      await this.metaRun;
+    if (this.metaDone) {
+      await this.metaDone;
       return this.lastMeta;
     }
     if (this.windowSize === 0) return null;
     if (!this.closeWindow()) throw new ServiceUnavailableError("write_failed", `could not record the window's end: ${this.writeError}`);
-    await this.metaRun;
+    await this.metaDone;
     return this.lastMeta;
   }
 
   /** Ends the open meta window: the pending-meta mark is on disk before the meta step starts. */
-  private closeWindow(): boolean {
+  private closeWindow(decision?: MetaDecision): boolean {
     const before = { ...this.state };
     this.state.pendingMeta = this.state.window;
     this.state.pendingMetaKey = this.state.scored;
@@ -662,97 +706,112 @@ export class RewardService {
     this.windowSize = 0;
     this.metaPoints = [];
     this.bucket = [];
-    this.startMeta(before.window, this.state.pendingMetaKey);
+    this.startMeta({ key: this.state.pendingMetaKey, input: { window: before.window }, ...(decision ? { decision } : {}) });
     return true;
   }
 
   /**
    * Restart with a meta step pending: a kill can land between any two of its writes (log, vNNNN.json, vNNNN.txt,
-   * log "done", serve-state.json). A step whose log reached a final state finished: adopt it, never re-run it (a
-   * second run would make a second version from the same window). Otherwise it is half-made: the versions it
-   * created move aside (store.rollbackAfter, nothing deleted), its log moves to moved-aside/, and it re-runs on
-   * the same window with the same seed (also a step whose log says "failed": it made no version).
+   * log "done", commit marker, serve-state.json). The scheduler adopts a step that finished (marker, or its log in
+   * a final state) — a second run would make a second version from the same window — and otherwise discards the
+   * half-made one (below) so it re-runs on the same window with the same seed.
    */
   private recoverMeta(window: number, key: number): void {
-    const logRel = metaLogFile(key);
-    const logAbs = runPath(this.o.runDir, logRel);
-    let log: { state?: string; summary?: string } | null = null;
-    try {
-      log = existsSync(logAbs) ? (JSON.parse(readFileSync(logAbs, "utf8")) as { state?: string; summary?: string }) : null;
-    } catch {
-      log = null; // torn or corrupt: treat as half-made
-    }
-    // "failed" is not final here: a step stopped by a shutdown ends as failed too, and a failed step made no version, so re-running it is safe.
-    if (log && ["done", "rejected", "unchanged"].includes(log.state ?? "")) {
-      this.current = this.store.latest()!;
-      this.state.pendingMeta = null;
-      delete this.state.pendingMetaKey;
-      this.state.metaSteps += 1;
-      this.saveState(true);
-      this.log(`meta step ${key} (window ${window}) had finished before the restart: ${log.summary ?? log.state}; not re-run`);
+    const job: MetaJob<ServeMetaInput> = { key, input: { window } };
+    const commit = this.meta.recover(job);
+    this.current = this.store.latest()!;
+    if (!commit) {
+      this.startMeta(job);
       return;
     }
-    const made = this.store.list().filter((v) => v.author.kind === "meta" && v.author.step === key);
-    if (made.length) {
-      const moved = this.store.rollbackAfter(Math.min(...made.map((v) => v.version)) - 1);
-      this.log(`meta step ${key} (window ${window}) was interrupted: moved its half-made rubric version(s) v${moved.join(", v")} aside`);
-    }
-    if (existsSync(logAbs)) {
-      const dest = runPath(this.o.runDir, `${movedAsideDir(`half-made-meta-${key}`)}/${logRel}`);
-      mkdirSync(dirname(dest), { recursive: true });
-      renameSync(logAbs, dest);
-    }
-    this.current = this.store.latest()!;
-    this.startMeta(window, key);
+    this.state.pendingMeta = null;
+    delete this.state.pendingMetaKey;
+    this.state.metaSteps += 1;
+    this.saveState(true);
+    this.log(`meta step ${key} (window ${window}) had finished before the restart: ${commit.outcome.summary}; not re-run`);
   }
 
-  private startMeta(window: number, key = this.state.scored): void {
+  /** A pending step with no marker whose log reached a final state finished (killed just before its marker). */
+  private finishedBeforeMarker(job: MetaJob<ServeMetaInput>): { outcome: ServeMetaRecord; state: unknown } | null {
+    const logPath = metaLogFile(job.key);
+    const logAbs = runPath(this.o.runDir, logPath);
+    if (!existsSync(logAbs)) return null;
+    let log: z.output<typeof metaLogStateSchema>;
+    try {
+      const r = metaLogStateSchema.safeParse(JSON.parse(readFileSync(logAbs, "utf8")));
+      if (!r.success) return null;
+      log = r.data;
+    } catch {
+      return null; // torn or corrupt: half-made
+    }
+    if (!FINAL_META_STATES.has(log.state)) return null;
+    const latest = this.store.latest()!.version;
+    return { outcome: { ok: log.ok ?? true, summary: log.summary ?? log.state, version: log.toVersion ?? latest, logPath }, state: { rubricVersion: latest } };
+  }
+
+  /** A half-made step's rubric versions move aside (store.rollbackAfter, nothing deleted); the scheduler moves its logs. */
+  private discardHalfMade(job: MetaJob<ServeMetaInput>): void {
+    const made = this.store.list().filter((v) => v.author.kind === "meta" && v.author.step === job.key);
+    if (!made.length) return;
+    const moved = this.store.rollbackAfter(Math.min(...made.map((v) => v.version)) - 1);
+    this.log(`meta step ${job.key} (window ${job.input.window}) was interrupted: moved its half-made rubric version(s) v${moved.join(", v")} aside`);
+  }
+
+  private startMeta(job: MetaJob<ServeMetaInput>): void {
+    this.meta.start(job);
+    this.metaDone = this.meta.settle().then(
+      () => undefined,
+      // A bug (metaStep reports LLM failures as ok:false) or an unwritable marker: keep serving with the current rubric.
+      (err) => this.log(`meta step crashed: ${(err as Error).stack ?? err}`),
+    );
+    const done = this.metaDone;
+    void done.then(() => {
+      if (this.metaDone === done) this.metaDone = null;
+    });
+  }
+
+  /** One meta step on a closed window (run by the scheduler, in the background). */
+  private async runMeta(job: MetaJob<ServeMetaInput>, signal: AbortSignal): Promise<MetaStepResult> {
+    const window = job.input.window;
     const templates = this.o.templatesDir ? loadTemplates(this.o.templatesDir) : undefined;
-    this.metaRun = (async () => {
-      try {
-        const { records, seen, skipped } = await sampleJsonlWindow<MetaRollout>(stepFile(this.o.runDir, window), this.o.metaWindowCap ?? 10_000, this.rng.fork(`window-${window}`));
-        if (skipped) this.log(`window ${window}: skipped ${skipped} unreadable log lines`);
-        if (seen > records.length) this.log(`window ${window}: ${seen} rollouts, meta step reads a uniform sample of ${records.length}`);
-        const decision = this.metaDecision;
-        this.metaDecision = undefined;
-        const guard = this.o.guard
-          ? judgeGuard({ judge: this.judges[0], window: records, runDir: this.o.runDir, store: this.store, rng: this.rng.fork(`guard-${window}`), options: this.o.guard, signal: this.metaAbort.signal })
-          : undefined;
-        const r = await metaStep({
-          protocol: this.protocol,
-          ...(guard ? { guard } : {}),
-          ...(decision ? { trigger: decision } : {}),
-          model: this.metaModel,
-          rollouts: records,
-          store: this.store,
-          step: key,
-          runDir: this.o.runDir,
-          rng: this.rng,
-          samples: this.o.metaSamples,
-          prescreen: this.o.prescreen,
-          templates,
-          signal: this.metaAbort.signal,
-        });
-        this.lastMeta = r;
-        if (r.ok && r.version) this.current = r.version; // the switch: later batches score with the new version
-        if (this.metaAbort.signal.aborted) return; // interrupted by shutdown: keep pendingMeta for the restart
-        this.state.pendingMeta = null;
-        delete this.state.pendingMetaKey;
-        this.state.metaSteps += 1;
-        try {
-          this.saveState();
-        } catch (err) {
-          this.writeError = this.sanitize((err as Error).message);
-          this.log(`UNHEALTHY: cannot write serve-state.json after a meta step: ${this.writeError}`);
-        }
-        this.o.onMeta?.(r);
-      } catch (err) {
-        // metaStep reports LLM failures as ok:false; anything else is a bug — keep serving with the current rubric.
-        this.log(`meta step crashed: ${(err as Error).stack ?? err}`);
-      } finally {
-        this.metaRun = null;
-      }
-    })();
+    const { records, seen, skipped } = await sampleJsonlWindow<MetaRollout>(stepFile(this.o.runDir, window), this.o.metaWindowCap ?? 10_000, this.rng.fork(`window-${window}`));
+    if (skipped) this.log(`window ${window}: skipped ${skipped} unreadable log lines`);
+    if (seen > records.length) this.log(`window ${window}: ${seen} rollouts, meta step reads a uniform sample of ${records.length}`);
+    const guard = this.o.guard
+      ? judgeGuard({ judge: this.judges[0], window: records, runDir: this.o.runDir, store: this.store, rng: this.rng.fork(`guard-${window}`), options: this.o.guard, signal })
+      : undefined;
+    const r = await metaStep({
+      protocol: this.protocol,
+      ...(guard ? { guard } : {}),
+      ...(job.decision ? { trigger: job.decision } : {}),
+      model: this.metaModel,
+      rollouts: records,
+      store: this.store,
+      step: job.key,
+      runDir: this.o.runDir,
+      rng: this.rng,
+      samples: this.o.metaSamples,
+      prescreen: this.o.prescreen,
+      templates,
+      signal,
+    });
+    this.lastMeta = r;
+    return r;
+  }
+
+  /** The committed step's result: later batches score with the new version (one assignment); the pending mark clears. */
+  private applyMeta(r: MetaStepResult): void {
+    if (r.ok && r.version) this.current = r.version;
+    this.state.pendingMeta = null;
+    delete this.state.pendingMetaKey;
+    this.state.metaSteps += 1;
+    try {
+      this.saveState();
+    } catch (err) {
+      this.writeError = this.sanitize((err as Error).message);
+      this.log(`UNHEALTHY: cannot write serve-state.json after a meta step: ${this.writeError}`);
+    }
+    this.o.onMeta?.(r);
   }
 
   /** Shutdown begins: requests waiting out a judge outage answer 503 now instead of holding the shutdown. */
@@ -766,8 +825,8 @@ export class RewardService {
     this.closed = true;
     this.stopping.abort();
     this.flush();
-    this.metaAbort.abort();
-    if (this.metaRun) await this.metaRun.catch(() => undefined);
+    await this.meta.abort(); // a running meta step stops uncommitted: pendingMeta stays for the restart
+    if (this.metaDone) await this.metaDone;
     try {
       if (this.running) this.writeStatus("stopped");
     } catch (err) {

@@ -3,8 +3,14 @@
  * kept — openrlhf/utils/agent.py decodes the whole observation with skip_special_tokens=False) into the
  * user prompt and the response the judge should read. Preferred: `prompts[i]` (the templated prompt
  * OpenRLHF sends), so the response is exactly what follows it. Otherwise the split is at the last
- * assistant-turn marker of a known template. A text with template markup we cannot place is refused
+ * assistant-turn marker of the policy's template. A text with template markup we cannot place is refused
  * (SplitError → 400), never passed to the judge: markup and end-of-turn tokens change its score.
+ *
+ * Where the policy's chat template is known (`mpo serve --policy DIR|HubId` or `--chat-template FILE`), the
+ * markers are read off that template (`markersFromChatTemplate`: it is rendered with @huggingface/jinja, as
+ * the engine renders prompts, for probe conversations, and the text around the probes is the markup). Else
+ * `auto` detects one of the presets below; when several match (Zephyr and Phi-3 share <|user|>/<|assistant|>),
+ * the one whose end-of-turn token occurs in the text wins.
  *
  * Presets (each checked against the model's chat_template in its tokenizer_config.json):
  *   chatml   Qwen2/2.5/3, many fine-tunes   <|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n…<|im_end|>
@@ -12,9 +18,12 @@
  *   gemma    Gemma 2/3                      <start_of_turn>user\n…<end_of_turn>\n<start_of_turn>model\n…
  *   mistral  Mistral/Mixtral [INST]         <s>[INST] … [/INST] …</s>
  *   phi3     Phi-3/3.5                      <|user|>\n…<|end|>\n<|assistant|>\n…<|end|>
+ *   zephyr   Zephyr, TinyLlama-Chat          <|user|>\n…</s>\n<|assistant|>\n…</s>
  *   deepseek DeepSeek V3/R1                 <｜User｜>…<｜Assistant｜>…<｜end▁of▁sentence｜>
  */
 import type { SplitTemplate } from "./config.ts";
+import type { ChatTemplate } from "../tokenizer/chat.ts";
+import { UserError } from "../util/errors.ts";
 
 export interface Markers {
   assistantStart: string;
@@ -25,7 +34,7 @@ export interface Markers {
   endTokens: string[];
 }
 
-export type PresetName = "chatml" | "llama3" | "gemma" | "mistral" | "phi3" | "deepseek";
+export type PresetName = "chatml" | "llama3" | "gemma" | "mistral" | "phi3" | "zephyr" | "deepseek";
 
 export const PRESETS: Record<PresetName, Markers> = {
   chatml: { assistantStart: "<|im_start|>assistant\n", userStart: "<|im_start|>user\n", turnEnd: "<|im_end|>", endTokens: ["<|endoftext|>", "<|im_end|>"] },
@@ -38,6 +47,7 @@ export const PRESETS: Record<PresetName, Markers> = {
   gemma: { assistantStart: "<start_of_turn>model\n", userStart: "<start_of_turn>user\n", turnEnd: "<end_of_turn>", endTokens: ["<eos>", "<end_of_turn>"] },
   mistral: { assistantStart: "[/INST]", userStart: "[INST]", userEnd: "[/INST]", turnEnd: "</s>", endTokens: ["</s>"] },
   phi3: { assistantStart: "<|assistant|>\n", userStart: "<|user|>\n", turnEnd: "<|end|>", endTokens: ["<|endoftext|>", "<|end|>"] },
+  zephyr: { assistantStart: "<|assistant|>\n", userStart: "<|user|>\n", turnEnd: "</s>", endTokens: ["</s>"] },
   deepseek: {
     assistantStart: "<｜Assistant｜>",
     userStart: "<｜User｜>",
@@ -53,8 +63,51 @@ export class SplitError extends Error {}
 const MARKUP_RE = /<\|[a-z_]{2,30}\|>|<｜[^｜\n]{1,30}｜>|\[\/?INST\]|<(?:start|end)_of_turn>|<\|(?:begin|end)_of_text\|>|<(?:bos|eos)>/i;
 
 function detect(text: string): Markers | undefined {
-  for (const m of Object.values(PRESETS)) if (text.includes(m.assistantStart) || text.includes(m.userStart)) return m;
-  return undefined;
+  const found = Object.values(PRESETS).filter((m) => text.includes(m.assistantStart) || text.includes(m.userStart));
+  return found.find((m) => text.includes(m.turnEnd)) ?? found[0];
+}
+
+/** Longest common prefix of two strings. */
+function commonPrefix(a: string, b: string): string {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return a.slice(0, i);
+}
+
+/**
+ * The turn markers of a chat template, read off the template itself. It is rendered for three probe
+ * conversations — [user U1] + generation prompt, [user U1, assistant A1], [user U1, assistant A1, user U2] +
+ * generation prompt — and the markup is the text between the probes:
+ *   after U1 (with generation prompt)  = end of a user turn + start of the assistant's  → where a response begins
+ *   after A1                           = end of an assistant turn                       → stripped from responses
+ *   between A1 and U2                  = end of an assistant turn + start of a user turn → userStart
+ * Markers are trimmed of surrounding whitespace (a decoded query may differ there). `endTokens` adds the
+ * tokenizer's own end tokens (eos_token, and generation_config's eos ids as text) that may follow a response.
+ */
+export function markersFromChatTemplate(t: ChatTemplate, extraEndTokens: string[] = []): Markers {
+  const [U1, A1, U2] = ["MPO-PROBE-USER-ONE", "MPO-PROBE-ASSISTANT-ONE", "MPO-PROBE-USER-TWO"];
+  const what = `${t.file}: chat template`;
+  const c1 = t.render([{ role: "user", content: U1 }], true);
+  const c2 = t.render([{ role: "user", content: U1 }, { role: "assistant", content: A1 }], false);
+  const c3 = t.render([{ role: "user", content: U1 }, { role: "assistant", content: A1 }, { role: "user", content: U2 }], true);
+  const after = (text: string, probe: string) => {
+    const i = text.lastIndexOf(probe);
+    if (i < 0) throw new UserError(`${what} does not render message contents as given (probe ${probe} missing); set \`split\` to markers by hand`);
+    return text.slice(i + probe.length);
+  };
+  const genSuffix = after(c1, U1);
+  const assistantEnd = after(c2, A1);
+  const tail = after(c3, A1);
+  const j = tail.indexOf(U2);
+  if (j < 0) throw new UserError(`${what} drops the second user turn; set \`split\` to markers by hand`);
+  const mid = tail.slice(0, j);
+  const userStart = mid.slice(commonPrefix(assistantEnd, mid).length).trim();
+  const assistantStart = genSuffix.trim();
+  if (!assistantStart) throw new UserError(`${what} adds no generation prompt after a user turn: the response cannot be told from the prompt; set \`split\` to markers by hand`);
+  if (!userStart) throw new UserError(`${what} has no marker before a user turn; set \`split\` to markers by hand`);
+  const turnEnd = assistantEnd.trim();
+  const endTokens = [...new Set([turnEnd, ...extraEndTokens.map((x) => x.trim())].filter((x) => x.length > 0))];
+  return { assistantStart, userStart, userEnd: assistantStart, turnEnd: turnEnd || assistantStart, endTokens };
 }
 
 function markersFor(template: SplitTemplate, text: string): Markers {

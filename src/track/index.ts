@@ -17,6 +17,7 @@ import { basename, join } from "node:path";
 import { UserError } from "../util/errors.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
 import { TensorBoardWriter } from "./tensorboard.ts";
+import { WandbSink } from "./wandb.ts";
 
 export const TRACKER_KINDS = ["tensorboard", "wandb", "mlflow"] as const;
 export type TrackerKind = (typeof TRACKER_KINDS)[number];
@@ -159,56 +160,6 @@ async function mlflowCall(base: string, headers: Record<string, string>, method:
   return text ? JSON.parse(text) : {};
 }
 
-// ---------------------------------------------------------------- Weights & Biases (@wandb/sdk)
-
-class WandbSink implements Sink {
-  readonly kind = "wandb" as const;
-  private lastStep = -1;
-  private constructor(
-    private wandb: { log(data: Record<string, unknown>, opts?: { step?: number; commit?: boolean }): void; finish(): Promise<void> },
-    readonly runId: string,
-  ) {}
-
-  static async open(runName: string, config: Record<string, unknown>, prevId: string | undefined, env = process.env): Promise<WandbSink> {
-    // Without a key the SDK would prompt on a TTY (or hang a headless job): check first.
-    if (!env.WANDB_API_KEY) throw new Error("WANDB_API_KEY is not set");
-    const mod = (await import("@wandb/sdk")) as unknown as { default: { init(o: Record<string, unknown>): Promise<{ id: string }>; log(d: Record<string, unknown>, o?: { step?: number; commit?: boolean }): void; finish(): Promise<void> } };
-    const wandb = mod.default;
-    // The SDK installs SIGINT/SIGTERM handlers that call process.exit(); the trainer's Ctrl-C must still
-    // finish the step and checkpoint, so remove them again (we call finish() ourselves on close).
-    const signals = ["SIGINT", "SIGTERM", "beforeExit"] as const;
-    const em = process as unknown as NodeJS.EventEmitter;
-    const before = new Map(signals.map((s) => [s, new Set(em.listeners(s))]));
-    const run = await withTimeout(
-      wandb.init({ project: env.WANDB_PROJECT || "mpo", ...(env.WANDB_ENTITY ? { entity: env.WANDB_ENTITY } : {}), name: runName, ...(prevId ? { id: prevId } : {}), config }),
-      30_000,
-      "wandb.init",
-    );
-    for (const s of signals) for (const l of em.listeners(s)) if (!before.get(s)!.has(l)) em.off(s, l as (...a: unknown[]) => void);
-    return new WandbSink(wandb, run.id);
-  }
-
-  async scalars(step: number, values: Record<string, number>) {
-    if (step < this.lastStep) return; // W&B drops non-monotonic steps anyway
-    this.lastStep = step;
-    this.wandb.log(values, { step });
-  }
-
-  async text(step: number, tag: string, text: string) {
-    this.lastStep = Math.max(this.lastStep, step);
-    this.wandb.log({ [tag]: text }, { step: this.lastStep });
-  }
-
-  async close() {
-    await withTimeout(this.wandb.finish(), 60_000, "wandb.finish");
-  }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, rej) => (t = setTimeout(() => rej(new Error(`${what}: no answer in ${ms / 1000} s`)), ms)))]).finally(() => clearTimeout(t));
-}
-
 // ---------------------------------------------------------------- the follower
 
 interface TrackingState {
@@ -228,6 +179,8 @@ export interface RunTrackerOptions {
   /** Where warnings go (default stderr). */
   warn?: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** W&B time limits (tests shorten them). */
+  wandb?: { initTimeoutMs?: number; finishTimeoutMs?: number };
 }
 
 export class RunTracker {
@@ -265,7 +218,7 @@ export class RunTracker {
           t.st.mlflow = s.state();
           t.sinks.push(s);
         } else {
-          const s = await WandbSink.open(name, o.params ?? {}, t.st.wandb?.runId, env);
+          const s = await WandbSink.open(name, o.params ?? {}, t.st.wandb?.runId, { env, warn: t.warn, ...o.wandb });
           t.st.wandb = { runId: s.runId };
           t.sinks.push(s);
         }
@@ -372,13 +325,11 @@ export class RunTracker {
 /**
  * Tracking for a command that writes several runs under one folder (`mpo sandbox`: <out>/seed-N/<arm>/):
  * each run directory with a metrics.jsonl gets its own RunTracker (TensorBoard: `tensorboard --logdir <out>`
- * shows them side by side; MLflow: one run each). The W&B JS SDK holds one run per process, so W&B follows
- * the first run only (said once).
+ * shows them side by side; MLflow and W&B: one run each — each W&B run has its own SDK worker, src/track/wandb.ts).
  */
 export class TreeTracker {
   private runs = new Map<string, RunTracker>();
   private timer?: NodeJS.Timeout;
-  private warnedWandb = false;
   private chain: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -409,14 +360,8 @@ export class TreeTracker {
       this.findRuns(this.root, 3, found);
       for (const dir of found) {
         if (!this.runs.has(dir)) {
-          let kinds = this.kinds;
-          if (kinds.includes("wandb") && [...this.runs.values()].some((r) => r.active.includes("wandb"))) {
-            kinds = kinds.filter((k) => k !== "wandb");
-            if (!this.warnedWandb) (this.o.warn ?? ((l: string) => process.stderr.write(l + "\n")))(`mpo: warning: --log-to wandb follows one run per process (the JS SDK's limit); ${dir} and later runs are not sent to W&B`);
-            this.warnedWandb = true;
-          }
           const rel = dir.slice(this.root.length).replace(/^[\\/]+/, "") || basename(dir);
-          this.runs.set(dir, await RunTracker.start(dir, kinds, { ...this.o, name: `${this.o.name ?? basename(this.root)}/${rel}`, intervalMs: 0 }));
+          this.runs.set(dir, await RunTracker.start(dir, this.kinds, { ...this.o, name: `${this.o.name ?? basename(this.root)}/${rel}`, intervalMs: 0 }));
         }
         await this.runs.get(dir)!.sync();
       }

@@ -19,7 +19,10 @@ const CORPUS =
   "The essay argues that cities should plant more trees. Trees cool streets, clean the air and make people happier. " +
   "A good answer is short and clear. What is two plus two? Four. Write a persuasive essay about reading books.";
 
-export function makeHfChatPolicy(dir: string, opts: { seed?: number; layers?: number; hidden?: number } = {}): { tokenizer: BpeTokenizer } {
+export function makeHfChatPolicy(
+  dir: string,
+  opts: { seed?: number; layers?: number; hidden?: number; weightsDtype?: "F32" | "F16" | "BF16" } = {},
+): { tokenizer: BpeTokenizer } {
   const tokenizer = BpeTokenizer.train(CORPUS.repeat(4), { vocabSize: 256 + 3 + 60, specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] });
   const V = tokenizer.vocabSize;
   const hidden = opts.hidden ?? 32;
@@ -36,6 +39,7 @@ export function makeHfChatPolicy(dir: string, opts: { seed?: number; layers?: nu
   for (const p of model.params) if (p.name.endsWith(".bias")) for (let i = 0; i < p.data.length; i++) p.data[i] = rng.normal() * 0.05;
   saveCheckpoint(dir, {
     config,
+    weightsDtype: opts.weightsDtype, // BF16/F16: published in half precision (config torch_dtype follows)
     tensors: model.namedTensors(),
     tokenizerJson: tokenizer.toJson(),
     generationConfig: { bos_token_id: 0, pad_token_id: 0, do_sample: true, eos_token_id: [2, 0], repetition_penalty: 1.1, temperature: 0.7, top_p: 0.8, top_k: 20 },

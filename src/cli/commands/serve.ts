@@ -18,6 +18,8 @@ export function register(program: Command): void {
     .option("--mpo-schedule <kind>", "fixed (every --meta-every samples) | adaptive (when triggers fire; docs/meta-schedule.md)")
     .option("--rubric-guard", "reject a merged rubric that makes scoring worse on a probe set (default: on with --mpo-schedule adaptive)")
     .option("--no-rubric-guard", "turn the rubric guard off")
+    .option("--policy <dir|id>", "the policy being trained (HF dir or Hub id): OpenRLHF queries are split at ITS chat template's markers (overrides policy)")
+    .option("--chat-template <file>", "a Jinja chat template replacing the policy's (as OpenRLHF's --tokenizer_chat_template; overrides chatTemplate)")
     .option("--token <token>", "require this bearer token (default: $MPO_SERVE_TOKEN)")
     .option("--allow-unauthenticated-admin", "without a token, still allow POST /v1/meta-step (any local process or web page could change the rubric)")
     .option("--insecure", "allow a non-loopback --host without a token")
@@ -39,6 +41,8 @@ export function register(program: Command): void {
         port: num(o.port),
         metaEvery: num(o.metaEvery),
         protocol: o.protocol,
+        policy: o.policy,
+        chatTemplate: o.chatTemplate,
         metaSchedule: o.mpoSchedule,
         rubricGuard: typeof o.rubricGuard === "boolean" ? o.rubricGuard : undefined,
         token: o.token ?? process.env.MPO_SERVE_TOKEN,

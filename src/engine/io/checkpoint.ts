@@ -17,7 +17,7 @@ import { validate } from "../../config/load.ts";
 import { writeFileAtomic } from "../../util/atomic.ts";
 import { LlamaConfigSchema, expectedParamShapes, type LlamaConfig } from "./config.ts";
 import { resolveConfig } from "../config.ts";
-import { floatTensors, readSafetensors, serializeSafetensors } from "./safetensors.ts";
+import { floatTensors, readSafetensors, serializeSafetensors, type FloatStorageDtype } from "./safetensors.ts";
 
 export interface NamedTensor {
   shape: number[];
@@ -42,6 +42,11 @@ export interface CheckpointInput {
   generationConfig?: object;
   /** tokenizer_config.json (special tokens, chat_template) of a Hugging Face policy, copied as is. */
   tokenizerConfig?: object;
+  /**
+   * dtype of the float weights in model.safetensors (default F32, our storage dtype). F16/BF16 write a
+   * published model's half dtype (exports, a bf16 base kept losslessly); config.json's torch_dtype follows.
+   */
+  weightsDtype?: FloatStorageDtype;
 }
 
 export interface Checkpoint {
@@ -55,6 +60,21 @@ export interface Checkpoint {
   generationConfig?: Record<string, unknown>;
   /** tokenizer_config.json (added/special tokens, chat_template), when present. */
   tokenizerConfig?: Record<string, unknown>;
+  /** The on-disk dtype of the float weights when they all share one (F32, F16 or BF16); undefined when mixed. */
+  weightsDtype?: FloatStorageDtype;
+}
+
+export const TORCH_DTYPE: Record<FloatStorageDtype, string> = { F32: "float32", F16: "float16", BF16: "bfloat16" };
+
+/**
+ * The dtype a model directory's config declares for its weights: `torch_dtype` (or `dtype`, its name from
+ * transformers 4.56 on) as "bfloat16" | "float16" | "float32"; undefined when absent or another type.
+ */
+export function configWeightsDtype(config: Record<string, unknown>): FloatStorageDtype | undefined {
+  const name = config.dtype ?? config.torch_dtype;
+  if (typeof name !== "string") return undefined;
+  const n = name.replace(/^torch\./, "");
+  return n === "bfloat16" ? "BF16" : n === "float16" || n === "half" ? "F16" : n === "float32" || n === "float" ? "F32" : undefined;
 }
 
 export class CheckpointError extends UserError {
@@ -142,8 +162,17 @@ export function saveCheckpoint(dirIn: string, ck: CheckpointInput): void {
   cleanLeftovers(dir);
   const tmp = mkdtempSync(`${dir}.tmp-`);
   try {
-    writeFileAtomic(join(tmp, "config.json"), JSON.stringify(config, null, 2) + "\n");
-    writeFileAtomic(join(tmp, "model.safetensors"), serializeSafetensors(tensors, { format: "pt" }));
+    const dtype = ck.weightsDtype ?? "F32";
+    // torch_dtype must say what the file holds (transformers loads in it); `dtype` is its newer name.
+    const written = ck.weightsDtype ? { ...config, torch_dtype: TORCH_DTYPE[dtype], ...("dtype" in config ? { dtype: TORCH_DTYPE[dtype] } : {}) } : config;
+    writeFileAtomic(join(tmp, "config.json"), JSON.stringify(written, null, 2) + "\n");
+    let weights: Uint8Array;
+    try {
+      weights = serializeSafetensors(tensors, { format: "pt" }, dtype);
+    } catch (e) {
+      throw new CheckpointError(dir, `refusing to save as ${dtype}: ${(e as Error).message}`);
+    }
+    writeFileAtomic(join(tmp, "model.safetensors"), weights);
     if (ck.tokenizerJson !== undefined) {
       const text = typeof ck.tokenizerJson === "string" ? ck.tokenizerJson : JSON.stringify(ck.tokenizerJson);
       try {
@@ -220,16 +249,22 @@ const NON_PARAMETER = /\.rotary_emb\.inv_freq$/;
  * `model.safetensors.index.json` (weight_map: tensor → shard file). BF16/F16/F64 are converted on read.
  * A shard that is missing, or that lacks a tensor the index places in it, is an error naming both.
  */
-function readWeights(dir: string): { tensors: TensorMap; files: string } {
+function readWeights(dir: string): { tensors: TensorMap; files: string; dtypes: Set<string> } {
   const single = join(dir, "model.safetensors");
   const index = join(dir, "model.safetensors.index.json");
   const tensors: TensorMap = new Map();
+  const dtypes = new Set<string>();
   const put = (file: string) => {
-    for (const [name, t] of floatTensors(readSafetensors(file), file)) if (!NON_PARAMETER.test(name)) tensors.set(name, t);
+    const f = readSafetensors(file);
+    for (const [name, t] of floatTensors(f, file)) {
+      if (NON_PARAMETER.test(name)) continue;
+      tensors.set(name, t);
+      dtypes.add(f.sourceDtypes.get(name) ?? "F32");
+    }
   };
   if (existsSync(single)) {
     put(single);
-    return { tensors, files: "model.safetensors" };
+    return { tensors, files: "model.safetensors", dtypes };
   }
   if (!existsSync(index)) {
     const other = ["pytorch_model.bin", "model.bin", "pytorch_model.bin.index.json"].find((f) => existsSync(join(dir, f)));
@@ -253,7 +288,7 @@ function readWeights(dir: string): { tensors: TensorMap; files: string } {
     put(path);
     for (const n of names) if (!tensors.has(n)) throw new CheckpointError(dir, `shard ${file} lacks tensor '${n}' that model.safetensors.index.json places in it`);
   }
-  return { tensors, files: `model.safetensors.index.json (${byShard.size} shards)` };
+  return { tensors, files: `model.safetensors.index.json (${byShard.size} shards)`, dtypes };
 }
 
 /** Loads and validates a checkpoint directory. */
@@ -263,9 +298,10 @@ export function loadCheckpoint(dirIn: string): Checkpoint {
   const dir = interruptedOld(resolve(dirIn)) ?? resolve(dirIn);
   if (!existsSync(dir)) throw new CheckpointError(dir, "directory does not exist");
   if (!statSync(dir).isDirectory()) throw new CheckpointError(dir, "is not a directory");
-  const config = validate(LlamaConfigSchema, readJsonFile(dir, "config.json"), join(dir, "config.json"));
+  const rawConfig = readJsonFile(dir, "config.json");
+  const config = validate(LlamaConfigSchema, rawConfig, join(dir, "config.json"));
   resolveConfig(config as never, join(dir, "config.json")); // rope_scaling, head_dim…: named errors here, not at model build
-  const { tensors, files } = readWeights(dir);
+  const { tensors, files, dtypes } = readWeights(dir);
   const problems = checkTensorsAgainstConfig(config, tensors);
   if (problems.length)
     throw new CheckpointError(dir, `${files} does not match config.json: ${problems.slice(0, 4).join("; ")}${problems.length > 4 ? `; and ${problems.length - 4} more` : ""}`);
@@ -277,12 +313,21 @@ export function loadCheckpoint(dirIn: string): Checkpoint {
     tokenizerJson = t as Record<string, unknown>;
   }
   const out: Checkpoint = { config, tensors, tokenizerJson };
+  const only = dtypes.size === 1 ? [...dtypes][0] : undefined;
+  if (only === "F32" || only === "F16" || only === "BF16") out.weightsDtype = only;
+  // A config that declares no dtype (the schema then says float32) takes the files' own.
+  const declared = rawConfig as Record<string, unknown>;
+  if (out.weightsDtype && declared.torch_dtype === undefined && declared.dtype === undefined)
+    config.torch_dtype = TORCH_DTYPE[out.weightsDtype];
   for (const [file, key] of [["generation_config.json", "generationConfig"], ["tokenizer_config.json", "tokenizerConfig"]] as const) {
     if (!existsSync(join(dir, file))) continue;
     const j = readJsonFile(dir, file);
     if (j === null || typeof j !== "object" || Array.isArray(j)) throw new CheckpointError(dir, `${file} is not a JSON object`);
     out[key] = j as Record<string, unknown>;
   }
+  // transformers >= 4.43 may save the template as its own file; it wins only where tokenizer_config.json has none.
+  if (existsSync(join(dir, "chat_template.jinja")) && typeof out.tokenizerConfig?.chat_template !== "string")
+    out.tokenizerConfig = { ...(out.tokenizerConfig ?? {}), chat_template: readFileSync(join(dir, "chat_template.jinja"), "utf8") };
   const optPath = join(dir, "optimizer.safetensors");
   if (existsSync(optPath)) {
     const f = readSafetensors(optPath);

@@ -41,9 +41,9 @@ export function cachedSnapshot(repo: string, revision: string, cacheDir = hubCac
 }
 
 /** Files the engine reads from a model repo (weights chosen after looking at what exists). */
-const META_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
+const META_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"];
 
-async function download(repo: string, revision: string, cacheDir: string): Promise<string> {
+async function download(repo: string, revision: string, cacheDir: string, weights = true): Promise<string> {
   const hub = await import("@huggingface/hub");
   const accessToken = process.env.HF_TOKEN || undefined;
   const get = (path: string) => hub.downloadFileToCacheDir({ repo, path, revision, cacheDir, accessToken });
@@ -54,6 +54,7 @@ async function download(repo: string, revision: string, cacheDir: string): Promi
     const p = await get(f);
     if (f === "config.json") configPath = p;
   }
+  if (!weights) return resolve(configPath, "..");
   if (await exists("model.safetensors")) await get("model.safetensors");
   else if (await exists("model.safetensors.index.json")) {
     const idxPath = await get("model.safetensors.index.json");
@@ -65,9 +66,10 @@ async function download(repo: string, revision: string, cacheDir: string): Promi
 
 /**
  * A local model directory for `spec`: the path itself when it exists, else the cached or downloaded
- * snapshot of the Hub id. `flag` names the option in errors ("--policy", "--model").
+ * snapshot of the Hub id. `flag` names the option in errors ("--policy", "--model"). `weights: false`
+ * downloads only the config and tokenizer files (the reward service needs the chat template, not the model).
  */
-export async function resolveModelSource(spec: string, flag = "--policy"): Promise<string> {
+export async function resolveModelSource(spec: string, flag = "--policy", opts: { weights?: boolean } = {}): Promise<string> {
   const local = resolve(spec);
   if (existsSync(local)) {
     if (!statSync(local).isDirectory()) throw new UserError(`${flag}: ${local} is not a directory`);
@@ -77,12 +79,14 @@ export async function resolveModelSource(spec: string, flag = "--policy"): Promi
   if (!id) throw new UserError(`${flag}: ${local} does not exist (and "${spec}" is not a Hugging Face id like Org/Name)`);
   const cacheDir = hubCacheDir();
   const hit = cachedSnapshot(id.repo, id.revision, cacheDir);
-  if (hit.dir) return hit.dir;
+  // A snapshot fetched without weights (by `mpo serve --policy`) is not a hit for a caller that needs them.
+  const hasWeights = (d: string) => existsSync(join(d, "model.safetensors")) || existsSync(join(d, "model.safetensors.index.json"));
+  if (hit.dir && (opts.weights === false || hasWeights(hit.dir))) return hit.dir;
   const how = `pass a local model directory instead (${flag} /path/to/dir with config.json, model.safetensors, tokenizer.json), or set HF_HOME / HF_HUB_CACHE to the cache that holds it`;
   if (process.env.HF_HUB_OFFLINE === "1" || process.env.TRANSFORMERS_OFFLINE === "1")
     throw new UserError(`${flag}: ${spec} is not in the Hugging Face cache (searched ${hit.searched}) and HF_HUB_OFFLINE=1 forbids downloading; ${how}`);
   try {
-    return await download(id.repo, id.revision, cacheDir);
+    return await download(id.repo, id.revision, cacheDir, opts.weights ?? true);
   } catch (e) {
     if (e instanceof UserError) throw e;
     throw new UserError(`${flag}: ${spec} is not in the Hugging Face cache (searched ${hit.searched}) and downloading it failed (${(e as Error).message}); ${how}`);

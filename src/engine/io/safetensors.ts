@@ -12,6 +12,8 @@
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 import { UserError } from "../../util/errors.ts";
 import { writeFileAtomic } from "../../util/atomic.ts";
+// Round-to-nearest-even f32 → f16/bf16, checked bit for bit against numpy in test/gguf-export.test.ts.
+import { f32ToBf16Bits, f32ToF16Bits } from "./gguf.ts";
 
 export type SafetensorsDtype = "F32" | "F16" | "BF16" | "F64" | "I32" | "I64";
 
@@ -237,13 +239,20 @@ export function readSafetensorsHeader(path: string): Record<string, { dtype: str
   }
 }
 
-/** What can be written: float data as F32, Int32Array as I32. */
+/** What can be written: float data as F32 (or F16/BF16, see serializeSafetensors), Int32Array as I32. */
 export type WritableTensor = { shape: readonly number[]; data: Float32Array | Int32Array };
 
-/** Serializes tensors (sorted by name, contiguous, header space-padded to 8 bytes). */
+/** The float dtypes we write: F32 (our storage dtype) or a published model's half dtype (exports). */
+export type FloatStorageDtype = "F32" | "F16" | "BF16";
+
+/**
+ * Serializes tensors (sorted by name, contiguous, header space-padded to 8 bytes). Float tensors are written
+ * as `floatDtype` (default F32; F16/BF16 round to nearest even — an f16 overflow is an error naming the tensor).
+ */
 export function serializeSafetensors(
   tensors: Map<string, WritableTensor> | Record<string, WritableTensor>,
   metadata?: Record<string, string>,
+  floatDtype: FloatStorageDtype = "F32",
 ): Uint8Array {
   const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) =>
     a < b ? -1 : a > b ? 1 : 0,
@@ -256,8 +265,9 @@ export function serializeSafetensors(
     const count = shapeSize([...t.shape]);
     if (count !== t.data.length)
       throw new Error(`serializeSafetensors: tensor '${name}' has ${t.data.length} elements but shape ${JSON.stringify(t.shape)} needs ${count}`);
-    const bytesLen = t.data.length * 4;
-    header[name] = { dtype: t.data instanceof Int32Array ? "I32" : "F32", shape: [...t.shape], data_offsets: [offset, offset + bytesLen] };
+    const dtype = t.data instanceof Int32Array ? "I32" : floatDtype;
+    const bytesLen = t.data.length * DTYPE_BYTES[dtype];
+    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytesLen] };
     offset += bytesLen;
   }
   let headerBytes = Buffer.from(JSON.stringify(header), "utf8");
@@ -268,7 +278,18 @@ export function serializeSafetensors(
   dv.setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
   let pos = 8 + headerBytes.length;
-  for (const [, t] of entries) {
+  for (const [name, t] of entries) {
+    if (!(t.data instanceof Int32Array) && floatDtype !== "F32") {
+      const half = floatDtype === "BF16" ? f32ToBf16Bits : f32ToF16Bits;
+      for (let i = 0; i < t.data.length; i++) {
+        const h = half(t.data[i]);
+        if (floatDtype === "F16" && (h & 0x7c00) === 0x7c00 && Number.isFinite(t.data[i]))
+          throw new Error(`serializeSafetensors: tensor '${name}' value ${t.data[i]} at index ${i} overflows F16 (max 65504)`);
+        dv.setUint16(pos + 2 * i, h, true);
+      }
+      pos += 2 * t.data.length;
+      continue;
+    }
     if (littleEndian) {
       out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
     } else {
@@ -285,8 +306,9 @@ export function writeSafetensors(
   path: string,
   tensors: Map<string, WritableTensor> | Record<string, WritableTensor>,
   metadata?: Record<string, string>,
+  floatDtype: FloatStorageDtype = "F32",
 ): void {
-  writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+  writeFileAtomic(path, serializeSafetensors(tensors, metadata, floatDtype));
 }
 
 /** Convenience: the float tensors of a file as a name → {shape, data} record (rejects integer tensors). */
