@@ -55,8 +55,13 @@ export { Trainer, type TrainerInit, type TrainerHooks, type TrainerState, type T
 export { trainConfigSchema, rewardSchema, policyInitSchema, groupSizeOf, type TrainConfig, type TrainConfigInput, type RewardConfig } from "./rl/config.ts";
 export { gae, whiten, maskedMean, maskedVar, klPerToken, klPerTokenGrad, klArray, ppoTokenRewards, grpoAdvantages, rlooAdvantages, type KlEstimator } from "./rl/advantages.ts";
 export { ppoPolicyLoss, clippedValueLoss, grpoLoss, type PolicyLossResult, type ValueLossResult, type GrpoLossResult } from "./rl/losses.ts";
-export { createReward, defaultRewardFor, resolveTask, resolveInitialRubric, JudgeReward, VerifierReward, type JudgeRewardOptions } from "./rl/reward-factory.ts";
-export { KeywordReward, LengthReward } from "./rl/rewards/keyword.ts";
+export { createReward } from "./rl/reward-factory.ts";
+export { defaultRewardFor } from "./rl/config.ts";
+export { resolveTask } from "./rl/tasks.ts";
+export { JudgeReward, resolveInitialRubric, type JudgeRewardOptions } from "./rl/rewards/judge.ts";
+export { VerifierReward } from "./rl/rewards/verifier.ts";
+export { KeywordReward } from "./rl/rewards/keyword.ts";
+export { LengthReward } from "./rl/rewards/length.ts";
 export { RuleRubricReward, rollbackRubricStore } from "./rl/rewards/rule-rubric.ts";
 export { sayWordTask, BUILTIN_TASKS, builtinTokenizer } from "./rl/builtin-task.ts";
 export { WordTokenizer, tokenizerFromJson, type PolicyTokenizer } from "./rl/tokenizer.ts";

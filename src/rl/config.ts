@@ -12,6 +12,9 @@ import { llmEndpointSchema } from "../llm/config.ts";
 import { type GuardOptions, guardConfigSchema } from "../meta/guard.ts";
 import { type AdaptiveOptions, adaptiveConfigSchema, adaptiveOptions } from "../meta/triggers.ts";
 import type { GenerationSettings } from "../engine/generation-settings.ts";
+import type { TaskDefinition } from "../tasks/types.ts";
+import { UserError } from "../util/errors.ts";
+import { deepMerge } from "../config/load.ts";
 
 const positiveInt = z.number().int().min(1);
 
@@ -224,4 +227,144 @@ export function adaptiveSettings(cfg: Pick<TrainConfig, "mpoInterval" | "adaptiv
 /** The guard's settings when it is on for this config (null = off). */
 export function guardSettings(cfg: Pick<TrainConfig, "mpoSchedule" | "rubricGuard" | "guard">): Partial<GuardOptions> | null {
   return (cfg.rubricGuard ?? cfg.mpoSchedule === "adaptive") ? cfg.guard : null;
+}
+
+/**
+ * The reward config a task's own recipe implies when the user gave none: rule rewards and verifiers need
+ * nothing more; a rubric task needs a judge endpoint (--llm/--model), which is a config error until given.
+ */
+export function defaultRewardFor(task: TaskDefinition): RewardConfig {
+  const spec = task.reward;
+  if (spec.kind === "custom" && spec.name === "keyword") return { kind: "keyword" };
+  if (spec.kind === "verifier") return { kind: "verifier", verifier: spec.verifier };
+  if (spec.kind === "math-mixed")
+    throw new UserError(`task ${task.name} is scored by the mixed math reward (answer check + LLM plan/execute judge): give the judge with --llm URL --model NAME (reward kind math-mixed), or use {kind: verifier, verifier: boxed}`);
+  if (spec.kind === "rubric")
+    throw new UserError(`task ${task.name} is scored by an LLM judge against a rubric: give the judge with --llm URL --model NAME (or reward: {kind: judge, rm: {...}} in the config)`);
+  throw new UserError(`task ${task.name}: its reward recipe '${spec.kind}${spec.kind === "custom" ? `:${spec.name}` : ""}' has no trainer reward yet; set reward explicitly`);
+}
+
+/** `mpo train` flag (commander attribute name) → config key (dotted for nested keys). */
+export const FLAG_KEYS: Record<string, string> = {
+  algo: "algo",
+  task: "task",
+  dataDir: "dataDir",
+  limit: "limit",
+  policy: "policy",
+  critic: "critic",
+  seed: "seed",
+  steps: "steps",
+  batch: "batchSize",
+  groupSize: "groupSize",
+  miniBatches: "miniBatches",
+  ppoEpochs: "ppoEpochs",
+  lr: "lr",
+  criticLr: "criticLr",
+  weightDecay: "weightDecay",
+  maxGradNorm: "maxGradNorm",
+  warmupSteps: "warmupSteps",
+  lrDecay: "lrDecay",
+  klCoef: "klCoef",
+  klEstimator: "klEstimator",
+  cliprange: "cliprange",
+  cliprangeValue: "cliprangeValue",
+  vfCoef: "vfCoef",
+  gamma: "gamma",
+  lam: "lam",
+  whitenRewards: "whitenRewards",
+  missingEosPenalty: "missingEosPenalty",
+  scaleByStd: "scaleByStd",
+  grpoLoss: "grpoLossNormalization",
+  maxNewTokens: "maxNewTokens",
+  maxPromptTokens: "maxPromptTokens",
+  temperature: "temperature",
+  topK: "topK",
+  topP: "topP",
+  separator: "promptSeparator",
+  mpoInterval: "mpoInterval",
+  mpoSchedule: "mpoSchedule",
+  rubricGuard: "rubricGuard",
+  metaMinInterval: "adaptive.minInterval",
+  metaMaxInterval: "adaptive.maxInterval",
+  checkpointEvery: "checkpointEvery",
+  keepCheckpoints: "keepCheckpoints",
+  engine: "engine",
+  lora: "lora.enabled",
+  loraR: "lora.r",
+  loraAlpha: "lora.alpha",
+  loraDropout: "lora.dropout",
+  loraTargets: "lora.targets",
+  hiddenSize: "init.hiddenSize",
+  layers: "init.numLayers",
+  heads: "init.numHeads",
+  ffSize: "init.intermediateSize",
+  maxPositions: "init.maxPositions",
+};
+
+/**
+ * The raw train config (before validation) from a config file and the flags the user typed — flags win — plus
+ * the policy of what some flags mean, which depends on the task:
+ *   --word alone          the task's own reward with this word (say-word: keyword), unless a kind is set;
+ *   --llm / --model       an LLM judge: the task's recipe decides which (math: math-mixed, else judge);
+ *                         a gguf: judge needs no model name; --mrm-* default to the junior's endpoint;
+ *   --rubric, --meta-samples   map onto the chosen kind's keys (math-mixed: guidelines, casesPerGroup);
+ *   --no-mpo              mpoInterval 0;  the task's meta defaults (math: every 20 steps) unless set;
+ *   no --policy           the task's freshPolicyDefaults (say-word: batch 32, lr 3e-3) unless set.
+ * On --resume only run-independent flags (--steps, --engine) apply; reward flags are ignored (the CLI
+ * refuses them before). `flags` holds only typed flags, values already parsed (dataFile: {train, test}).
+ * Pure: no file, network or environment access.
+ */
+export function configFromFlags(
+  flags: Record<string, unknown>,
+  ctx: { file?: Record<string, unknown>; task?: TaskDefinition; resume?: boolean } = {},
+): Record<string, unknown> {
+  const raw = ctx.file ?? {};
+  const task = ctx.task;
+  const given = (k: string) => k in flags && flags[k] !== undefined;
+  const fileReward = raw.reward as { kind?: string; metaSamples?: unknown } | undefined;
+  const over: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(FLAG_KEYS)) if (given(flag)) over[key] = flags[flag];
+  if (given("dataFile")) over.data = flags.dataFile;
+  if (given("logTo")) over.logTo = flags.logTo;
+  if (given("mpo") && flags.mpo === false) over.mpoInterval = 0;
+  if (!ctx.resume) {
+    if (given("reward")) over["reward.kind"] = flags.reward;
+    if (given("word")) {
+      over["reward.word"] = flags.word;
+      // `--word` alone means "the task's own reward, with this word" (keyword for say-word), not a kind-less reward.
+      if (!given("reward") && !fileReward?.kind) over["reward.kind"] = task ? defaultRewardFor(task).kind : "keyword";
+    }
+    if (given("llm") || given("model")) {
+      // An LLM judge: the task's recipe decides which (rubric judge, or the mixed math reward).
+      if (!given("reward")) over["reward.kind"] = task?.reward.kind === "math-mixed" ? "math-mixed" : "judge";
+      if (given("llm")) over["reward.rm.baseURL"] = flags.llm;
+      if (given("model")) over["reward.rm.model"] = flags.model;
+      else if (String(flags.llm ?? "").startsWith("gguf:")) over["reward.rm.model"] = "gguf"; // a local GGUF file needs no model name
+      if (given("server")) over["reward.rm.server"] = flags.server;
+      if (given("mrmLlm") || given("mrmModel")) {
+        over["reward.mrm.baseURL"] = flags.mrmLlm ?? flags.llm;
+        over["reward.mrm.model"] = flags.mrmModel ?? flags.model ?? (String(flags.mrmLlm ?? flags.llm ?? "").startsWith("gguf:") ? "gguf" : undefined);
+        if (given("server")) over["reward.mrm.server"] = flags.server;
+      }
+    }
+    const rewardKind = over["reward.kind"] ?? fileReward?.kind;
+    if (given("rubric")) over[rewardKind === "math-mixed" ? "reward.guidelines" : "reward.rubric"] = flags.rubric;
+    if (given("judgeMode")) over["reward.mode"] = flags.judgeMode;
+    if (given("protocol")) over["reward.protocol"] = flags.protocol;
+    if (given("judgeSeesReference")) over["reward.judgeSeesReference"] = true;
+    // Task-level defaults (math: a meta step every 20 steps, as the paper's runs) unless set by flag or file.
+    if (task?.metaDefaults?.interval !== undefined && !given("mpoInterval") && !given("mpo") && raw.mpoInterval === undefined) over.mpoInterval = task.metaDefaults.interval;
+    if (task?.metaDefaults?.samples !== undefined && !given("metaSamples") && rewardKind !== "math-mixed" && fileReward?.metaSamples === undefined && over["reward.kind"] !== undefined) over["reward.metaSamples"] = task.metaDefaults.samples;
+    // The task's defaults for a fresh policy (say-word: the batch and step size its toy policy learns with),
+    // unless set by flag or file; a pretrained --policy keeps the general defaults.
+    const fresh = task?.freshPolicyDefaults;
+    if (fresh && !given("policy") && raw.policy === undefined) {
+      if (fresh.batchSize !== undefined && !given("batch") && raw.batchSize === undefined) over.batchSize = fresh.batchSize;
+      if (fresh.lr !== undefined && !given("lr") && raw.lr === undefined) over.lr = fresh.lr;
+    }
+    // The mixed math reward's meta step analyzes cases per guideline group rather than single rollouts.
+    if (given("metaSamples")) over[rewardKind === "math-mixed" ? "reward.casesPerGroup" : "reward.metaSamples"] = flags.metaSamples;
+    if (given("run")) over.run = flags.run;
+  }
+  return deepMerge(raw, over);
 }

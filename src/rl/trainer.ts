@@ -23,7 +23,7 @@
  * value head on the policy trunk instead (half the compute, value gradients then shape the policy's
  * features). The reference policy is a frozen copy of the initial policy saved in RUN/reference/.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../engine/index.ts";
 import type { ModelConfig, NamedTensor } from "../engine/index.ts";
@@ -37,7 +37,7 @@ import { resolveConfig } from "../engine/config.ts";
 import type { Evaluation } from "../judge/types.ts";
 import type { UsageByStage } from "../llm/types.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
-import { appendJsonl, readJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
+import { appendJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { UserError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
 import { klArray, maskedMean, summarize } from "./advantages.ts";
@@ -52,6 +52,7 @@ import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./
 import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
 import { commitCheckpoint, findResumePoint, prepareNewRunDir, rollBackRecords, type ResumePoint } from "./checkpointing.ts";
 import { trainerStateSchema } from "./state.ts";
+import { Progress, type RunState, writeRunStatus } from "./progress.ts";
 import { parseStateWith } from "../util/state-file.ts";
 import { checkpointDir, LATEST_CHECKPOINT } from "../util/run-layout.ts";
 
@@ -252,8 +253,6 @@ export class Trainer {
   private stopRequested = false;
   private abandonRequested = false;
   private startedAt = new Date().toISOString();
-  private sessionStart = now();
-  private bar: { update(v: number, payload?: object): void; stop(): void; start(total: number, v: number, payload?: object): void } | null = null;
 
   private constructor(init: TrainerInit) {
     this.cfg = init.config;
@@ -541,48 +540,24 @@ export class Trainer {
     if (this.abandonRequested) throw new AbandonStep();
   }
 
-  private writeStatus(state: "running" | "finished" | "crashed" | "stopped", message?: string): void {
-    writeJsonAtomic(join(this.runDir, "status.json"), {
+  private writeStatus(state: RunState, message?: string): void {
+    writeRunStatus(this.runDir, {
       state,
       step: this.st?.step ?? 0,
       totalSteps: this.cfg.steps,
       task: this.task.name,
       algorithm: this.cfg.algo,
-      arm: null,
-      pid: process.pid,
       startedAt: this.startedAt,
-      updatedAt: new Date().toISOString(),
       rubricVersion: this.reward?.rubricVersion() ?? 0,
       ...(message ? { message } : {}),
     });
   }
 
-  private async startProgress(): Promise<void> {
-    const want = this.hooks.progress ?? !!process.stderr.isTTY;
-    if (!want) return;
-    const { default: cliProgress } = await import("cli-progress");
-    const bar = new cliProgress.SingleBar(
-      {
-        stream: process.stderr,
-        format: `step {value}/{total} |{bar}| score {score} kl {kl}${this.hasRubric() ? " rubric v{rv}" : ""} | {duration_formatted} eta {eta_formatted}`,
-        hideCursor: true,
-        etaBuffer: 20,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-    bar.start(this.cfg.steps, this.st.step, { score: "-", kl: "-", rv: this.reward.rubricVersion() });
-    this.bar = bar;
-    this.log = (line) => {
-      // Print above the bar without tearing it.
-      process.stderr.write("\r\x1b[K" + line + "\n");
-      bar.update(this.st.step);
-    };
-  }
-
   // ---------------------------------------------------------------- main loop
 
   async run(): Promise<TrainResult> {
-    await this.startProgress();
+    const progress = await Progress.start({ totalSteps: this.cfg.steps, hasRubric: this.hasRubric(), log: this.log, ...(this.hooks.progress !== undefined ? { bar: this.hooks.progress } : {}) }, this.st.step, this.reward.rubricVersion());
+    this.log = progress.log;
     if (this.st.pendingMeta) this.meta.start(this.metaJob(this.st.pendingMeta));
     let final: "finished" | "stopped" = "finished";
     try {
@@ -610,15 +585,15 @@ export class Trainer {
           throw err;
         }
         this.hooks.onStep?.(m);
-        this.report(m);
+        progress.step(m);
       }
       if (final === "finished") await this.meta.settle().catch(() => undefined);
     } catch (err) {
-      this.bar?.stop();
+      progress.stop();
       this.writeStatus("crashed", (err as Error).message);
       throw err;
     }
-    this.bar?.stop();
+    progress.stop();
     const msg =
       final === "finished"
         ? `training finished: ${this.st.step} steps${this.hasRubric() ? `, rubric v${this.reward.rubricVersion()}` : ""}; run directory ${this.runDir}`
@@ -628,30 +603,9 @@ export class Trainer {
     return { state: final, step: this.st.step, runDir: this.runDir };
   }
 
-  private report(m: StepMetrics): void {
-    if (m.meta) this.log(`mpo: step ${m.step}: ${m.meta.summary}${m.meta.ok ? "" : ` (meta step failed: ${m.meta.error ?? "unknown"})`}`);
-    if (m.skipped) this.log(`mpo: step ${m.step} skipped: ${m.skipped}`);
-    if (this.bar) this.bar.update(m.step, { score: this.scoreText(m), kl: m.kl.toFixed(3), rv: m.rubricVersion });
-    else {
-      const every = Math.max(1, Math.floor(this.cfg.steps / 20));
-      if (m.step % every === 0 || m.step === this.cfg.steps)
-        this.log(`mpo: step ${m.step}/${this.cfg.steps} score ${this.scoreText(m)} kl ${m.kl.toFixed(4)}${this.hasRubric() ? ` rubric v${m.rubricVersion}` : ""} (${m.seconds.total.toFixed(2)} s/step)`);
-    }
-  }
-
   /** Rewards with a rubric (or guidelines) are the ones a meta step can evolve; only they have versions to show. */
   private hasRubric(): boolean {
     return typeof this.reward.metaStep === "function";
-  }
-
-  /**
-   * The raw total depends on how many items the rubric has (1 item: 0–5, 6 items: 0–30), so a meta step that
-   * grows the rubric makes it jump; the normalized score (0–1) is comparable across versions.
-   */
-  private scoreText(m: StepMetrics): string {
-    const raw = m.score.mean.toFixed(3);
-    const norm = m.normalizedScore?.mean;
-    return this.hasRubric() && norm !== undefined && Number.isFinite(norm) ? `${raw} (normalized ${norm.toFixed(3)})` : raw;
   }
 
   /**

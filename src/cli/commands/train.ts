@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../../util/errors.ts";
-import { trainConfigSchema } from "../../rl/config.ts";
+import { FLAG_KEYS, trainConfigSchema } from "../../rl/config.ts";
 import { DATA_FILE_HELP, parseDataFiles } from "../../tasks/data-files.ts";
 import { LOG_TO_HELP, parseLogTo } from "../../track/index.ts";
 
@@ -21,63 +21,6 @@ const int = (v: string) => {
   const n = num(v);
   if (!Number.isInteger(n)) throw new UserError(`expected an integer, got '${v}'`);
   return n;
-};
-
-/** Flag name → config key (dotted for nested keys). */
-const FLAG_KEYS: Record<string, string> = {
-  algo: "algo",
-  task: "task",
-  dataDir: "dataDir",
-  limit: "limit",
-  policy: "policy",
-  critic: "critic",
-  seed: "seed",
-  steps: "steps",
-  batch: "batchSize",
-  groupSize: "groupSize",
-  miniBatches: "miniBatches",
-  ppoEpochs: "ppoEpochs",
-  lr: "lr",
-  criticLr: "criticLr",
-  weightDecay: "weightDecay",
-  maxGradNorm: "maxGradNorm",
-  warmupSteps: "warmupSteps",
-  lrDecay: "lrDecay",
-  klCoef: "klCoef",
-  klEstimator: "klEstimator",
-  cliprange: "cliprange",
-  cliprangeValue: "cliprangeValue",
-  vfCoef: "vfCoef",
-  gamma: "gamma",
-  lam: "lam",
-  whitenRewards: "whitenRewards",
-  missingEosPenalty: "missingEosPenalty",
-  scaleByStd: "scaleByStd",
-  grpoLoss: "grpoLossNormalization",
-  maxNewTokens: "maxNewTokens",
-  maxPromptTokens: "maxPromptTokens",
-  temperature: "temperature",
-  topK: "topK",
-  topP: "topP",
-  separator: "promptSeparator",
-  mpoInterval: "mpoInterval",
-  mpoSchedule: "mpoSchedule",
-  rubricGuard: "rubricGuard",
-  metaMinInterval: "adaptive.minInterval",
-  metaMaxInterval: "adaptive.maxInterval",
-  checkpointEvery: "checkpointEvery",
-  keepCheckpoints: "keepCheckpoints",
-  engine: "engine",
-  lora: "lora.enabled",
-  loraR: "lora.r",
-  loraAlpha: "lora.alpha",
-  loraDropout: "lora.dropout",
-  loraTargets: "lora.targets",
-  hiddenSize: "init.hiddenSize",
-  layers: "init.numLayers",
-  heads: "init.numHeads",
-  ffSize: "init.intermediateSize",
-  maxPositions: "init.maxPositions",
 };
 
 export function register(program: Command): void {
@@ -159,12 +102,14 @@ export function register(program: Command): void {
     .option("--progress", "force the progress bar (default: when stderr is a terminal)")
     .option("--no-progress", "no progress bar")
     .action(async (opts: Record<string, unknown>, cmd: Command) => {
-      const { readConfigFile, validate, deepMerge } = await import("../../config/load.ts");
-      const { guardSettings, trainConfigSchema } = await import("../../rl/config.ts");
+      const { readConfigFile, validate } = await import("../../config/load.ts");
+      const { applyPolicyGenerationSettings, configFromFlags, defaultRewardFor, guardSettings, trainConfigSchema } = await import("../../rl/config.ts");
       const { Trainer } = await import("../../rl/trainer.ts");
-      const { createReward, defaultRewardFor, resolveTask } = await import("../../rl/reward-factory.ts");
+      const { createReward } = await import("../../rl/reward-factory.ts");
+      const { resolveTask } = await import("../../rl/tasks.ts");
       // Only flags the user typed count as overrides (commander fills --no-x defaults otherwise).
       const given = (k: string) => cmd.getOptionValueSource(k) === "cli";
+      const flags = Object.fromEntries(Object.entries(opts).filter(([k]) => given(k)));
 
       let raw: Record<string, unknown> = {};
       let source = "flags";
@@ -188,57 +133,17 @@ export function register(program: Command): void {
         }
         runDir = "";
       }
-      const over: Record<string, unknown> = {};
-      const taskName = (given("task") ? opts.task : raw.task) as string | undefined;
-      const task0 = !resume && taskName ? await resolveTask(taskName, { dataDir: (given("dataDir") ? opts.dataDir : raw.dataDir) as string | undefined }).catch(() => undefined) : undefined;
-      for (const [flag, key] of Object.entries(FLAG_KEYS)) if (given(flag)) over[key] = opts[flag];
-      if (given("dataFile")) over.data = parseDataFiles(String(opts.dataFile));
-      if (given("logTo")) over.logTo = parseLogTo(String(opts.logTo));
-      if (given("mpo") && opts.mpo === false) over.mpoInterval = 0;
-      if (!resume) {
-        if (given("reward")) over["reward.kind"] = opts.reward;
-        if (given("word")) {
-          over["reward.word"] = opts.word;
-          // `--word` alone means "the task's own reward, with this word" (keyword for say-word), not a kind-less reward.
-          const fileKind = (raw.reward as { kind?: string } | undefined)?.kind;
-          if (!given("reward") && !fileKind) {
-            const t = task0 ?? (await resolveTask((taskName ?? "say-word") as string, {}).catch(() => undefined));
-            over["reward.kind"] = t ? defaultRewardFor(t).kind : "keyword";
-          }
-        }
-        if (given("llm") || given("model")) {
-          // An LLM judge: the task's recipe decides which (rubric judge, or the mixed math reward).
-          if (!given("reward")) over["reward.kind"] = task0?.reward.kind === "math-mixed" ? "math-mixed" : "judge";
-          if (given("llm")) over["reward.rm.baseURL"] = opts.llm;
-          if (given("model")) over["reward.rm.model"] = opts.model;
-          else if (String(opts.llm ?? "").startsWith("gguf:")) over["reward.rm.model"] = "gguf"; // a local GGUF file needs no model name
-          if (given("server")) over["reward.rm.server"] = opts.server;
-          if (given("mrmLlm") || given("mrmModel")) {
-            over["reward.mrm.baseURL"] = opts.mrmLlm ?? opts.llm;
-            over["reward.mrm.model"] = opts.mrmModel ?? opts.model ?? (String(opts.mrmLlm ?? opts.llm ?? "").startsWith("gguf:") ? "gguf" : undefined);
-            if (given("server")) over["reward.mrm.server"] = opts.server;
-          }
-        }
-        const rewardKind = over["reward.kind"] ?? (raw.reward as { kind?: string } | undefined)?.kind;
-        if (given("rubric")) over[rewardKind === "math-mixed" ? "reward.guidelines" : "reward.rubric"] = opts.rubric;
-        if (given("judgeMode")) over["reward.mode"] = opts.judgeMode;
-        if (given("protocol")) over["reward.protocol"] = opts.protocol;
-        if (given("judgeSeesReference")) over["reward.judgeSeesReference"] = true;
-        // Task-level defaults (math: a meta step every 20 steps, as the paper's runs) unless set by flag or file.
-        if (task0?.metaDefaults?.interval !== undefined && !given("mpoInterval") && !given("mpo") && raw.mpoInterval === undefined) over.mpoInterval = task0.metaDefaults.interval;
-        if (task0?.metaDefaults?.samples !== undefined && !given("metaSamples") && rewardKind !== "math-mixed" && (raw.reward as { metaSamples?: unknown } | undefined)?.metaSamples === undefined && over["reward.kind"] !== undefined) over["reward.metaSamples"] = task0.metaDefaults.samples;
-        if (given("metaSamples")) {
-          // The mixed math reward's meta step analyzes cases per guideline group rather than single rollouts.
-          const kind = over["reward.kind"] ?? (raw.reward as { kind?: string } | undefined)?.kind;
-          over[kind === "math-mixed" ? "reward.casesPerGroup" : "reward.metaSamples"] = opts.metaSamples;
-        }
-        if (given("run")) over.run = opts.run;
-      }
-      const merged = deepMerge(raw, over);
+      // The task decides what some flags mean (--llm: judge or math-mixed; its meta-step defaults). A typo'd task
+      // name or an unreadable task config stops here with its own error.
+      const taskName = (given("task") ? opts.task : raw.task) ?? "say-word"; // the schema's default task
+      // (a task that is not a string is left to the config validation below, which names the field)
+      const task0 = !resume && typeof taskName === "string" ? await resolveTask(taskName, { dataDir: (given("dataDir") ? opts.dataDir : raw.dataDir) as string | undefined }) : undefined;
+      if (given("dataFile")) flags.dataFile = parseDataFiles(String(opts.dataFile));
+      if (given("logTo")) flags.logTo = parseLogTo(String(opts.logTo));
+      const merged = configFromFlags(flags, { file: raw, ...(task0 ? { task: task0 } : {}), resume: !!resume });
       // A policy checkpoint's own generation settings (separator, lengths, temperature) unless set above.
       if (!resume && typeof merged.policy === "string" && existsSync(merged.policy)) {
         const { loadGenerationSettings } = await import("../../engine/generation-settings.ts");
-        const { applyPolicyGenerationSettings } = await import("../../rl/config.ts");
         applyPolicyGenerationSettings(merged, loadGenerationSettings(merged.policy));
       }
       // A reward kind switched by flag must not inherit the file's fields of another kind.
@@ -294,7 +199,8 @@ export function register(program: Command): void {
 const FROM_POLICY = new Set(["maxNewTokens", "maxPromptTokens", "promptSeparator", "temperature"]);
 const EXTRA_DEFAULTS: Record<string, string> = {
   groupSize: "1 for ppo, 4 for grpo/rloo",
-  lr: "3e-6 with --policy (the paper), 1e-3 for the fresh tiny policy",
+  lr: "3e-6 with --policy (the paper), 1e-3 for the fresh tiny policy (say-word: 3e-3)",
+  batch: "8 (say-word with the fresh tiny policy: 32)",
   criticLr: "--lr",
   reward: "the task's own (say-word: keyword)",
   judgeMode: "per-item",

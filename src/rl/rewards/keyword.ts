@@ -1,14 +1,14 @@
 /**
- * Rule rewards: deterministic, instant, no LLM. Used by the built-in toy task, the end-to-end tests and
- * as cheap sanity baselines for real runs.
+ * Keyword reward: deterministic, instant, no LLM. Used by the built-in toy task, the end-to-end tests and
+ * as a cheap sanity baseline for real runs.
  *
  *   keyword: score = (occurrences of the target word) / (number of words), in [0, 1]; the target is
  *            `word` when given, else the record's label / meta.target. An empty response scores 0.
- *   length:  score = 1 inside [min, max] words, falling linearly to 0 at distance max outside.
  */
 import type { RewardFunction, RewardResult, RewardSample } from "../reward-types.ts";
 
-function words(text: string): string[] {
+/** Lower-cased words (letters and digits) of a text. */
+export function words(text: string): string[] {
   return text
     .toLowerCase()
     .split(/[^\p{L}\p{N}]+/u)
@@ -33,27 +33,6 @@ export class KeywordReward implements RewardFunction {
       const hits = ws.filter((w) => w === target).length;
       const score = ws.length ? hits / ws.length : 0;
       return { score, normalized: score, flags: ws.length ? [] : ["empty-response"] };
-    });
-  }
-
-  rubricVersion(): number {
-    return 0;
-  }
-}
-
-export class LengthReward implements RewardFunction {
-  readonly name = "length";
-  constructor(
-    private readonly min: number,
-    private readonly max: number,
-  ) {}
-
-  async score(samples: RewardSample[]): Promise<RewardResult[]> {
-    return samples.map((s) => {
-      const n = words(s.response).length;
-      const dist = n < this.min ? this.min - n : n > this.max ? n - this.max : 0;
-      const score = Math.max(0, 1 - dist / Math.max(1, this.max));
-      return { score, normalized: score, flags: [] };
     });
   }
 
