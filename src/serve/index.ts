@@ -36,7 +36,7 @@ export async function startRewardService(
   // The task: judge view and rules as `mpo train --task` applies them; its initial rubric unless one is given.
   let task: TaskDefinition | undefined;
   if (cfg.task) {
-    const { resolveTask } = await import("../rl/reward-factory.ts");
+    const { resolveTask } = await import("../rl/tasks.ts");
     task = await resolveTask(cfg.task);
   }
   const rubricFile = cfg.rubric ?? (task?.reward.kind === "rubric" ? task.reward.initialRubric : undefined);

@@ -9,7 +9,7 @@
 import { checkFormatRule } from "../judge/format-rule.ts";
 import type { ProtocolProfile } from "../judge/protocol.ts";
 import type { Evaluation, ScoreInput } from "../judge/types.ts";
-import { judgeInputs } from "../rl/reward-factory.ts";
+import { judgeInputs } from "../rl/rewards/judge.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
 
 /** A request item that cannot be judged as the task's (400 naming the item). */
