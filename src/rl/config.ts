@@ -175,6 +175,8 @@ export const trainConfigSchema = z
     saveRollouts: z.boolean().default(true),
     /** Engine compute path: TS loops, the native addon, or native when it loads. */
     engine: z.enum(["ts", "native", "auto"]).default("auto"),
+    /** Activation recomputation (per-layer gradient checkpointing): less memory, one more forward per update. */
+    recompute: z.boolean().default(false),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -289,6 +291,7 @@ export const FLAG_KEYS: Record<string, string> = {
   checkpointEvery: "checkpointEvery",
   keepCheckpoints: "keepCheckpoints",
   engine: "engine",
+  recompute: "recompute",
   lora: "lora.enabled",
   loraR: "lora.r",
   loraAlpha: "lora.alpha",
