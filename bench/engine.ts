@@ -12,6 +12,13 @@
  *   npm run bench:engine                       # both configs
  *   npm run bench:engine -- --configs 1m --seconds 2 --json out.json
  *   npm run bench:engine -- --max-step-seconds 0     # never skip a slow path
+ *   npm run bench:engine -- --configs qwen0.5b [--full]  # Qwen2.5-0.5B shapes: LoRA training, generation, peak RSS
+ *
+ * qwen0.5b (the published Qwen2.5-0.5B config, random f32 weights on both sides, batch 4 × 512): training with
+ * LoRA r 64, α 128, dropout 0.05 on all seven projections (ours: frozen base, chunked lm_head; PyTorch: PEFT-style
+ * LoRA modules), batched KV-cache generation with the adapters on, and each process's peak RSS. Native path
+ * and 2 threads only (the TS path would take hours). Full fine-tuning at this size needs ≈ 12 GB (ours) /
+ * ≈ 17 GB (PyTorch) and runs only with --full.
  *
  * A path whose training step is predicted (from its step time on the previous, smaller config, scaled
  * by parameters × tokens) to exceed --max-step-seconds (default 60) is skipped with a note, which keeps
@@ -40,7 +47,22 @@ interface BenchConfig {
   genBatch: number;
   genPrompt: number;
   genNew: number;
+  /** Trainings to measure (default ["full"]); "lora" = r 64, α 128, dropout 0.05, all projections. */
+  modes?: ("full" | "lora")[];
+  /** Only these thread counts and the native path (big configs). */
+  threads?: number[];
+  nativeOnly?: boolean;
 }
+
+const QWEN05 = {
+  architectures: ["Qwen2ForCausalLM"], attention_dropout: 0.0, bos_token_id: 151643, eos_token_id: 151645,
+  hidden_act: "silu", hidden_size: 896, initializer_range: 0.02, intermediate_size: 4864,
+  max_position_embeddings: 32768, max_window_layers: 21, model_type: "qwen2", num_attention_heads: 14,
+  num_hidden_layers: 24, num_key_value_heads: 2, rms_norm_eps: 1e-06, rope_theta: 1000000.0,
+  sliding_window: 32768, tie_word_embeddings: true, torch_dtype: "float32", use_cache: true,
+  use_sliding_window: false, vocab_size: 151936,
+};
+const LORA = { r: 64, alpha: 128, dropout: 0.05 };
 
 function llama(V: number, d: number, L: number, H: number, ff: number, maxPos: number): Record<string, unknown> {
   return {
@@ -54,6 +76,10 @@ function llama(V: number, d: number, L: number, H: number, ff: number, maxPos: n
 const CONFIGS: Record<string, BenchConfig> = {
   "1m": { label: "~1M (d128 L4 H4 ff344 V2048)", config: llama(2048, 128, 4, 4, 344, 256), batch: 8, seq: 64, genBatch: 8, genPrompt: 8, genNew: 56 },
   "5m": { label: "~5M (d256 L4 H8 ff688 V4096)", config: llama(4096, 256, 4, 8, 688, 256), batch: 16, seq: 128, genBatch: 8, genPrompt: 8, genNew: 120 },
+  "qwen0.5b": {
+    label: "Qwen2.5-0.5B (d896 L24 H14/2 ff4864 V151936)", config: QWEN05, batch: 4, seq: 512, genBatch: 4, genPrompt: 16, genNew: 32,
+    modes: ["lora"], threads: [2], nativeOnly: true,
+  },
 };
 
 interface Measure {
@@ -64,16 +90,25 @@ interface Measure {
   /** Tokens per CPU-second (user+sys of the whole process): less sensitive to other load on a shared machine. */
   train_tokens_per_cpu_s?: number;
   gen_tokens_per_cpu_s?: number;
+  /** Which training ran in this process ("full" or "lora"). */
+  mode?: "full" | "lora";
+  /** Peak RSS of the whole worker process (MiB): model + training + generation. */
+  peak_rss_mib?: number;
 }
 
 // ------------------------------------------------------------------------------------------- worker side
 
-async function worker(spec: BenchConfig & { seconds: number; engine: "ts" | "native" }): Promise<void> {
+async function worker(spec: BenchConfig & { seconds: number; engine: "ts" | "native"; mode: "full" | "lora" }): Promise<void> {
   const { TransformerLM, AdamW, clipGradNorm, nllGradient } = await import("../src/engine/index.ts");
+  const { LORA_TARGETS } = await import("../src/engine/model.ts");
   const { Rng } = await import("../src/util/rng.ts");
   const rng = new Rng(0);
-  const model = TransformerLM.create(spec.config as never, rng, { engine: spec.engine });
-  const opt = new AdamW(model.params, { lr: 1e-4, weightDecay: 0.01, engine: spec.engine, decay: () => true });
+  const lora = spec.mode === "lora";
+  // LoRA: the base is frozen from construction (no base-sized gradient buffers), adapters on every projection.
+  const model = TransformerLM.create(spec.config as never, rng, { engine: spec.engine, frozenBase: lora });
+  if (lora) model.addLora({ ...LORA, targets: LORA_TARGETS, rng });
+  const params = model.trainableParams();
+  const opt = new AdamW(params, { lr: 1e-4, weightDecay: 0.01, engine: spec.engine, decay: () => true });
   const V = spec.config.vocab_size as number;
   const { batch: B, seq: T } = spec;
   const tokens = new Int32Array(B * T);
@@ -88,17 +123,19 @@ async function worker(spec: BenchConfig & { seconds: number; engine: "ts" | "nat
   const dLp = new Float32Array(B * T);
   const trainStep = () => {
     model.zeroGrad();
+    model.loraTrain = true;
     const out = model.score(tokens, targets, B, T);
     nllGradient(out.logprobs, targets, dLp);
     model.backward(dLp);
-    clipGradNorm(model.params, 1.0);
+    clipGradNorm(params, 1.0);
     opt.update();
+    model.loraTrain = false;
   };
   const prompts = Array.from({ length: spec.genBatch }, () => Array.from({ length: spec.genPrompt }, () => rng.int(V)));
   const genStep = () => {
     model.generate(prompts, { maxNewTokens: spec.genNew, temperature: 1, stopTokens: [], rng });
   };
-  const r: Measure = { threads: Number(process.env.MPO_ENGINE_THREADS ?? 1) };
+  const r: Measure = { threads: Number(process.env.MPO_ENGINE_THREADS ?? 1), mode: spec.mode };
   {
     const { n, el, cpu } = timed(trainStep, spec.seconds);
     r.train_tokens_per_s = (B * T * n) / el;
@@ -110,8 +147,9 @@ async function worker(spec: BenchConfig & { seconds: number; engine: "ts" | "nat
     r.gen_tokens_per_s = (spec.genBatch * spec.genNew * n) / el;
     r.gen_tokens_per_cpu_s = (spec.genBatch * spec.genNew * n) / cpu;
   }
-  const params = model.params.reduce((s, p) => s + p.data.length, 0);
-  process.stdout.write(JSON.stringify({ params, results: [r] }) + "\n");
+  r.peak_rss_mib = process.resourceUsage().maxRSS / 1024;
+  const nParams = [...model.namedTensors().values()].reduce((s, t) => s + t.data.length, 0);
+  process.stdout.write(JSON.stringify({ params: nParams, results: [r] }) + "\n");
 }
 
 /**
@@ -221,59 +259,69 @@ async function main(argv: string[]): Promise<void> {
   const lastStep = new Map<string, { ms: number; work: number }>();
   const rows: Record<string, unknown>[] = [];
   for (const spec of configs) {
-    const paths: { name: string; env: Record<string, string>; engine: "ts" | "native" }[] = [{ name: "ts", env: { MPO_ENGINE: "ts" }, engine: "ts" }];
+    const modes = [...(spec.modes ?? ["full"])];
+    if (argv.includes("--full") && !modes.includes("full")) modes.push("full");
+    const threads = spec.threads ?? [1, 2];
+    const paths: { name: string; env: Record<string, string>; engine: "ts" | "native" }[] = spec.nativeOnly ? [] : [{ name: "ts", env: { MPO_ENGINE: "ts" }, engine: "ts" }];
     if (native.kernels)
-      for (const th of [1, 2]) paths.push({ name: `native`, env: { MPO_ENGINE: "native", MPO_ENGINE_THREADS: String(th) }, engine: "native" });
-    const ours: Record<string, Measure[]> = {};
-    let params = 0;
-    for (const p of paths) {
-      const key = `${p.name}/${p.env.MPO_ENGINE_THREADS ?? 1}`;
-      const prev = lastStep.get(key);
-      if (prev && maxStepS > 0) {
-        const predicted = (prev.ms / 1000) * (work(spec) / prev.work);
-        if (predicted > maxStepS) {
-          process.stderr.write(`[${spec.label}] ours ${key}: skipped, predicted ${predicted.toFixed(0)} s per training step > --max-step-seconds ${maxStepS}\n`);
+      for (const th of threads) paths.push({ name: `native`, env: { MPO_ENGINE: "native", MPO_ENGINE_THREADS: String(th) }, engine: "native" });
+    for (const mode of modes) {
+      const ours: Record<string, Measure[]> = {};
+      let params = 0;
+      for (const p of paths) {
+        const key = `${p.name}/${p.env.MPO_ENGINE_THREADS ?? 1}/${mode}`;
+        const prev = lastStep.get(key);
+        if (prev && maxStepS > 0) {
+          const predicted = (prev.ms / 1000) * (work(spec) / prev.work);
+          if (predicted > maxStepS) {
+            process.stderr.write(`[${spec.label}] ours ${key}: skipped, predicted ${predicted.toFixed(0)} s per training step > --max-step-seconds ${maxStepS}\n`);
+            continue;
+          }
+        }
+        process.stderr.write(`[${spec.label}] ours ${p.name} threads ${p.env.MPO_ENGINE_THREADS ?? 1}, ${mode} training …\n`);
+        const r = await run(process.execPath, ["--import", "tsx", join(here, "engine.ts"), "--worker", JSON.stringify({ ...spec, seconds, engine: p.engine, mode })], p.env, perStepLimit);
+        const j = lastJson(r.out);
+        if (!r.ok || !j) {
+          process.stderr.write(`  failed: ${r.err.trim().slice(-500)}\n`);
           continue;
         }
+        params = j.params;
+        (ours[p.name] ??= []).push(...j.results);
+        if (j.results[0]?.train_step_ms) lastStep.set(key, { ms: j.results[0].train_step_ms, work: work(spec) });
       }
-      process.stderr.write(`[${spec.label}] ours ${p.name} threads ${p.env.MPO_ENGINE_THREADS ?? 1} …\n`);
-      const r = await run(process.execPath, ["--import", "tsx", join(here, "engine.ts"), "--worker", JSON.stringify({ ...spec, seconds, engine: p.engine })], p.env, perStepLimit);
-      const j = lastJson(r.out);
-      if (!r.ok || !j) {
-        process.stderr.write(`  failed: ${r.err.trim().slice(-500)}\n`);
-        continue;
+      let torch: Measure[] = [];
+      let torchVersion = "";
+      if (!torchProblem) {
+        process.stderr.write(`[${spec.label}] PyTorch threads ${threads.join(",")}, ${mode} training …\n`);
+        const r = await run(PYTHON, [join(here, "torch_bench.py"), "--config", JSON.stringify(spec.config), "--batch", String(spec.batch), "--seq", String(spec.seq),
+          "--gen-batch", String(spec.genBatch), "--gen-prompt", String(spec.genPrompt), "--gen-new", String(spec.genNew), "--threads", threads.join(","), "--seconds", String(seconds),
+          ...(mode === "lora" ? ["--lora", `${LORA.r},${LORA.alpha},${LORA.dropout}`] : [])], {}, perStepLimit);
+        const j = lastJson(r.out);
+        if (r.ok && j) {
+          torch = j.results;
+          torchVersion = j.torch ?? "";
+        } else process.stderr.write(`  PyTorch failed: ${r.err.trim().slice(-500)}\n`);
       }
-      params = j.params;
-      (ours[p.name] ??= []).push(...j.results);
-      if (j.results[0]?.train_step_ms) lastStep.set(key, { ms: j.results[0].train_step_ms, work: work(spec) });
+      const tTrain = best(torch, "train_tokens_per_s");
+      const tGen = best(torch, "gen_tokens_per_s");
+      const tRss = torch[0]?.peak_rss_mib;
+      for (const [name, ms] of Object.entries(ours)) {
+        const tr = best(ms, "train_tokens_per_s");
+        const ge = best(ms, "gen_tokens_per_s");
+        const rss = Math.max(...ms.map((m) => m.peak_rss_mib ?? 0));
+        rows.push({
+          config: spec.label, params, batch: `${spec.batch}x${spec.seq}`, gen: `${spec.genBatch}x(${spec.genPrompt}+${spec.genNew})`, path: name, mode,
+          train_tok_s: tr?.v, train_threads: tr?.threads, torch_train_tok_s: tTrain?.v, torch_train_threads: tTrain?.threads,
+          train_ratio: tr && tTrain ? tr.v / tTrain.v : undefined,
+          gen_tok_s: ge?.v, gen_threads: ge?.threads, torch_gen_tok_s: tGen?.v, torch_gen_threads: tGen?.threads,
+          gen_ratio: ge && tGen ? ge.v / tGen.v : undefined, torch_version: torchVersion,
+          peak_rss_mib: rss || undefined, torch_peak_rss_mib: tRss,
+          ...cpuRatios(ms, torch),
+          all: { ours: ms, torch },
+        });
+      }
     }
-    let torch: Measure[] = [];
-    let torchVersion = "";
-    if (!torchProblem) {
-      process.stderr.write(`[${spec.label}] PyTorch threads 1,2 …\n`);
-      const r = await run(PYTHON, [join(here, "torch_bench.py"), "--config", JSON.stringify(spec.config), "--batch", String(spec.batch), "--seq", String(spec.seq),
-        "--gen-batch", String(spec.genBatch), "--gen-prompt", String(spec.genPrompt), "--gen-new", String(spec.genNew), "--threads", "1,2", "--seconds", String(seconds)], {}, perStepLimit);
-      const j = lastJson(r.out);
-      if (r.ok && j) {
-        torch = j.results;
-        torchVersion = j.torch ?? "";
-      } else process.stderr.write(`  PyTorch failed: ${r.err.trim().slice(-500)}\n`);
-    }
-    const tTrain = best(torch, "train_tokens_per_s");
-    const tGen = best(torch, "gen_tokens_per_s");
-    for (const [name, ms] of Object.entries(ours)) {
-      const tr = best(ms, "train_tokens_per_s");
-      const ge = best(ms, "gen_tokens_per_s");
-      rows.push({
-        config: spec.label, params, batch: `${spec.batch}x${spec.seq}`, gen: `${spec.genBatch}x(${spec.genPrompt}+${spec.genNew})`, path: name,
-        train_tok_s: tr?.v, train_threads: tr?.threads, torch_train_tok_s: tTrain?.v, torch_train_threads: tTrain?.threads,
-        train_ratio: tr && tTrain ? tr.v / tTrain.v : undefined,
-        gen_tok_s: ge?.v, gen_threads: ge?.threads, torch_gen_tok_s: tGen?.v, torch_gen_threads: tGen?.threads,
-        gen_ratio: ge && tGen ? ge.v / tGen.v : undefined, torch_version: torchVersion,
-        ...cpuRatios(ms, torch),
-        all: { ours: ms, torch },
-      });
-    }
+    if (!modes.includes("full") && spec.modes) process.stderr.write(`[${spec.label}] full fine-tuning not run (needs ≈ 12 GB here, ≈ 17 GB in PyTorch); add --full to measure it\n`);
   }
   const la = loadavg();
   console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${la.map((x) => x.toFixed(1)).join(" ")} — shared machines make these numbers noisy`);
@@ -294,11 +342,12 @@ function cpuRatios(ours: Measure[], torch: Measure[]): Record<string, number | u
 
 function printTable(rows: Record<string, unknown>[]): void {
   const f = (v: unknown, digits = 0) => (typeof v === "number" ? v.toFixed(digits) : "-");
-  const header = ["config", "params", "path", "train tok/s (thr)", "torch train (thr)", "ours/torch", "gen tok/s (thr)", "torch gen (thr)", "ours/torch"];
+  const header = ["config", "params", "path", "training", "train tok/s (thr)", "torch train (thr)", "ours/torch", "gen tok/s (thr)", "torch gen (thr)", "ours/torch", "peak RSS MiB", "torch", "ours/torch"];
   const lines = rows.map((r) => [
-    String(r.config), f(r.params), String(r.path),
+    String(r.config), f(r.params), String(r.path), String(r.mode),
     `${f(r.train_tok_s)} (${r.train_threads ?? "-"})`, `${f(r.torch_train_tok_s)} (${r.torch_train_threads ?? "-"})`, f(r.train_ratio, 2),
     `${f(r.gen_tok_s)} (${r.gen_threads ?? "-"})`, `${f(r.torch_gen_tok_s)} (${r.torch_gen_threads ?? "-"})`, f(r.gen_ratio, 2),
+    f(r.peak_rss_mib), f(r.torch_peak_rss_mib), f(typeof r.peak_rss_mib === "number" && typeof r.torch_peak_rss_mib === "number" ? r.peak_rss_mib / r.torch_peak_rss_mib : undefined, 2),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
@@ -306,8 +355,8 @@ function printTable(rows: Record<string, unknown>[]): void {
   console.log(fmt(header));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const l of lines) console.log(fmt(l));
-  const h2 = ["config", "path", "train tok/CPU-s", "torch", "ours/torch", "gen tok/CPU-s", "torch", "ours/torch"];
-  const l2 = rows.map((r) => [String(r.config), String(r.path), f(r.train_cpu_tok_s), f(r.torch_train_cpu_tok_s), f(r.train_cpu_ratio, 2), f(r.gen_cpu_tok_s), f(r.torch_gen_cpu_tok_s), f(r.gen_cpu_ratio, 2)]);
+  const h2 = ["config", "path", "training", "train tok/CPU-s", "torch", "ours/torch", "gen tok/CPU-s", "torch", "ours/torch"];
+  const l2 = rows.map((r) => [String(r.config), String(r.path), String(r.mode), f(r.train_cpu_tok_s), f(r.torch_train_cpu_tok_s), f(r.train_cpu_ratio, 2), f(r.gen_cpu_tok_s), f(r.torch_gen_cpu_tok_s), f(r.gen_cpu_ratio, 2)]);
   const w2 = h2.map((h, i) => Math.max(h.length, ...l2.map((l) => l[i].length)));
   const fmt2 = (cells: string[]) => cells.map((c, i) => c.padEnd(w2[i])).join("  ");
   console.log("\nsingle-thread tokens per CPU-second (robust to other load on the machine):");

@@ -42,6 +42,17 @@ describe("configFromFlags", () => {
     expect(configFromFlags({ llm: "http://h/v1", model: "j" }, { task: math, file: { mpoInterval: 7 } }).mpoInterval).toBe(7);
   });
 
+  it("say-word's fresh-policy defaults (batch 32, lr 3e-3) apply without --policy and yield to flags and the file", () => {
+    expect(trainConfigSchema.parse(configFromFlags({}, { task: sayWord }))).toMatchObject({ batchSize: 32, lr: 3e-3 });
+    expect(configFromFlags({ batch: 4 }, { task: sayWord })).toMatchObject({ batchSize: 4, lr: 3e-3 });
+    expect(configFromFlags({}, { task: sayWord, file: { lr: 1e-4 } })).toMatchObject({ batchSize: 32, lr: 1e-4 });
+    // A pretrained policy (flag or file) keeps the general defaults (8 prompts, lr "auto" = the paper's 3e-6).
+    expect(trainConfigSchema.parse(configFromFlags({ policy: "/p" }, { task: sayWord }))).toMatchObject({ batchSize: 8, lr: "auto" });
+    expect(configFromFlags({}, { task: sayWord, file: { policy: "/p" } }).batchSize).toBeUndefined();
+    // Other tasks have none.
+    expect(configFromFlags({ llm: "http://h/v1", model: "j" }, { task: essay }).batchSize).toBeUndefined();
+  });
+
   it("a gguf: judge needs no model name; the senior judge defaults to the junior's endpoint", () => {
     expect(configFromFlags({ llm: "gguf:/m.gguf" }, { task: essay }).reward).toEqual({ kind: "judge", rm: { baseURL: "gguf:/m.gguf", model: "gguf" } });
     const c = configFromFlags({ llm: "http://a/v1", model: "j", mrmModel: "big", server: "vllm" }, { task: essay });

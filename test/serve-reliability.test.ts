@@ -126,8 +126,7 @@ describe("outage tolerance with OpenRLHF's request loop (time scaled down)", () 
   // 2-core CI machine one judge round trip can take longer than 10 s × S.
   const policy = (S: number) => ({ deadlineMs: 150_000 * S, backoffBaseMs: 1000 * S, backoffMaxMs: 15_000 * S, queueMax: 1000 });
 
-  async function outageRun(S: number, outageMs: number, samples: number) {
-    const outage = policy(S);
+  async function outageRun(S: number, outageMs: number, samples: number, outage = policy(S)) {
     let down = true;
     const fake = await startFakeOpenAI({
       reply: (req) => {
@@ -164,9 +163,15 @@ describe("outage tolerance with OpenRLHF's request loop (time scaled down)", () 
   });
 
   it("an outage past the deadline: 503 only at the deadline, OpenRLHF's next try gets the real reward", async () => {
-    const S = 0.02; // 200 s → 4 s, deadline → 3 s, OpenRLHF's timeout → 3.6 s, its sleep → 20 ms
-    const outage = policy(S);
-    const { results, tries } = await outageRun(S, 200_000 * S, 2);
+    // Three margins decide this scenario, and scaling shrinks each: the 503 must reach the client before its
+    // timeout (deadline → timeout), the first try must still meet the outage when its deadline fires (deadline →
+    // end of outage), and the second try must outlive the outage (end of outage + backoff → its deadline). Under
+    // load a timer or a reply can be late by most of a second, so each margin here is ≥ 2 s: S = 0.05 with a
+    // 120 s deadline (→ 6 s; OpenRLHF's timeout → 9 s, its sleep → 50 ms) and a 160 s outage (→ 8 s).
+    // (With S = 0.02 and the 150 s deadline the first margin was 0.6 s, and a loaded machine missed it.)
+    const S = 0.05;
+    const outage = { ...policy(S), deadlineMs: 120_000 * S };
+    const { results, tries } = await outageRun(S, 160_000 * S, 2, outage);
     expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled"]);
     expect(results.map((r) => (r as PromiseFulfilledResult<any>).value.rewards)).toEqual([[0.2], [0.8]]);
     expect(tries.length).toBe(2); // one 503 per sample, then success

@@ -128,7 +128,7 @@ describe("mpo train --log-to", () => {
     const env = { ...process.env };
     delete env.MLFLOW_TRACKING_URI;
     const out = await new Promise<{ code: number | null; text: string }>((res) => {
-      const p = spawn(process.execPath, [resolve(import.meta.dirname, "..", "bin", "mpo.js"), "train", "--task", "say-word", "--reward", "keyword", "--word", "blue", "--algo", "grpo", "--steps", "2", "--run", run, "--log-to", "tensorboard,mlflow", "--no-progress"], { env });
+      const p = spawn(process.execPath, [resolve(import.meta.dirname, "..", "bin", "mpo.js"), "train", "--task", "say-word", "--reward", "keyword", "--word", "blue", "--algo", "grpo", "--steps", "2", "--batch", "2", "--run", run, "--log-to", "tensorboard,mlflow", "--no-progress"], { env });
       let text = "";
       p.stdout.on("data", (d) => (text += d));
       p.stderr.on("data", (d) => (text += d));

@@ -61,11 +61,41 @@ export interface ModelOptions {
   dtype?: "float32" | "float64";
   /** fromParams: keep the given f32 arrays instead of copying them (for weights no optimizer will touch). */
   shareTensors?: boolean;
+  /**
+   * Construct with the base frozen (what addLora() would do afterwards): every weight except the value head
+   * is `frozen` and no matrix gets a gradient buffer at all — at Qwen2.5-0.5B the f32 gradient buffers
+   * alone would be 2 GB, allocated and released again. Vectors (norms, biases) keep theirs (tiny).
+   */
+  frozenBase?: boolean;
+  /**
+   * Rows of the lm_head computed at once (default: as many as fit HEAD_CHUNK_FLOATS logits). The
+   * [rows, vocab] logits are never materialized for all rows: score() runs the head and log-softmax chunk
+   * by chunk keeping only log-probs/entropy, and backward() recomputes each chunk's logits (one extra head
+   * matmul) when there was more than one chunk. One chunk = the logits are kept, no recomputation.
+   */
+  headChunkRows?: number;
+  /**
+   * Share the activation arena with another model of the same dims (the LoRA critic on the policy's frozen
+   * base): models used one after another need one set of activations, not two. backward() refuses to run
+   * when another model has scored into the shared arena since this model's score().
+   */
+  shareArenaWith?: TransformerLM;
+  /**
+   * Activation recomputation (gradient checkpointing per layer): score() keeps only each layer's input and
+   * backward() re-runs a layer's forward just before differentiating it. Activations drop from ~L layers'
+   * worth to one layer's (+ the L inputs) for one extra forward of the layers per backward.
+   */
+  recompute?: boolean;
 }
+
+/** Logits held at once by the chunked lm_head (floats): 16 Mi floats = 64 MiB, ~110 rows at vocab 151,936. */
+export const HEAD_CHUNK_FLOATS = 1 << 24;
 
 export interface ScoreOptions {
   needValues?: boolean;
   needEntropy?: boolean;
+  /** false: skip the lm_head entirely (a critic needs only values); logprobs are then all 0. Default true. */
+  needLogprobs?: boolean;
   /** Logits are divided by this before the softmax (like samplers do); default 1. */
   temperature?: number;
 }
@@ -129,6 +159,8 @@ interface Layer {
 class Arena {
   private f = new Map<string, F>();
   private i = new Map<string, Int32Array>();
+  /** The model whose score() activations the arena holds now (shared arenas, see shareArenaWith). */
+  owner: object | null = null;
   constructor(private alloc: (n: number) => F) {}
   get(name: string, n: number): F {
     let b = this.f.get(name);
@@ -196,6 +228,9 @@ export class TransformerLM {
   private readonly layers: Layer[] = [];
   private rope: { cos: F; sin: F; len: number };
   private arena: Arena;
+  private readonly headChunkRows: number;
+  /** Activation recomputation on (ModelOptions.recompute). */
+  readonly recompute: boolean;
   private last: ScoreState | null = null;
   private readonly actCode: number;
   /** LoRA settings once addLora() ran. */
@@ -218,7 +253,13 @@ export class TransformerLM {
     const f64 = opts.dtype === "float64";
     this.alloc = f64 ? (n) => new Float64Array(n) as unknown as F : (n) => new Float32Array(n);
     this.kernels = f64 ? tsKernels : selectKernels(opts.engine);
-    this.arena = new Arena(this.alloc);
+    if (opts.shareArenaWith) {
+      if (f64) throw new Error("shareArenaWith: float32 models only");
+      this.arena = opts.shareArenaWith.arena;
+    } else this.arena = new Arena(this.alloc);
+    this.headChunkRows = opts.headChunkRows ?? 0;
+    this.recompute = !!opts.recompute;
+    if (!(Number.isInteger(this.headChunkRows) && this.headChunkRows >= 0)) throw new RangeError(`headChunkRows: expected an integer ≥ 0, got ${opts.headChunkRows}`);
     this.actCode = ops.ACT_CODE[dm.act];
     const { V, d, ff, H, Hkv, D } = dm;
     this.params = [];
@@ -239,7 +280,10 @@ export class TransformerLM {
         data.set(t.data);
       } else if (init === "ones") data.fill(1);
       else if (init === "normal" && rng) for (let i = 0; i < size; i++) data[i] = rng.normal() * 0.02;
-      const p: ParamTensor = { name, shape, data, grad: this.alloc(size) };
+      // A frozen base needs no matrix gradients (vectors keep theirs: the norm/bias kernels accumulate into them).
+      const frozen = !!opts.frozenBase && !name.startsWith("value_head.");
+      const p: ParamTensor = { name, shape, data, grad: this.alloc(frozen && shape.length === 2 ? 0 : size) };
+      if (frozen) p.frozen = true;
       this.params.push(p);
       this.byName.set(name, p);
       return p;
@@ -417,6 +461,23 @@ export class TransformerLM {
     else this.kernels.rmsnormBackward(dx, w.grad, dout, x, w.data, rstd, N, d);
   }
 
+  /** Head rows per chunk: headChunkRows, else as many as fit HEAD_CHUNK_FLOATS logits (≥ 1). */
+  private headRowsPerChunk(Na: number): number {
+    const C = this.headChunkRows || Math.max(1, Math.floor(HEAD_CHUNK_FLOATS / this.dims.V));
+    return Math.max(1, Math.min(C, Na));
+  }
+
+  /**
+   * Head rows [c0, c0+c): logits = h_f·W_headᵀ / temperature, turned into log-probs in place; log p(target)
+   * into lp[c0 + i] and the entropy into ent[c0 + i] (lpOffset 0: lp/ent are chunk-sized scratch).
+   */
+  private headLogSoftmax(logits: F, hfa: F, tgt: Int32Array, lp: F, ent: F | null, c0: number, c: number, invTemp: number, lpOffset = c0): void {
+    const { d, V } = this.dims;
+    this.kernels.matmulXWt(logits, hfa.subarray(c0 * d, (c0 + c) * d), this.lmHead.data, c, d, V, false);
+    if (invTemp !== 1) for (let i = 0; i < c * V; i++) logits[i] *= invTemp;
+    this.kernels.logSoftmaxGather(logits, tgt.subarray(c0, c0 + c), lp.subarray(lpOffset, lpOffset + c), ent ? ent.subarray(lpOffset, lpOffset + c) : null, c, V);
+  }
+
   // ---------------------------------------------------------------------------------------------------
   // Linear projections with an optional LoRA adapter:  y (+)= x·Wᵀ + (α/r)·(drop(x)·Aᵀ)·Bᵀ
 
@@ -590,6 +651,45 @@ export class TransformerLM {
     }
   }
 
+  /** Arena name of layer l's activation `base`: one per layer, or one shared set under recompute. */
+  private act(base: string, l: number): string {
+    return this.recompute ? `${base}.rc` : `${base}.${l}`;
+  }
+
+  /** One block of the training forward over N = B·T rows: x (layer input) → xn, activations kept under act(). */
+  private layerForward(l: number, x: F, xn: F, pos: Int32Array, B: number, T: number): void {
+    const { d, ff, H, Hkv, D, qkNorm: qk } = this.dims;
+    const A = this.arena;
+    const K = this.kernels;
+    const N = B * T;
+    const ly = this.layers[l];
+    const a = (base: string, n: number) => A.get(this.act(base, l), n);
+    // h₁ = norm₁(x);  q, k, v = proj(h₁) (+ bias, q/k norm, RoPE)
+    const h1 = a("h1", N * d);
+    this.normFwd(h1, x, ly.ln1, ly.ln1b, a("mean1", N), a("rstd1", N), N);
+    const q = a("q", N * H * D);
+    const k = a("k", N * Hkv * D);
+    const v = a("v", N * Hkv * D);
+    this.qkvForward(
+      ly, h1, q, k, v,
+      qk ? a("qr", N * H * D) : null, qk ? a("kr", N * Hkv * D) : null,
+      qk ? a("qrstd", N * H) : null, qk ? a("krstd", N * Hkv) : null, pos, N,
+    );
+    // att = softmax(q·kᵀ/√D + causal mask)·v per head (keeps only the row log-sum-exp)
+    const att = a("att", N * H * D);
+    K.attentionForward(att, a("lse", B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
+    // x₂ = x + att·W_oᵀ + b_o
+    const x2 = a("x2", N * d);
+    x2.set(x);
+    this.attnOutForward(ly, x2, att, N);
+    // h₂ = norm₂(x₂);  x' = x₂ + W_down·(act(h₂·W_gateᵀ) ⊙ h₂·W_upᵀ)
+    const h2 = a("h2", N * d);
+    this.normFwd(h2, x2, ly.ln2, ly.ln2b, a("mean2", N), a("rstd2", N), N);
+    xn.set(x2);
+    const u = ly.wg ? a("u", N * ff) : A.get("uUnused", 0);
+    this.mlpForward(ly, xn, h2, a("g", N * ff), u, a("m", N * ff), N);
+  }
+
   /**
    * Teacher-forced forward over tokens [B, T] (row-major, right padded). targets[i] is the token whose
    * log-prob is returned at position i (usually tokens[i+1]); targets[i] < 0 marks ignored positions
@@ -623,37 +723,13 @@ export class TransformerLM {
     const pos = A.int("pos", N);
     for (let i = 0; i < N; i++) pos[i] = i % T;
 
-    // x = E[tokens]; every layer's inputs and intermediates are kept (by layer name) for backward().
+    // x = E[tokens]; every layer's inputs and intermediates are kept (by layer name) for backward(), or with
+    // recompute only each layer's input (res{l}) and backward() re-runs the layer before differentiating it.
     let x = A.get("res0", N * d);
     ops.embeddingForward(x, this.embed.data, tok, N, d);
-    const qk = dm.qkNorm;
     for (let l = 0; l < L; l++) {
-      const ly = this.layers[l];
-      // h₁ = norm₁(x);  q, k, v = proj(h₁) (+ bias, q/k norm, RoPE)
-      const h1 = A.get(`h1.${l}`, N * d);
-      this.normFwd(h1, x, ly.ln1, ly.ln1b, A.get(`mean1.${l}`, N), A.get(`rstd1.${l}`, N), N);
-      const q = A.get(`q.${l}`, N * H * D);
-      const k = A.get(`k.${l}`, N * Hkv * D);
-      const v = A.get(`v.${l}`, N * Hkv * D);
-      this.qkvForward(
-        ly, h1, q, k, v,
-        qk ? A.get(`qr.${l}`, N * H * D) : null, qk ? A.get(`kr.${l}`, N * Hkv * D) : null,
-        qk ? A.get(`qrstd.${l}`, N * H) : null, qk ? A.get(`krstd.${l}`, N * Hkv) : null, pos, N,
-      );
-      // att = softmax(q·kᵀ/√D + causal mask)·v per head (keeps only the row log-sum-exp)
-      const att = A.get(`att.${l}`, N * H * D);
-      K.attentionForward(att, A.get(`lse.${l}`, B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
-      // x₂ = x + att·W_oᵀ + b_o
-      const x2 = A.get(`x2.${l}`, N * d);
-      x2.set(x);
-      this.attnOutForward(ly, x2, att, N);
-      // h₂ = norm₂(x₂);  x' = x₂ + W_down·(act(h₂·W_gateᵀ) ⊙ h₂·W_upᵀ)
-      const h2 = A.get(`h2.${l}`, N * d);
-      this.normFwd(h2, x2, ly.ln2, ly.ln2b, A.get(`mean2.${l}`, N), A.get(`rstd2.${l}`, N), N);
       const xn = A.get(`res${l + 1}`, N * d);
-      xn.set(x2);
-      const u = ly.wg ? A.get(`u.${l}`, N * ff) : A.get("uUnused", 0);
-      this.mlpForward(ly, xn, h2, A.get(`g.${l}`, N * ff), u, A.get(`m.${l}`, N * ff), N);
+      this.layerForward(l, x, xn, pos, B, T);
       x = xn;
     }
     // h_f = norm_f(x);  logits = h_f·W_headᵀ;  log p(target) = log_softmax(logits / temperature)[target]
@@ -664,7 +740,7 @@ export class TransformerLM {
     // lm_head + softmax only on rows that have a target: prompt and padding rows (target −1) cost nothing.
     const rows = A.int("headRows", N);
     let Na = 0;
-    for (let n = 0; n < N; n++) if (tgt[n] >= 0) rows[Na++] = n;
+    if (opts.needLogprobs ?? true) for (let n = 0; n < N; n++) if (tgt[n] >= 0) rows[Na++] = n;
     const full = Na === N;
     const hfa = full ? hf : A.get("hfa", Na * d);
     const tgtA = full ? tgt : A.int("tgtA", Na);
@@ -675,18 +751,19 @@ export class TransformerLM {
         tgtA[i] = tgt[n];
       }
     }
-    const logits = A.get("logits", Na * V);
-    if (Na > 0) K.matmulXWt(logits, hfa, this.lmHead.data, Na, d, V, false);
     const invTemp = 1 / temperature;
-    if (invTemp !== 1) for (let i = 0; i < Na * V; i++) logits[i] *= invTemp;
     const lp = A.get("lp", N);
     const ent = opts.needEntropy ? A.get("ent", N) : null;
-    let entA: F | null = ent;
-    if (full) K.logSoftmaxGather(logits, tgt, lp, ent, N, V);
-    else {
-      const lpA = A.get("lpA", Na);
-      entA = ent ? A.get("entA", Na) : null;
-      K.logSoftmaxGather(logits, tgtA, lpA, entA, Na, V);
+    const lpA = full ? lp : A.get("lpA", Na);
+    const entA = ent ? (full ? ent : A.get("entA", Na)) : null;
+    // Chunks of C head rows: logits [C, V] → log-softmax in place → log p(target), entropy; then the next chunk.
+    const C = this.headRowsPerChunk(Na);
+    for (let c0 = 0; c0 < Na; c0 += C) {
+      const c = Math.min(C, Na - c0);
+      const logits = A.get("logits", C * V).subarray(0, c * V);
+      this.headLogSoftmax(logits, hfa, tgtA, lpA, entA, c0, c, invTemp);
+    }
+    if (!full) {
       lp.fill(0);
       if (ent) ent.fill(0);
       for (let i = 0; i < Na; i++) {
@@ -710,6 +787,7 @@ export class TransformerLM {
       out.values = vals;
     }
     this.last = { B, T, N, Na, rows, tokens: tok, targets: tgtA, entropy: entA, invTemp, dropSeed: this.dropSeed };
+    A.owner = this;
     return out;
   }
 
@@ -728,10 +806,10 @@ export class TransformerLM {
     }
     if (dValues && !this.valueW) throw new UserError("backward: dValues given but the model has no value head");
     const A = this.arena;
+    if (A.owner !== this) throw new Error("backward: another model sharing this model's arena has scored since its score(); call score() again");
     const K = this.kernels;
     const { Na, rows } = st;
     const full = Na === N;
-    const logp = A.get("logits", Na * V);
     let dlpA = dLogprobs;
     let dentA = dEntropy ?? null;
     if (!full) {
@@ -744,26 +822,41 @@ export class TransformerLM {
         for (let i = 0; i < Na; i++) dentA[i] = dEntropy[rows[i]];
       }
     }
-    let ent = st.entropy;
-    if (dentA && !ent) {
-      // Entropy was not requested in score(); recompute it from the kept log-probs.
-      ent = A.get("entA", Na);
-      for (let n = 0; n < Na; n++) {
-        let h = 0;
-        for (let j = 0; j < V; j++) h -= Math.exp(logp[n * V + j]) * logp[n * V + j];
-        ent[n] = h;
-      }
-    }
-    const dlogits = A.get("dlogits", Na * V);
-    K.logSoftmaxGatherBackward(dlogits, logp, st.targets, dlpA, dentA, ent, Na, V);
-    if (st.invTemp !== 1) for (let i = 0; i < Na * V; i++) dlogits[i] *= st.invTemp;
     const hf = A.get("hf", N * d);
     const dhf = A.get("dh", N * d);
     const hfa = full ? hf : A.get("hfa", Na * d);
     const dhfa = full ? dhf : A.get("dhfa", Na * d);
-    if (Na > 0) {
-      K.matmulDyW(dhfa, dlogits, this.lmHead.data, Na, V, d, false);
-      if (!this.lmHead.frozen) K.matmulDyTX(this.lmHead.grad, dlogits, hfa, Na, V, d);
+    // Per chunk of head rows (score()'s chunks): the log-probs (kept when there was one chunk, else recomputed),
+    // dlogits from ∂L/∂logp and ∂L/∂H, then dh_f = dlogits·W_head and W_head's gradient unless frozen.
+    const C = this.headRowsPerChunk(Na);
+    const recompute = Na > C;
+    const anyUpstream = !!(dlpA || dentA);
+    if (!anyUpstream) dhfa.fill(0);
+    for (let c0 = 0; anyUpstream && c0 < Na; c0 += C) {
+      const c = Math.min(C, Na - c0);
+      const logp = A.get("logits", C * V).subarray(0, c * V);
+      let ent = st.entropy ? st.entropy.subarray(c0, c0 + c) : null;
+      if (recompute) {
+        if (dentA && !ent) ent = A.get("entChunk", C).subarray(0, c);
+        this.headLogSoftmax(logp, hfa, st.targets, A.get("lpChunk", C).subarray(0, c), ent, c0, c, st.invTemp, 0);
+      } else if (dentA && !ent) {
+        // Entropy was not requested in score(); recompute it from the kept log-probs.
+        ent = A.get("entA", Na);
+        for (let n = 0; n < Na; n++) {
+          let h = 0;
+          for (let j = 0; j < V; j++) h -= Math.exp(logp[n * V + j]) * logp[n * V + j];
+          ent[n] = h;
+        }
+      }
+      const dlogits = A.get("dlogits", C * V).subarray(0, c * V);
+      K.logSoftmaxGatherBackward(
+        dlogits, logp, st.targets.subarray(c0, c0 + c), dlpA ? dlpA.subarray(c0, c0 + c) : null,
+        dentA ? dentA.subarray(c0, c0 + c) : null, ent, c, V,
+      );
+      if (st.invTemp !== 1) for (let i = 0; i < c * V; i++) dlogits[i] *= st.invTemp;
+      const hc = hfa.subarray(c0 * d, (c0 + c) * d);
+      K.matmulDyW(dhfa.subarray(c0 * d, (c0 + c) * d), dlogits, this.lmHead.data, c, V, d, false);
+      if (!this.lmHead.frozen) K.matmulDyTX(this.lmHead.grad, dlogits, hc, c, V, d);
     }
     if (!full) {
       dhf.fill(0);
@@ -792,33 +885,39 @@ export class TransformerLM {
     const pos = A.int("pos", N);
     for (let l = L - 1; l >= 0; l--) {
       const ly = this.layers[l];
+      // Recompute: re-run this layer's forward from its kept input (same dropout masks) into the shared buffers.
+      if (this.recompute) {
+        this.decoding = false;
+        this.dropSeed = st.dropSeed;
+        this.layerForward(l, A.get(`res${l}`, N * d), A.get("res.rc", N * d), pos, B, T);
+      }
       // MLP: res[l+1] = x₂ + W_down·(act(g) ⊙ u) with g, u from h₂ = norm₂(x₂); dx flows on through the residual.
       const dh2 = A.get("dh", N * d);
-      const u = ly.wg ? A.get(`u.${l}`, N * ff) : null;
-      this.mlpBackward(ly, dh2, dx, A.get(`h2.${l}`, N * d), A.get(`g.${l}`, N * ff), u, A.get(`m.${l}`, N * ff), N);
-      this.normBwd(dx, dh2, A.get(`x2.${l}`, N * d), ly.ln2, ly.ln2b, A.get(`mean2.${l}`, N), A.get(`rstd2.${l}`, N), N);
+      const u = ly.wg ? A.get(this.act("u", l), N * ff) : null;
+      this.mlpBackward(ly, dh2, dx, A.get(this.act("h2", l), N * d), A.get(this.act("g", l), N * ff), u, A.get(this.act("m", l), N * ff), N);
+      this.normBwd(dx, dh2, A.get(this.act("x2", l), N * d), ly.ln2, ly.ln2b, A.get(this.act("mean2", l), N), A.get(this.act("rstd2", l), N), N);
       // Attention: x₂ = res[l] + att·W_oᵀ + b_o, att = softmax(q·kᵀ/√D)·v
-      const att = A.get(`att.${l}`, N * H * D);
+      const att = A.get(this.act("att", l), N * H * D);
       const datt = A.get("datt", N * H * D);
       this.attnOutBackward(ly, datt, dx, att, N);
-      const q = A.get(`q.${l}`, N * H * D);
-      const k = A.get(`k.${l}`, N * Hkv * D);
-      const v = A.get(`v.${l}`, N * Hkv * D);
+      const q = A.get(this.act("q", l), N * H * D);
+      const k = A.get(this.act("k", l), N * Hkv * D);
+      const v = A.get(this.act("v", l), N * Hkv * D);
       const dq = A.get("dq", N * H * D);
       const dk = A.get("dk", N * Hkv * D);
       const dv = A.get("dv", N * Hkv * D);
       dq.fill(0);
       dk.fill(0);
       dv.fill(0);
-      K.attentionBackward(dq, dk, dv, datt, att, A.get(`lse.${l}`, B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
+      K.attentionBackward(dq, dk, dv, datt, att, A.get(this.act("lse", l), B * H * T), q, k, v, B, T, H, Hkv, D, A.get("attScratch", T));
       // q, k, v = proj(h₁) (+ bias, q/k norm, RoPE), h₁ = norm₁(res[l])
       const dh1 = A.get("dh", N * d);
       this.qkvBackward(
-        ly, dh1, dq, dk, dv, A.get(`h1.${l}`, N * d),
-        qk ? A.get(`qr.${l}`, N * H * D) : null, qk ? A.get(`kr.${l}`, N * Hkv * D) : null,
-        qk ? A.get(`qrstd.${l}`, N * H) : null, qk ? A.get(`krstd.${l}`, N * Hkv) : null, pos, N,
+        ly, dh1, dq, dk, dv, A.get(this.act("h1", l), N * d),
+        qk ? A.get(this.act("qr", l), N * H * D) : null, qk ? A.get(this.act("kr", l), N * Hkv * D) : null,
+        qk ? A.get(this.act("qrstd", l), N * H) : null, qk ? A.get(this.act("krstd", l), N * Hkv) : null, pos, N,
       );
-      this.normBwd(dx, dh1, A.get(`res${l}`, N * d), ly.ln1, ly.ln1b, A.get(`mean1.${l}`, N), A.get(`rstd1.${l}`, N), N);
+      this.normBwd(dx, dh1, A.get(`res${l}`, N * d), ly.ln1, ly.ln1b, A.get(this.act("mean1", l), N), A.get(this.act("rstd1", l), N), N);
     }
     if (!this.embed.frozen) ops.embeddingBackward(this.embed.grad, dx, st.tokens, N, d);
   }

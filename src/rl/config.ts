@@ -175,6 +175,8 @@ export const trainConfigSchema = z
     saveRollouts: z.boolean().default(true),
     /** Engine compute path: TS loops, the native addon, or native when it loads. */
     engine: z.enum(["ts", "native", "auto"]).default("auto"),
+    /** Activation recomputation (per-layer gradient checkpointing): less memory, one more forward per update. */
+    recompute: z.boolean().default(false),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -289,6 +291,7 @@ export const FLAG_KEYS: Record<string, string> = {
   checkpointEvery: "checkpointEvery",
   keepCheckpoints: "keepCheckpoints",
   engine: "engine",
+  recompute: "recompute",
   lora: "lora.enabled",
   loraR: "lora.r",
   loraAlpha: "lora.alpha",
@@ -308,7 +311,8 @@ export const FLAG_KEYS: Record<string, string> = {
  *   --llm / --model       an LLM judge: the task's recipe decides which (math: math-mixed, else judge);
  *                         a gguf: judge needs no model name; --mrm-* default to the junior's endpoint;
  *   --rubric, --meta-samples   map onto the chosen kind's keys (math-mixed: guidelines, casesPerGroup);
- *   --no-mpo              mpoInterval 0;  the task's meta defaults (math: every 20 steps) unless set.
+ *   --no-mpo              mpoInterval 0;  the task's meta defaults (math: every 20 steps) unless set;
+ *   no --policy           the task's freshPolicyDefaults (say-word: batch 32, lr 3e-3) unless set.
  * On --resume only run-independent flags (--steps, --engine) apply; reward flags are ignored (the CLI
  * refuses them before). `flags` holds only typed flags, values already parsed (dataFile: {train, test}).
  * Pure: no file, network or environment access.
@@ -354,6 +358,13 @@ export function configFromFlags(
     // Task-level defaults (math: a meta step every 20 steps, as the paper's runs) unless set by flag or file.
     if (task?.metaDefaults?.interval !== undefined && !given("mpoInterval") && !given("mpo") && raw.mpoInterval === undefined) over.mpoInterval = task.metaDefaults.interval;
     if (task?.metaDefaults?.samples !== undefined && !given("metaSamples") && rewardKind !== "math-mixed" && fileReward?.metaSamples === undefined && over["reward.kind"] !== undefined) over["reward.metaSamples"] = task.metaDefaults.samples;
+    // The task's defaults for a fresh policy (say-word: the batch and step size its toy policy learns with),
+    // unless set by flag or file; a pretrained --policy keeps the general defaults.
+    const fresh = task?.freshPolicyDefaults;
+    if (fresh && !given("policy") && raw.policy === undefined) {
+      if (fresh.batchSize !== undefined && !given("batch") && raw.batchSize === undefined) over.batchSize = fresh.batchSize;
+      if (fresh.lr !== undefined && !given("lr") && raw.lr === undefined) over.lr = fresh.lr;
+    }
     // The mixed math reward's meta step analyzes cases per guideline group rather than single rollouts.
     if (given("metaSamples")) over[rewardKind === "math-mixed" ? "reward.casesPerGroup" : "reward.metaSamples"] = flags.metaSamples;
     if (given("run")) over.run = flags.run;

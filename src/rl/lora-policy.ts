@@ -40,7 +40,8 @@ export function loraModel(
     tensors.set("value_head.weight", { shape: [1, d], data: new Float32Array(d) });
     tensors.set("value_head.bias", { shape: [1], data: new Float32Array(1) });
   }
-  const m = TransformerLM.fromParams(config, tensors, { ...engine, shareTensors: true });
+  // frozenBase: the base is frozen from construction, so no base-sized gradient buffer is ever allocated.
+  const m = TransformerLM.fromParams(config, tensors, { ...engine, shareTensors: true, frozenBase: true });
   if (saved) applyAdapter(m, saved, rng);
   else m.addLora({ ...lora, rng });
   return m;

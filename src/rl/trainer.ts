@@ -295,7 +295,7 @@ export class Trainer {
     mkdirSync(this.runDir, { recursive: true });
     this.records = await this.task.load("train", { dataDir: cfg.dataDir, limit: cfg.limit || undefined });
     if (this.records.length === 0) throw new UserError(`task ${this.task.name}: the train split has no records`);
-    const engineOpts = { engine: cfg.engine };
+    const engineOpts = { engine: cfg.engine, recompute: cfg.recompute };
 
     // Reference policy (frozen initial policy) and tokenizer: RUN/reference/ once written.
     let refTensors: Map<string, NamedTensor>;
@@ -371,7 +371,7 @@ export class Trainer {
       this.policyOpt.loadStateDict(pck.optimizer);
       if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
         const cck = loadAdapterDir(join(ckDir, "critic"));
-        this.critic = loraModel(criticConfig, refTensors, lora, engineOpts, loraRng.fork("critic"), cck);
+        this.critic = loraModel(criticConfig, refTensors, lora, { ...engineOpts, shareArenaWith: this.policy }, loraRng.fork("critic"), cck);
         const criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
         if (!cck.optimizer) throw new UserError(`${ckDir}/critic: optimizer.safetensors missing; cannot resume exactly`);
         criticOpt.loadStateDict(cck.optimizer);
@@ -401,7 +401,7 @@ export class Trainer {
       this.policy = loraModel(policyConfig, refTensors, lora, engineOpts, loraRng.fork("policy"));
       this.policyOpt = new AdamW(this.policy.trainableParams(), optOpts);
       if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
-        this.critic = loraModel(criticConfig, refTensors, lora, engineOpts, loraRng.fork("critic"));
+        this.critic = loraModel(criticConfig, refTensors, lora, { ...engineOpts, shareArenaWith: this.policy }, loraRng.fork("critic"));
         this.criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
       }
       this.ref = adaptersOff(this.policy);
@@ -853,7 +853,7 @@ export class Trainer {
       const ro = this.ref.score(p.tokens, p.targets, p.B, p.T, opts);
       refLogp.set(gather(ro.logprobs, p), c0 * R);
       if (this.critic) {
-        const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true });
+        const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true, needLogprobs: false });
         oldValues.set(gather(co.values!, p), c0 * R);
       }
       mask.set(p.mask, c0 * R);
@@ -911,7 +911,7 @@ export class Trainer {
         }
         if (this.critic && this.criticOpt) {
           this.critic.zeroGrad();
-          const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true });
+          const co = this.critic.score(p.tokens, p.targets, p.B, p.T, { ...opts, needValues: true, needLogprobs: false });
           const v = clippedValueLoss(gather(co.values!, p), sel(oldValues), sel(returns), mMask, cfg.cliprangeValue);
           this.critic.backward(null, scatter(v.dValues, p, cfg.vfCoef));
           if (gradsFinite(this.critic.trainableParams())) {

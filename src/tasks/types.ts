@@ -45,8 +45,21 @@ export interface TaskDefinition {
    * the instruction. Absent: the generic view (description + whole policy prompt).
    */
   judgeView?(record: TaskRecord): JudgeView;
+  /**
+   * The record a policy prompt was rendered from (the inverse of the user template: its variables read back),
+   * so a service that receives only prompt text judges it exactly as the trainer judges the record. A prompt
+   * not rendered from the template is taken as the value of the template's only variable when it has one;
+   * otherwise undefined.
+   */
+  recordFromPrompt?(prompt: string): TaskRecord | undefined;
   /** Task-level defaults of the meta step: interval (steps) and rollouts sampled (math: interval 20, as launch_mpo.sh). */
   metaDefaults?: { interval?: number; samples?: number };
+  /**
+   * Task-level training defaults for a run from a freshly initialized policy (no --policy), applied by `mpo train`
+   * unless a flag or the config file sets them (say-word: the batch and step size its toy policy learns with in a
+   * minute). Runs from a pretrained --policy keep the general defaults (the paper's).
+   */
+  freshPolicyDefaults?: { batchSize?: number; lr?: number };
   /** Evaluations that make sense for this task. */
   evaluations: Array<"elo" | "rouge" | "accuracy" | "oracle">;
   /**

@@ -77,6 +77,7 @@ export function register(program: Command): void {
     .option("--checkpoint-every <n>", "checkpoint every n steps", int)
     .option("--keep-checkpoints <n>", "checkpoints kept", int)
     .option("--engine <kind>", "ts | native | auto")
+    .option("--recompute", "activation recomputation: keep only each layer's input and re-run the layer in backward (less memory, ~+30% update time)")
     .option("--hidden-size <n>", "fresh policy: hidden size", int)
     .option("--layers <n>", "fresh policy: layers", int)
     .option("--heads <n>", "fresh policy: attention heads", int)
@@ -122,8 +123,8 @@ export function register(program: Command): void {
         source = p;
         runDir = resume;
         if (given("overwrite")) throw new UserError("--overwrite starts a new run; it cannot be combined with --resume");
-        const extra = Object.keys(opts).filter((k) => given(k) && !["resume", "steps", "progress", "engine"].includes(k));
-        if (extra.length) throw new UserError(`--resume uses the run's saved config; only --steps, --engine and --progress may change (got --${extra.join(", --")})`);
+        const extra = Object.keys(opts).filter((k) => given(k) && !["resume", "steps", "progress", "engine", "recompute"].includes(k));
+        if (extra.length) throw new UserError(`--resume uses the run's saved config; only --steps, --engine, --recompute and --progress may change (got --${extra.join(", --")})`);
       } else {
         if (typeof opts.config === "string") {
           const v = readConfigFile(opts.config);
@@ -199,7 +200,8 @@ export function register(program: Command): void {
 const FROM_POLICY = new Set(["maxNewTokens", "maxPromptTokens", "promptSeparator", "temperature"]);
 const EXTRA_DEFAULTS: Record<string, string> = {
   groupSize: "1 for ppo, 4 for grpo/rloo",
-  lr: "3e-6 with --policy (the paper), 1e-3 for the fresh tiny policy",
+  lr: "3e-6 with --policy (the paper), 1e-3 for the fresh tiny policy (say-word: 3e-3)",
+  batch: "8 (say-word with the fresh tiny policy: 32)",
   criticLr: "--lr",
   reward: "the task's own (say-word: keyword)",
   judgeMode: "per-item",
