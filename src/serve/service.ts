@@ -28,9 +28,9 @@
  * step or discards a half-made one for a re-run. The service's part is the pending mark in serve-state.json.
  */
 import { appendFileSync, existsSync, openSync, readFileSync, readSync, closeSync, statSync, mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { z } from "zod";
-import { metaLogFile, rolloutsFile, runPath, SERVE_STATE_FILE, STATUS_FILE } from "../util/run-layout.ts";
+import { metaLogFile, rolloutsFile, runPath, SERVE_STATE_FILE, STATUS_FILE, UNREADABLE_FILE } from "../util/run-layout.ts";
 import { readJsonFileWith, StateFileError } from "../util/state-file.ts";
 import { decisionTrigger, everySamples, MetaScheduler, type MetaJob, never, type MetaTrigger } from "../meta/scheduler.ts";
 import { RubricJudge } from "../judge/rubric-judge.ts";
@@ -605,7 +605,7 @@ export class RewardService {
       for (const r of windowRecs) r.id = `s${id++}`;
       for (const r of unreadRecs) r.id = `u${this.state.scored}-${id++}`;
       if (windowRecs.length) this.appendLines(stepFile(this.o.runDir, this.state.window), windowRecs);
-      if (unreadRecs.length) this.appendLines(join(this.o.runDir, "rollouts", "unreadable.jsonl"), unreadRecs);
+      if (unreadRecs.length) this.appendLines(runPath(this.o.runDir, UNREADABLE_FILE), unreadRecs);
       this.state.scored += windowRecs.length;
       this.windowSize += windowRecs.length;
     } catch (err) {
