@@ -54,7 +54,7 @@ async function startService(
   const cfg = serveConfigSchema.parse({ runDir: join(runDir, "run"), rubric, port: 0, judge: { baseURL: "http://127.0.0.1:9/v1", model: "m" }, metaEvery: 0, rewardScale: "normalized" }); // as examples/openrlhf/mpo-serve.yaml sets it
   const service = new RewardService({
     runDir: cfg.runDir,
-    rubricFile: cfg.rubric,
+    rubricFile: cfg.rubric!,
     taskDescription: cfg.taskDescription,
     judge,
     mode: cfg.mode,

@@ -36,6 +36,22 @@ describe("configFromFlags", () => {
     expect(e.mpoInterval).toBeUndefined();
   });
 
+  it("judge-only flags (--protocol, --judge-mode, --judge-sees-reference) on a reward with no LLM judge: one clear error, not a schema error", () => {
+    for (const [flags, name] of [
+      [{ reward: "rule-rubric", word: "blue", protocol: "hardened" }, "--protocol: the 'rule-rubric' reward has no LLM judge"],
+      [{ protocol: "paper" }, "--protocol: the 'keyword' reward has no LLM judge"], // say-word's own reward
+      [{ reward: "verifier", judgeMode: "single-call" }, "--judge-mode: the 'verifier' reward has no LLM judge"],
+      [{ reward: "keyword", judgeSeesReference: true }, "--judge-sees-reference: the 'keyword' reward has no LLM judge"],
+    ] as const)
+      expect(() => configFromFlags(flags, { task: sayWord }), name).toThrow(name);
+    // A judge task without --llm: the task's own error (give the judge), not the flag's.
+    expect(() => configFromFlags({ protocol: "hardened" }, { task: essay })).toThrow(/task essay is scored by an LLM judge.*--llm URL --model NAME/);
+    // With a judge the flags apply as before; math-mixed takes --protocol too.
+    expect(configFromFlags({ llm: "http://h/v1", model: "j", protocol: "hardened", judgeMode: "single-call" }, { task: essay }).reward).toMatchObject({ kind: "judge", protocol: "hardened", mode: "single-call" });
+    expect(configFromFlags({ llm: "http://h/v1", model: "j", protocol: "hardened" }, { task: math }).reward).toMatchObject({ kind: "math-mixed", protocol: "hardened" });
+    expect(() => configFromFlags({ llm: "http://h/v1", model: "j", judgeMode: "single-call" }, { task: math })).toThrow(/--judge-mode: the 'math-mixed' reward/);
+  });
+
   it("a task's meta-step default yields to --mpo-interval, --no-mpo and the file", () => {
     expect(configFromFlags({ llm: "http://h/v1", model: "j", mpoInterval: 5 }, { task: math }).mpoInterval).toBe(5);
     expect(configFromFlags({ llm: "http://h/v1", model: "j", mpo: false }, { task: math }).mpoInterval).toBe(0);

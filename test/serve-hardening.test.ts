@@ -198,7 +198,7 @@ describe("one service per run directory", () => {
         () => ({ code: 0, stderr: "" }),
         (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
       );
-    const base = ["--rubric", cfg.rubric, "--llm", "http://127.0.0.1:9/v1", "--model", "m"];
+    const base = ["--rubric", cfg.rubric!, "--llm", "http://127.0.0.1:9/v1", "--model", "m"];
     const { port } = new URL(h.url);
     const [locked, busy] = await Promise.all([
       cli(["--run", cfg.runDir, "--port", "0", ...base]),

@@ -204,7 +204,7 @@ describe("online MPO", () => {
     await h.close();
     handles.splice(handles.indexOf(h), 1);
 
-    const again = new RewardService({ protocol: "hardened", runDir: cfg.runDir, rubricFile: cfg.rubric, taskDescription: "t", judge: sim, mode: "per-item", metaEvery: 4, metaSamples: 4, prescreen: false, seed: 0, concurrency: 4 });
+    const again = new RewardService({ protocol: "hardened", runDir: cfg.runDir, rubricFile: cfg.rubric!, taskDescription: "t", judge: sim, mode: "per-item", metaEvery: 4, metaSamples: 4, prescreen: false, seed: 0, concurrency: 4 });
     expect(again.rubric.version).toBe(1);
     expect(again.stats).toMatchObject({ scored: 5, window: 1, windowSize: 1, metaSteps: 1 });
     await again.close();

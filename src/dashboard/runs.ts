@@ -14,6 +14,7 @@ import { isInside, runIdOf, safeFile } from "./paths.ts";
 import { diffRubricItems, type RubricDiff } from "./rubric-diff.ts";
 import { repetitionStats, type StepPoint } from "../meta/signals.ts";
 import { scanLines } from "../util/lines.ts";
+import { CHECKPOINTS_DIR, GUIDELINES_DIR, META_DIR, META_LOG_RE, METRICS_FILE, ROLLOUTS_DIR, ROLLOUTS_FILE_RE, RUBRICS_DIR, STATUS_FILE, VERSION_FILE_RE } from "../util/run-layout.ts";
 
 export interface Problem {
   file: string;
@@ -113,8 +114,8 @@ const maxOf = (xs: readonly number[]): number | null => {
   return m;
 };
 
-const SKIP_DIRS = new Set(["checkpoints", "rollouts", "rubrics", "guidelines", "meta", "node_modules"]);
-const RUN_MARKERS = ["status.json", "metrics.jsonl"];
+const SKIP_DIRS = new Set([CHECKPOINTS_DIR, ROLLOUTS_DIR, RUBRICS_DIR, GUIDELINES_DIR, META_DIR, "node_modules"]);
+const RUN_MARKERS = [STATUS_FILE, METRICS_FILE];
 
 /** Directories under root that look like runs (contain status.json or metrics.jsonl), nested up to maxDepth. */
 export async function discoverRuns(root: string, maxDepth = 5): Promise<string[]> {
@@ -208,11 +209,11 @@ export async function listVersionFiles(runDir: string, sub: string, re: RegExp):
 export async function summarizeRun(root: string, runDir: string, staleMs = 10 * 60_000): Promise<RunSummary> {
   const id = runIdOf(root, runDir);
   const problems: Problem[] = [];
-  const status = await readJsonFile(root, runDir, "status.json");
+  const status = await readJsonFile(root, runDir, STATUS_FILE);
   if (status.problem) problems.push(status.problem);
   const config = await readJsonFile(root, runDir, "config.json");
   if (config.problem) problems.push(config.problem);
-  const metrics = await readJsonlFile(root, runDir, "metrics.jsonl");
+  const metrics = await readJsonlFile(root, runDir, METRICS_FILE);
   for (const p of metrics.problems) problems.push(p);
   const s = (status.value && typeof status.value === "object" ? status.value : {}) as Record<string, unknown>;
   const c = (config.value && typeof config.value === "object" ? config.value : {}) as Record<string, unknown>;
@@ -222,16 +223,16 @@ export async function summarizeRun(root: string, runDir: string, staleMs = 10 * 
   const arm = str(s.arm) ?? str(c.arm) ?? null;
   const rawState = str(s.state);
   const state: RunState = rawState && ["running", "finished", "crashed", "stopped"].includes(rawState) ? (rawState as RunState) : "unknown";
-  if (status.value && !rawState) problems.push({ file: "status.json", message: "no valid 'state' field" });
+  if (status.value && !rawState) problems.push({ file: STATUS_FILE, message: "no valid 'state' field" });
   const steps = metrics.records.map((r) => num(r.step)).filter((x): x is number => x !== null);
   const times = [
     Date.parse(str(s.updatedAt) ?? ""),
     metrics.mtimeMs ?? NaN,
-    (await mtimeOf(join(runDir, "status.json"))) ?? NaN,
-    (await mtimeOf(join(runDir, "rollouts"))) ?? NaN,
+    (await mtimeOf(join(runDir, STATUS_FILE))) ?? NaN,
+    (await mtimeOf(join(runDir, ROLLOUTS_DIR))) ?? NaN,
   ].filter((t) => Number.isFinite(t));
   const last = maxOf(times);
-  const rubrics = await listVersionFiles(runDir, "rubrics", /^v(\d+)\.json$/);
+  const rubrics = await listVersionFiles(runDir, RUBRICS_DIR, VERSION_FILE_RE);
   // kill -9 leaves state "running" behind; a pid that no longer exists here (or long silence) gives it away.
   let staleReason: string | null = null;
   if (state === "running") {
@@ -298,7 +299,7 @@ export interface MetricsResult {
 }
 
 export async function readMetrics(root: string, runDir: string): Promise<MetricsResult> {
-  const metrics = await readJsonlFile(root, runDir, "metrics.jsonl");
+  const metrics = await readJsonlFile(root, runDir, METRICS_FILE);
   const ev = await readJsonlFile(root, runDir, "eval.jsonl");
   const rows = metrics.records.filter((r) => num(r.step) !== null).sort((a, b) => (a.step as number) - (b.step as number));
   const metaByStep = new Map<number, MetricsResult["metaSteps"][number]>();
@@ -348,7 +349,7 @@ export interface RubricEntry {
 
 export async function readRubrics(root: string, runDir: string): Promise<{ versions: RubricEntry[]; problems: Problem[] }> {
   const problems: Problem[] = [];
-  const files = await listVersionFiles(runDir, "rubrics", /^v(\d+)\.json$/);
+  const files = await listVersionFiles(runDir, RUBRICS_DIR, VERSION_FILE_RE);
   const texts = new Set((await listVersionFiles(runDir, "rubrics", /^v(\d+)\.txt$/)).map((f) => f.n));
   const metaFiles = (await listMeta(root, runDir)).filter((m) => m.key === String(m.step)).map((m) => ({ n: m.step, name: m.file.slice("meta/".length) }));
   // Which meta step produced which version, from the meta logs themselves (they name their resulting version).
@@ -403,11 +404,11 @@ export async function readRubrics(root: string, runDir: string): Promise<{ versi
 }
 
 /** Meta logs: meta/step-NNNNNN.json (rubric) and meta/step-NNNNNN-<kind>.json (e.g. -guidelines). */
-const META_RE = /^step-(\d+)(-[a-z][a-z0-9-]*)?\.json$/;
+const META_RE = META_LOG_RE;
 
 export async function listMeta(root: string, runDir: string): Promise<Array<{ step: number; key: string; file: string }>> {
   try {
-    const names = await fsp.readdir(join(runDir, "meta"));
+    const names = await fsp.readdir(join(runDir, META_DIR));
     return names
       .map((name) => ({ name, m: META_RE.exec(name) }))
       .filter((x) => x.m)
@@ -560,7 +561,7 @@ export interface RolloutPage {
 }
 
 async function rolloutFiles(runDir: string) {
-  return listVersionFiles(runDir, "rollouts", /^step-(\d+)\.jsonl$/);
+  return listVersionFiles(runDir, ROLLOUTS_DIR, ROLLOUTS_FILE_RE);
 }
 
 export async function queryRollouts(root: string, runDir: string, index: RolloutIndex, q: RolloutQuery): Promise<RolloutPage> {

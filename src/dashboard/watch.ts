@@ -8,6 +8,7 @@ import { EventEmitter } from "node:events";
 import { promises as fsp, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { discoverRuns } from "./runs.ts";
+import { META_DIR, METRICS_FILE, ROLLOUTS_DIR, RUBRICS_DIR, STATUS_FILE } from "../util/run-layout.ts";
 
 export type RunPart = "status" | "metrics" | "eval" | "rollouts" | "rubrics" | "meta";
 
@@ -38,12 +39,12 @@ async function dirSig(p: string): Promise<string> {
 }
 
 const PARTS: Array<[RunPart, string, "file" | "dir"]> = [
-  ["status", "status.json", "file"],
-  ["metrics", "metrics.jsonl", "file"],
+  ["status", STATUS_FILE, "file"],
+  ["metrics", METRICS_FILE, "file"],
   ["eval", "eval.jsonl", "file"],
-  ["rollouts", "rollouts", "dir"],
-  ["rubrics", "rubrics", "dir"],
-  ["meta", "meta", "dir"],
+  ["rollouts", ROLLOUTS_DIR, "dir"],
+  ["rubrics", RUBRICS_DIR, "dir"],
+  ["meta", META_DIR, "dir"],
 ];
 
 export class RunWatcher extends EventEmitter {

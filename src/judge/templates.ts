@@ -50,6 +50,64 @@ export function renderTemplate(text: string, values: TemplateValues, name = "tem
   return out;
 }
 
+/** A template as an anchored pattern (see templatePattern). */
+export interface TemplatePattern {
+  re: RegExp;
+  /** Placeholder name of each capture group, in order. */
+  groups: string[];
+  /** Literal characters in the template: the more, the more specific the match. */
+  literal: number;
+}
+
+const PATTERN_TOKEN_RE = /\{\{#\s*([A-Za-z_]\w*)\s*\}\}|\{\{\/\s*([A-Za-z_]\w*)\s*\}\}|\{\{\s*([A-Za-z_]\w*)\s*\}\}/g;
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/**
+ * The inverse of renderTemplate: a pattern whose literal text must match (whitespace runs flexible, also
+ * absent: trimmed renders), whose {{placeholders}} capture the values, and whose {{#x}}…{{/x}} sections are
+ * optional. Used to tell which template a text was rendered from and with what (the simulated judge, and the
+ * reward service recovering a task record from the policy prompt it receives).
+ */
+export function templatePattern(text: string, opts: { whitespace?: "flexible" | "required" } = {}): TemplatePattern {
+  // "required": a whitespace run of the template must be there, a line break as a line break, which pins lazy
+  // captures between placeholders (e.g. "Title: {{title}}\n{{text}}") to the rendered line structure.
+  const ws = (run: string) => (opts.whitespace !== "required" ? "\\s*" : run.includes("\n") ? "[^\\S\\n]*\\n\\s*" : "[^\\S\\n]+");
+  const groups: string[] = [];
+  let src = "";
+  let literal = 0;
+  let last = 0;
+  const lit = (s: string) => {
+    literal += s.replace(/\s+/g, "").length;
+    return s
+      .split(/(\s+)/)
+      .map((part) => (/^\s+$/.test(part) ? ws(part) : escapeRe(part)))
+      .join("");
+  };
+  for (const m of text.matchAll(PATTERN_TOKEN_RE)) {
+    src += lit(text.slice(last, m.index));
+    if (m[1]) src += "(?:";
+    else if (m[2]) src += ")?";
+    else {
+      groups.push(m[3]);
+      src += "([\\s\\S]*?)";
+    }
+    last = m.index! + m[0].length;
+  }
+  src += lit(text.slice(last).trimEnd());
+  return { re: new RegExp(`^\\s*${src}\\s*$`), groups, literal };
+}
+
+/** The placeholder values `text` was rendered with from `pattern` (first occurrence of each), or null. */
+export function matchTemplate(pattern: TemplatePattern, text: string): Record<string, string> | null {
+  const m = pattern.re.exec(text);
+  if (!m) return null;
+  const values: Record<string, string> = {};
+  pattern.groups.forEach((g, i) => {
+    if (values[g] === undefined && m[i + 1] !== undefined) values[g] = m[i + 1];
+  });
+  return values;
+}
+
 /** Names of the placeholders a template uses (section names included). */
 export function templatePlaceholders(text: string): string[] {
   const names = new Set<string>();

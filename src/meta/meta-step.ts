@@ -22,6 +22,7 @@ import { parseRubricText, rubricToPlainText, rubricToText } from "../rubric/form
 import type { RubricStore } from "../rubric/store.ts";
 import type { Rubric, RubricItem, RubricVersion } from "../rubric/types.ts";
 import { writeJsonAtomic } from "../util/atomic.ts";
+import { metaLogFile } from "../util/run-layout.ts";
 import type { Rng } from "../util/rng.ts";
 import { formatEvaluation, formatTotal, itemTextKey, type MetaRollout, stripStops, truncateWords, wordCount, writeCriteria } from "./format.ts";
 import type { GuardDecision } from "./guard.ts";
@@ -143,8 +144,9 @@ export interface MetaLog {
   trigger?: MetaDecision;
 }
 
+/** Run-dir-relative meta log of a step (src/util/run-layout.ts names every run-dir file). */
 export function metaLogPath(step: number, suffix = ""): string {
-  return `meta/step-${String(step).padStart(6, "0")}${suffix}.json`;
+  return metaLogFile(step, suffix);
 }
 
 /** A stage's LLM call failed; carries the stage so the log says where. */

@@ -246,6 +246,13 @@ export function defaultRewardFor(task: TaskDefinition): RewardConfig {
   throw new UserError(`task ${task.name}: its reward recipe '${spec.kind}${spec.kind === "custom" ? `:${spec.name}` : ""}' has no trainer reward yet; set reward explicitly`);
 }
 
+/** Flags that configure the LLM judge: [commander attribute, flag, reward kinds that have the key]. */
+const JUDGE_ONLY_FLAGS: Array<[string, string, string[]]> = [
+  ["protocol", "--protocol", ["judge", "math-mixed"]],
+  ["judgeMode", "--judge-mode", ["judge"]],
+  ["judgeSeesReference", "--judge-sees-reference", ["judge"]],
+];
+
 /** `mpo train` flag (commander attribute name) → config key (dotted for nested keys). */
 export const FLAG_KEYS: Record<string, string> = {
   algo: "algo",
@@ -352,6 +359,21 @@ export function configFromFlags(
     }
     const rewardKind = over["reward.kind"] ?? fileReward?.kind;
     if (given("rubric")) over[rewardKind === "math-mixed" ? "reward.guidelines" : "reward.rubric"] = flags.rubric;
+    // Judge-only flags on a reward with no LLM judge (rule-rubric, keyword, verifier…) would change nothing:
+    // one clear error rather than silently ignoring them (a forgotten --llm is the usual cause).
+    let kind = rewardKind as string | undefined;
+    if (kind === undefined) {
+      try {
+        kind = task ? defaultRewardFor(task).kind : "keyword";
+      } catch (e) {
+        // A judge task without --llm: with a judge flag given, its own error (give the judge) is the one to show.
+        if (JUDGE_ONLY_FLAGS.some(([key]) => given(key))) throw e;
+        kind = undefined;
+      }
+    }
+    for (const [key, flag, kinds] of JUDGE_ONLY_FLAGS)
+      if (given(key) && kind !== undefined && !kinds.includes(kind))
+        throw new UserError(`${flag}: the '${kind}' reward has no LLM judge, so ${flag} changes nothing; drop it, or score with the LLM judge (--llm URL --model NAME)`);
     if (given("judgeMode")) over["reward.mode"] = flags.judgeMode;
     if (given("protocol")) over["reward.protocol"] = flags.protocol;
     if (given("judgeSeesReference")) over["reward.judgeSeesReference"] = true;

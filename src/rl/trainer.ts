@@ -54,7 +54,7 @@ import { commitCheckpoint, findResumePoint, prepareNewRunDir, rollBackRecords, t
 import { trainerStateSchema } from "./state.ts";
 import { Progress, type RunState, writeRunStatus } from "./progress.ts";
 import { parseStateWith } from "../util/state-file.ts";
-import { checkpointDir, LATEST_CHECKPOINT } from "../util/run-layout.ts";
+import { checkpointDir, LATEST_CHECKPOINT, METRICS_FILE, pad6, rolloutsFile, runPath } from "../util/run-layout.ts";
 
 export type MetaRolloutSample = RewardSample & { result: RewardResult };
 
@@ -129,7 +129,6 @@ export interface TrainResult {
 /** Thrown inside a step when a second Ctrl-C asks to abandon it. */
 class AbandonStep extends Error {}
 
-const pad6 = (n: number) => String(n).padStart(6, "0");
 const now = () => performance.now() / 1000;
 const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
 
@@ -736,7 +735,7 @@ export class Trainer {
       length: gen.tokens[i].length,
       eos: gen.finished[i],
     }));
-    if (cfg.saveRollouts) writeFileAtomic(join(this.runDir, "rollouts", `step-${pad6(step)}.jsonl`), rollouts.map((r) => JSON.stringify(r) + "\n").join(""));
+    if (cfg.saveRollouts) writeFileAtomic(runPath(this.runDir, rolloutsFile(step)), rollouts.map((r) => JSON.stringify(r) + "\n").join(""));
     for (let i = 0; i < n; i++) if (valid[i]) this.st.metaBuffer.push({ ...samples[i], result: results[i] });
     this.st.metaPoints = [
       ...(this.st.metaPoints ?? []),
@@ -790,7 +789,7 @@ export class Trainer {
           }
         : {}),
     };
-    appendJsonl(join(this.runDir, "metrics.jsonl"), m);
+    appendJsonl(runPath(this.runDir, METRICS_FILE), m);
 
     // The next meta step is decided now so the checkpoint carries it (a resume re-runs it).
     const points = this.st.metaPoints ?? [];

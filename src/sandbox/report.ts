@@ -5,6 +5,7 @@ import { diffRubrics, formatDiff } from "../rubric/diff.ts";
 import { rubricToText } from "../rubric/format.ts";
 import { RubricStore } from "../rubric/store.ts";
 import { writeFileAtomic } from "../util/atomic.ts";
+import { rolloutsFile, runPath } from "../util/run-layout.ts";
 import { PAPER_ELO } from "./paper-elo.ts";
 import type { Arm, ArmResult, SandboxOutcome } from "./run.ts";
 
@@ -129,7 +130,7 @@ th{background:#f4f4f4}td:first-child{text-align:left}pre{background:#f7f7f7;padd
           i === 0 || v.parent === null ? rubricToText(v.rubric) : formatDiff(diffRubrics(store.get(v.parent).rubric, v.rubric));
         html.push(`<details${i === versions.length - 1 ? " open" : ""}><summary>v${v.version} — ${esc(v.author.kind)}${v.author.kind === "meta" ? ` at step ${v.step}` : v.author.kind === "autoprompt" ? ` round ${v.author.round}` : ""}, ${v.rubric.items.length} items: ${esc(v.rubric.items.map((it) => it.name).join(", "))}</summary><pre>${esc(body)}</pre></details>`);
       });
-      const first = readRollouts(join(r.runDir, "rollouts", "step-000001.jsonl")).slice(0, 2);
+      const first = readRollouts(runPath(r.runDir, rolloutsFile(1))).slice(0, 2);
       const finalEval = existsSync(join(r.runDir, "final-eval.json")) ? (JSON.parse(readFileSync(join(r.runDir, "final-eval.json"), "utf8")).samples as Sample[]).slice(0, 3) : [];
       html.push(`<details><summary>Sample responses: start (step 1) and end (test prompts after training)</summary>`);
       for (const s of first) html.push(`<p><b>step 1</b> — ${esc(s.prompt)} (RM ${Number(s.normalized ?? 0).toFixed(2)})</p><pre>${esc(s.response)}</pre>`);

@@ -15,7 +15,7 @@
  * (the code behind `mpo eval elo`) judged by the sim-server's evaluation judge, whose preference follows
  * the oracle with seeded noise and a position bias. Results: tables on stdout and RUN/report.html.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { TransformerLM } from "../engine/index.ts";
 import { loadCheckpoint } from "../engine/io/checkpoint.ts";
@@ -24,6 +24,9 @@ import { createChatModel } from "../llm/openai-client.ts";
 import { RubricStore } from "../rubric/store.ts";
 import { guardSettings, trainConfigSchema, type TrainConfigInput } from "../rl/config.ts";
 import { createReward } from "../rl/reward-factory.ts";
+import { latestPointerSchema } from "../rl/checkpointing.ts";
+import { LATEST_CHECKPOINT, rolloutsFile, runPath } from "../util/run-layout.ts";
+import { readJsonFileWith } from "../util/state-file.ts";
 import { tokenizerFromJson } from "../rl/tokenizer.ts";
 import { Trainer, type StepMetrics } from "../rl/trainer.ts";
 import { runAutoPrompt } from "../autoprompt/calibrate.ts";
@@ -82,6 +85,8 @@ export interface SandboxOptions {
   seniorJudge?: string;
   /** Model name for http(s) judges. */
   judgeModel?: string;
+  /** Judge protocol profile for every arm's junior and senior judge (default: the paper profile). */
+  protocol?: "paper" | "hardened";
   log?: (line: string) => void;
   progress?: boolean;
 }
@@ -253,6 +258,7 @@ export async function runSandbox(o: SandboxOptions): Promise<SandboxOutcome> {
             rm: { baseURL: o.judge ?? sim.url, model: o.judge ? (o.judgeModel ?? "gguf") : "mpo-sim-judge", maxConcurrency: 32 },
             ...(o.seniorJudge ? { mrm: { baseURL: o.seniorJudge, model: o.judgeModel ?? "gguf", maxConcurrency: 32 } } : {}),
             rubric: rubricPath,
+            ...(o.protocol ? { protocol: o.protocol } : {}),
             metaSamples: o.metaSamples,
             concurrency: 32,
           },
@@ -286,7 +292,7 @@ export async function runSandbox(o: SandboxOptions): Promise<SandboxOutcome> {
             progress: o.progress,
             log: (l) => log(`  [${arm}] ${l.replace(/^mpo: /, "")}`),
             onStep: (m: StepMetrics) => {
-              const { records } = readJsonl<{ recordId: string; response: string }>(join(runDir, "rollouts", `step-${String(m.step).padStart(6, "0")}.jsonl`));
+              const { records } = readJsonl<{ recordId: string; response: string }>(runPath(runDir, rolloutsFile(m.step)));
               const or = records.map((r) => oracle.score(topicOf(r.recordId), r.response).score);
               const oracleMean = or.reduce((s, x) => s + x, 0) / Math.max(or.length, 1);
               const length = records.reduce((s, r) => s + words(r.response), 0) / Math.max(records.length, 1);
@@ -305,7 +311,7 @@ export async function runSandbox(o: SandboxOptions): Promise<SandboxOutcome> {
           },
         });
         await trainer.run();
-        const ck = JSON.parse(readFileSync(join(runDir, "checkpoints", "latest.json"), "utf8")) as { path: string };
+        const ck = readJsonFileWith(runPath(runDir, LATEST_CHECKPOINT), latestPointerSchema, "checkpoint pointer");
         const after = evaluatePolicy(join(runDir, ck.path, "policy"), oracle, testPrompts, seed, o.maxNewTokens);
         writeJsonAtomic(join(runDir, "final-eval.json"), { oracle: after.mean, samples: after.samples });
         generations.set(`${seed}/${arm}`, after.samples.slice(0, testPrompts.length));

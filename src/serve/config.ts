@@ -33,10 +33,16 @@ export const serveConfigSchema = z
     port: z.number().int().min(0).max(65535).default(5000),
     /** Run directory: rubric versions, rollouts, meta logs, state (same layout as training runs). */
     runDir: z.string().min(1),
-    /** Initial rubric file (used when the run directory has no rubric yet). */
-    rubric: z.string().min(1),
-    /** What the judges are told the task is. */
+    /** Initial rubric file (used when the run directory has no rubric yet); default with `task`: the task's initial rubric. */
+    rubric: z.string().min(1).optional(),
+    /** What the judges are told the task is (the generic view; a `task` brings its own). */
     taskDescription: z.string().min(1).default("Respond to the user's prompt as well as possible."),
+    /**
+     * The task (a built-in name or a task config file, as `mpo train --task`): the judges see each sample as
+     * `mpo train` shows it (the task persona and judge prompt under the paper profile) and its rules apply
+     * (ethics: −10 without a verdict or with under 30 words of reasoning).
+     */
+    task: z.string().min(1).optional(),
     judge: llmEndpointSchema,
     /** Senior judge for meta steps; default: the junior's endpoint. */
     metaJudge: llmEndpointSchema.optional(),
@@ -130,7 +136,10 @@ export const serveConfigSchema = z
     /** Override directory for prompt templates. */
     templates: z.string().optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.rubric === undefined && c.task === undefined) ctx.addIssue({ code: "custom", path: ["rubric"], message: "required (an initial rubric file), unless `task` gives one" });
+  });
 
 export type ServeConfig = z.output<typeof serveConfigSchema>;
 export type SplitTemplate = z.output<typeof splitTemplateSchema>;

@@ -6,6 +6,8 @@ import type { ServeConfig } from "./config.ts";
 import { ServiceMetrics } from "./metrics.ts";
 import { startServer, type ServerHandle } from "./server.ts";
 import { RewardService } from "./service.ts";
+import type { TaskDefinition } from "../tasks/types.ts";
+import { UserError } from "../util/errors.ts";
 
 export { serveConfigSchema, type ServeConfig } from "./config.ts";
 export { splitQuery, PRESETS, markersFromChatTemplate } from "./split.ts";
@@ -31,6 +33,14 @@ export async function startRewardService(
   const split = await resolveSplit(cfg);
   if (split.note) (models.log ?? ((l: string) => process.stderr.write(`mpo serve: ${l}\n`)))(split.note);
   cfg = { ...cfg, split: split.split };
+  // The task: judge view and rules as `mpo train --task` applies them; its initial rubric unless one is given.
+  let task: TaskDefinition | undefined;
+  if (cfg.task) {
+    const { resolveTask } = await import("../rl/tasks.ts");
+    task = await resolveTask(cfg.task);
+  }
+  const rubricFile = cfg.rubric ?? (task?.reward.kind === "rubric" ? task.reward.initialRubric : undefined);
+  if (!rubricFile) throw new UserError(`rubric: task ${cfg.task} has no initial rubric; give one with --rubric FILE`);
   const metrics = new ServiceMetrics();
   const judge = models.judge ?? createChatModel(cfg.judge);
   const metaJudge = models.metaJudge ?? (cfg.metaJudge ? createChatModel(cfg.metaJudge) : undefined);
@@ -41,7 +51,8 @@ export async function startRewardService(
   const secrets = [cfg.token, cfg.judge.apiKey, cfg.metaJudge?.apiKey, process.env.OPENAI_API_KEY].filter((s): s is string => !!s);
   const service = new RewardService({
     runDir: cfg.runDir,
-    rubricFile: cfg.rubric,
+    rubricFile,
+    ...(task ? { task } : {}),
     taskDescription: cfg.taskDescription,
     judge,
     metaJudge,

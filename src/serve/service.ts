@@ -28,9 +28,9 @@
  * step or discards a half-made one for a re-run. The service's part is the pending mark in serve-state.json.
  */
 import { appendFileSync, existsSync, openSync, readFileSync, readSync, closeSync, statSync, mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { z } from "zod";
-import { metaLogFile, rolloutsFile, runPath, SERVE_STATE_FILE, STATUS_FILE } from "../util/run-layout.ts";
+import { metaLogFile, rolloutsFile, runPath, SERVE_STATE_FILE, STATUS_FILE, UNREADABLE_FILE } from "../util/run-layout.ts";
 import { readJsonFileWith, StateFileError } from "../util/state-file.ts";
 import { decisionTrigger, everySamples, MetaScheduler, type MetaJob, never, type MetaTrigger } from "../meta/scheduler.ts";
 import { RubricJudge } from "../judge/rubric-judge.ts";
@@ -54,6 +54,8 @@ import { GuardedModel, withSample } from "./judge-guard.ts";
 import { acquireRunLock, type RunLock } from "./lock.ts";
 import { sanitizeErrorText } from "./sanitize.ts";
 import { countLinesSync, sampleJsonlWindow } from "./window.ts";
+import type { TaskDefinition } from "../tasks/types.ts";
+import { itemView, type ItemView } from "./task-view.ts";
 
 export interface OutagePolicy {
   deadlineMs: number;
@@ -87,6 +89,8 @@ export interface ServiceOptions {
   /** Judge protocol profile; default "paper". */
   protocol?: ProtocolName;
   judgeSeesReference?: boolean;
+  /** The task (`mpo serve --task`): its judge view, persona and format rule, exactly as `mpo train` applies them (task-view.ts). */
+  task?: TaskDefinition;
   metaEvery: number;
   metaSamples: number;
   prescreen: boolean;
@@ -234,6 +238,8 @@ interface PendingWrite {
 export class RewardService {
   readonly store: RubricStore;
   readonly protocol: ProtocolProfile;
+  /** The task's persona for the senior judge (from the first item judged under the task's view). */
+  private persona?: string;
   private current: RubricVersion;
   /** First ask, then the re-asks (and the constrained one, when the server supports it), in order. */
   private readonly judges: RubricJudge[];
@@ -391,6 +397,11 @@ export class RewardService {
       throw new ServiceUnavailableError("overloaded", `${this.gate.waiting} samples already wait for the judge (queue limit ${this.outage.queueMax}); retry later`);
     }
     const version = this.current;
+    // The judges' view of each item (task view, format rule) first: an item the task cannot read is a 400 before any judge call.
+    const views: ItemView[] = items.map((it, i) =>
+      itemView({ task: this.o.task, protocol: this.protocol, taskDescription: this.o.taskDescription }, { prompt: it.prompt, response: it.response, reference: referenceText(it.reference), group: it.group }, i, version.version),
+    );
+    this.persona ??= views.find((v) => v.persona)?.persona;
     const started = performance.now();
     const deadlineAt = started + this.outage.deadlineMs;
     const ac = new AbortController();
@@ -401,12 +412,12 @@ export class RewardService {
     let outcomes: Array<{ ev: Evaluation; unreadable: string[] }>;
     try {
       outcomes = await Promise.all(
-        items.map(async (it) => {
+        items.map(async (_it, i) => {
           const release = await this.gate.acquire(ac.signal).catch(() => {
             throw this.deadlineError(started, "waiting for a free judge slot");
           });
           try {
-            return await this.scoreOne(it, version, deadlineAt, started, ac.signal);
+            return await this.scoreOne(views[i], version, deadlineAt, started, ac.signal);
           } finally {
             release();
           }
@@ -427,8 +438,8 @@ export class RewardService {
     }
     const toRecord = (o: (typeof outcomes)[number], i: number): MetaRollout => ({
       id: "",
-      taskDescription: this.o.taskDescription,
-      prompt: items[i].prompt,
+      taskDescription: views[i].senior.taskDescription,
+      prompt: views[i].senior.prompt,
       response: items[i].response,
       reference: referenceText(items[i].reference),
       group: items[i].group,
@@ -458,8 +469,9 @@ export class RewardService {
   }
 
   /** One sample: every ask in turn until one is readable; each ask is retried through outages until the deadline. */
-  private async scoreOne(it: ScoreItem, version: RubricVersion, deadlineAt: number, started: number, signal: AbortSignal): Promise<{ ev: Evaluation; unreadable: string[] }> {
-    const input: ScoreInput = { taskDescription: this.o.taskDescription, prompt: it.prompt, response: it.response, reference: referenceText(it.reference), group: it.group };
+  private async scoreOne(view: ItemView, version: RubricVersion, deadlineAt: number, started: number, signal: AbortSignal): Promise<{ ev: Evaluation; unreadable: string[] }> {
+    if (view.ruled) return { ev: view.ruled, unreadable: [] }; // the task's format rule decided (no judge call)
+    const input: ScoreInput = view.junior;
     const ctx = { deadlineAt, overLong: false };
     return withSample(ctx, async () => {
       let last: { ev: Evaluation; unreadable: string[] } | null = null;
@@ -593,7 +605,7 @@ export class RewardService {
       for (const r of windowRecs) r.id = `s${id++}`;
       for (const r of unreadRecs) r.id = `u${this.state.scored}-${id++}`;
       if (windowRecs.length) this.appendLines(stepFile(this.o.runDir, this.state.window), windowRecs);
-      if (unreadRecs.length) this.appendLines(join(this.o.runDir, "rollouts", "unreadable.jsonl"), unreadRecs);
+      if (unreadRecs.length) this.appendLines(runPath(this.o.runDir, UNREADABLE_FILE), unreadRecs);
       this.state.scored += windowRecs.length;
       this.windowSize += windowRecs.length;
     } catch (err) {
@@ -782,6 +794,7 @@ export class RewardService {
       : undefined;
     const r = await metaStep({
       protocol: this.protocol,
+      ...(this.persona ? { persona: this.persona } : {}),
       ...(guard ? { guard } : {}),
       ...(job.decision ? { trigger: job.decision } : {}),
       model: this.metaModel,

@@ -10,7 +10,7 @@ import { isAbsolute, join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ChatMessage } from "../llm/types.ts";
 import { UserError } from "../util/errors.ts";
-import { loadTemplates, renderTemplate, type Templates } from "../judge/templates.ts";
+import { loadTemplates, matchTemplate, renderTemplate, templatePattern, type TemplatePattern, type Templates } from "../judge/templates.ts";
 import { readTable, requireText, optionalText, getField, type Row } from "../data/files.ts";
 import { hfDatasetResolved, HfUnavailableError } from "../data/hf.ts";
 import type { ResolvedDataSource, Split, TaskDefinition, TaskRecord, TaskRewardSpec } from "./types.ts";
@@ -255,9 +255,28 @@ export function buildTask(spec: TaskSpec, options: TaskOptions = {}, baseDir?: s
 
   const ctx: LoadContext = { spec, options, dataDir, loadRaw: (s) => loadRaw(s), sourceFile };
 
+  // The user template with the constants and instruction filled in, as a pattern: what a prompt's variables were.
+  const fixed: Record<string, string | number> = { ...(spec.constants ?? {}), ...(instruction !== undefined ? { instruction } : {}) };
+  let userPattern: TemplatePattern | undefined;
+  const recordFromPrompt = (prompt: string): TaskRecord | undefined => {
+    userPattern ??= templatePattern(user.text.replace(/\{\{\s*([A-Za-z_]\w*)\s*\}\}/g, (m, k: string) => (k in fixed ? String(fixed[k]) : m)), { whitespace: "required" });
+    const got = matchTemplate(userPattern, prompt);
+    const names = Object.keys(vars);
+    let values: Record<string, string> | undefined;
+    if (got) {
+      values = Object.fromEntries(names.map((k) => [k, got[k] ?? ""]));
+      // Exact: the record renders back to this very prompt (else the lenient whitespace of the pattern guessed);
+      // only the ends may differ (a chat-template split trims the user turn).
+      if (render(user.text, { ...fixed, ...values }, user.source).trim() !== prompt.trim()) values = undefined;
+    }
+    if (!values && names.length === 1) values = { [names[0]]: prompt };
+    return values ? { id: "", prompt, meta: { vars: values } } : undefined;
+  };
+
   return {
     name: spec.name,
     description: spec.description,
+    recordFromPrompt,
     async load(split, opts) {
       const dir = opts?.dataDir ?? dataDir;
       const local: LoadContext = { ...ctx, dataDir: dir, loadRaw: (s) => loadRaw(s, undefined, dir), sourceFile: (s) => sourceFileIn(s, dir) };

@@ -45,6 +45,13 @@ export interface TaskDefinition {
    * the instruction. Absent: the generic view (description + whole policy prompt).
    */
   judgeView?(record: TaskRecord): JudgeView;
+  /**
+   * The record a policy prompt was rendered from (the inverse of the user template: its variables read back),
+   * so a service that receives only prompt text judges it exactly as the trainer judges the record. A prompt
+   * not rendered from the template is taken as the value of the template's only variable when it has one;
+   * otherwise undefined.
+   */
+  recordFromPrompt?(prompt: string): TaskRecord | undefined;
   /** Task-level defaults of the meta step: interval (steps) and rollouts sampled (math: interval 20, as launch_mpo.sh). */
   metaDefaults?: { interval?: number; samples?: number };
   /**

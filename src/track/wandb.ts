@@ -32,6 +32,10 @@ export interface WandbOptions {
 // The worker's code: plain JS (no TypeScript loader in a worker), a thin message loop around the SDK.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
+const { format } = require("node:util");
+// The SDK reports failed requests with console.*: send those lines over the same port as "finished", so none is
+// lost or reordered when the worker is stopped right after it.
+for (const k of ["log", "info", "warn", "error"]) console[k] = (...a) => parentPort.postMessage({ op: "said", text: format(...a) });
 (async () => {
   const wandb = (await import(workerData.sdkUrl)).default;
   let run;
@@ -70,26 +74,15 @@ export class WandbSink {
     readonly runId: string,
     private o: WandbOptions,
   ) {
-    worker.on("message", (m: { op: string }) => {
-      if (m.op === "finished") this.finished?.();
+    worker.on("message", (m: { op: string; text?: string }) => {
+      if (m.op === "said") this.sdkSaid(m.text!.split("\n")[0]);
+      else if (m.op === "finished") this.finished?.();
     });
     worker.on("error", (err) => (this.dead ??= err.message));
     worker.on("exit", () => {
       this.dead ??= "the W&B worker exited";
       this.finished?.();
     });
-    for (const stream of [worker.stdout, worker.stderr]) {
-      let buf = "";
-      stream.setEncoding("utf8");
-      stream.on("data", (d: string) => {
-        buf += d;
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          this.sdkSaid(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-        }
-      });
-    }
   }
 
   /** The SDK's own console lines: request failures become one warning; "View run at …" is passed through. */
@@ -118,7 +111,7 @@ export class WandbSink {
       name: resumedFrom ? `${runName} (resumed)` : runName,
       config: resumedFrom ? { ...config, resumed_from: resumedFrom } : config,
     };
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sdkUrl: sdkUrl(), init }, env: { ...env }, stdout: true, stderr: true });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sdkUrl: sdkUrl(), init }, env: { ...env } });
     worker.unref(); // never keeps the process alive
     const ready = new Promise<{ id: string }>((resolve, reject) => {
       worker.on("message", (m: { op: string; id?: string; message?: string }) => {

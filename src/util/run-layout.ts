@@ -8,6 +8,7 @@
  *   metrics.jsonl                     one line per committed training step
  *   serve-state.json                  the reward service's window counter and pending meta step
  *   rollouts/step-NNNNNN.jsonl        scored rollouts of a training step (train) or a meta window (serve)
+ *   rollouts/unreadable.jsonl         samples the service's judge could not score readably (serve)
  *   meta/step-NNNNNN[-kind].json      the senior judge's log of one meta step (kind: "guidelines", …)
  *   meta/commits/step-NNNNNN.json     the meta step's commit marker: written last, it makes the step final
  *   rubrics/vNNNN.{json,txt}          rubric versions (guidelines/ likewise)
@@ -41,6 +42,8 @@ export const stepName = (step: number): string => `step-${pad6(step)}`;
 /** rollouts/step-NNNNNN.jsonl */
 export const rolloutsFile = (step: number): string => `${ROLLOUTS_DIR}/${stepName(step)}.jsonl`;
 export const ROLLOUTS_FILE_RE = /^step-(\d+)\.jsonl$/;
+/** rollouts/unreadable.jsonl (reward service) */
+export const UNREADABLE_FILE = `${ROLLOUTS_DIR}/unreadable.jsonl`;
 
 /** meta/step-NNNNNN.json (rubric) or meta/step-NNNNNN-<suffix>.json (suffix e.g. "-guidelines"). */
 export const metaLogFile = (step: number, suffix = ""): string => `${META_DIR}/${stepName(step)}${suffix}.json`;

@@ -7,7 +7,8 @@ export function register(program: Command): void {
     .option("--config <file>", "service config (YAML or JSON); see docs/serve.md")
     .option("--run <dir>", "run directory (overrides runDir)")
     .option("--log-to <list>", "experiment tracking of rubric versions, any of tensorboard,wandb,mlflow (see docs/tracking.md)")
-    .option("--rubric <file>", "initial rubric file (overrides rubric)")
+    .option("--rubric <file>", "initial rubric file (overrides rubric; default with --task: the task's)")
+    .option("--task <name>", "task (built-in name or task config file): the judges see samples as `mpo train --task` shows them, and its rules apply (overrides task)")
     .option("--llm <url>", "judge base URL, e.g. http://127.0.0.1:8000/v1 (overrides judge.baseURL)")
     .option("--model <name>", "judge model name (overrides judge.model)")
     .option("--server <kind>", "judge server kind: vllm|sglang|llamacpp|ollama|openai|generic")
@@ -34,6 +35,7 @@ export function register(program: Command): void {
       const merged = deepMerge(base ?? {}, {
         runDir: o.run,
         rubric: o.rubric,
+        task: o.task,
         "judge.baseURL": o.llm,
         "judge.model": o.model ?? (o.llm?.startsWith("gguf:") ? "gguf" : undefined),
         "judge.server": o.server,

@@ -8,7 +8,7 @@
  * was rendered from and what was filled in; a message that matches no template is reported as unrecognised
  * (and answered with an error, never with plausible text).
  */
-import { loadTemplates, type Templates } from "../../judge/templates.ts";
+import { loadTemplates, templatePattern, matchTemplate, type TemplatePattern, type Templates } from "../../judge/templates.ts";
 
 export interface TemplateMatch {
   /** Template name, e.g. "rm/item-rationale.md". */
@@ -17,43 +17,11 @@ export interface TemplateMatch {
   values: Record<string, string>;
 }
 
-interface Compiled {
+interface Compiled extends TemplatePattern {
   name: string;
-  re: RegExp;
-  groups: string[];
-  /** Literal characters in the template: the more, the more specific the match. */
-  literal: number;
 }
 
-const TOKEN_RE = /\{\{#\s*([A-Za-z_]\w*)\s*\}\}|\{\{\/\s*([A-Za-z_]\w*)\s*\}\}|\{\{\s*([A-Za-z_]\w*)\s*\}\}/g;
-const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-
-/** A template as an anchored pattern: literals exact (whitespace runs flexible, also absent: trimmed renders), placeholders captured, sections optional. */
-function compile(name: string, text: string): Compiled {
-  const groups: string[] = [];
-  let src = "";
-  let literal = 0;
-  let last = 0;
-  const lit = (s: string) => {
-    literal += s.replace(/\s+/g, "").length;
-    return s
-      .split(/(\s+)/)
-      .map((part) => (/^\s+$/.test(part) ? "\\s*" : escapeRe(part)))
-      .join("");
-  };
-  for (const m of text.matchAll(TOKEN_RE)) {
-    src += lit(text.slice(last, m.index));
-    if (m[1]) src += "(?:";
-    else if (m[2]) src += ")?";
-    else {
-      groups.push(m[3]);
-      src += "([\\s\\S]*?)";
-    }
-    last = m.index! + m[0].length;
-  }
-  src += lit(text.slice(last).trimEnd());
-  return { name, re: new RegExp(`^\\s*${src}\\s*$`), groups, literal };
-}
+const compile = (name: string, text: string): Compiled => ({ name, ...templatePattern(text) });
 
 export class Recognizer {
   private readonly compiled: Compiled[];
@@ -71,13 +39,8 @@ export class Recognizer {
   match(content: string): TemplateMatch | null {
     for (const c of this.compiled) {
       if (c.literal < 8) continue; // a bare "{{x}}" template would match anything
-      const m = c.re.exec(content);
-      if (!m) continue;
-      const values: Record<string, string> = {};
-      c.groups.forEach((g, i) => {
-        if (values[g] === undefined && m[i + 1] !== undefined) values[g] = m[i + 1];
-      });
-      return { name: c.name, values };
+      const values = matchTemplate(c, content);
+      if (values) return { name: c.name, values };
     }
     return null;
   }
