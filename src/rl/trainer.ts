@@ -16,7 +16,9 @@
  * checkpoint it names (metrics lines, rollouts files, rubric versions via reward.restoreState) is rolled
  * back, so a kill -9 at any moment loses at most the step in progress and the history has no gap and no
  * duplicate. Data order, sampling RNG, optimizer moments and the pending meta step are all in the
- * checkpoint, so a resumed run continues exactly as the uninterrupted one would.
+ * checkpoint, so a resumed run continues exactly as the uninterrupted one would. Building the models and
+ * state for a new or resumed run is rl/setup.ts, the prompt cursor rl/prompts.ts, the checkpoint files
+ * rl/checkpointing.ts; this file is the loop.
  *
  * The critic (PPO): by default a separate value model initialized from the policy weights with a fresh
  * scalar head, as in the paper (TRL's PolicyAndValueWrapper with two models); `critic: "shared"` puts the
@@ -243,6 +245,7 @@ export class Trainer {
     // Policy, critic and optimizers: from the checkpoint being resumed, or fresh from the base (a resume of a
     // run that died before its first checkpoint starts over, its records moved aside).
     const ckDir = resume && latest ? join(this.runDir, latest.path) : null;
+    // (A LoRA run starts over without this line, as it always has.)
     if (resume && !latest && !cfg.lora.enabled) this.log(`mpo: ${this.runDir} has no checkpoint that verifies; starting over from step 0 (earlier records are moved aside)`);
     const models = buildModels(cfg, base, engineOpts, ckDir);
     ({ policy: this.policy, critic: this.critic, sharedCritic: this.sharedCritic, policyOpt: this.policyOpt, criticOpt: this.criticOpt } = models);
