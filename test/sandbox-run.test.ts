@@ -2,7 +2,7 @@
  * A short sandbox run end to end (the CI-sized version of `npm start`): every arm trains through the real
  * trainer, judge (over HTTP to the simulated judges) and meta step; the report names every arm.
  */
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -96,5 +96,23 @@ describe.skipIf(!shipped)("sandbox run (reduced)", () => {
     expect(summaryTable(results, outcome.base)).toMatch(/^base\s+-/m);
     expect(summaryTable(results)).toMatch(/mpo\s+\d/);
     expect(eloTable(elo)).toMatch(/autoprompt\s+AutoPrompt/);
+  }, 600_000);
+
+  it("--protocol hardened reaches every arm's judge (the controlled paper-vs-hardened comparison in README)", async () => {
+    const out = mkdtempSync(join(tmpdir(), "mpo-sandbox-"));
+    const outcome = await runSandbox({
+      out, arms: ["fixed", "mpo"], seeds: [0], steps: 2, algo: "grpo", batchSize: 2, groupSize: 2, mpoInterval: 1, metaSamples: 4,
+      lr: 1e-4, klCoef: 0.02, epochs: 1, maxNewTokens: 24, testPrompts: 2, autopromptRounds: 1, autopromptPrompts: 1,
+      eloMatches: 0, eloSeeds: [0], eloAgreement: 0.8, eloPositionBias: 0.05, progress: false, log: () => {}, protocol: "hardened",
+    });
+    for (const r of outcome.results) {
+      const cfg = JSON.parse(readFileSync(join(r.runDir, "config.json"), "utf8"));
+      expect(cfg.reward.protocol).toBe("hardened");
+    }
+    // the meta step ran under the hardened profile
+    const metaDir = join(outcome.results.find((r) => r.arm === "mpo")!.runDir, "meta");
+    const logs = readdirSync(metaDir).filter((f) => /^step-\d+\.json$/.test(f));
+    expect(logs.length).toBeGreaterThan(0);
+    for (const f of logs) expect(JSON.parse(readFileSync(join(metaDir, f), "utf8")).settings.protocol).toBe("hardened");
   }, 600_000);
 });

@@ -27,6 +27,12 @@ function juniorReply(req: FakeRequestInfo): string {
   const u = req.messages.at(-1)?.content ?? "";
   if (u.includes("Give your feedback on this item")) return "The text answers the instruction clearly.<EOE>";
   if (u.includes("Give this item's score now")) return "4";
+  // The senior judge's paper-profile turns (a meta step).
+  if (u.includes("how many distinct scoring criteria are needed")) return "1";
+  if (/Write scoring criterion #(\d+)/.test(u)) return "### Focus\n- 5: every paragraph serves the prompt.\n- 0: ignores it.<EOE>";
+  if (u.includes("how many distinct, non-overlapping scoring criteria")) return "1";
+  if (/Write merged criterion #(\d+)/.test(u)) return "### Merged focus\n- 5: a clear thesis, e.g. stated first.\n- 0: none.<EOE>";
+  if (u.includes("Keep the analysis within")) return "The score is inflated: the essay drifts off topic.<EOE>";
   return "?";
 }
 
@@ -124,6 +130,23 @@ describe("mpo serve --task: the junior judge sees what mpo train's judge sees", 
     expect(odd.status).toBe(400);
     expect(odd.body.error.message).toMatch(/item 0: the prompt is not one of task ethics's prompts/);
     expect(odd.reqs).toEqual([]);
+  });
+
+  it("essay meta step: the senior judge gets the task's persona as its system turn, as in mpo train", async () => {
+    const task = await getTask("essay", { data: { train: jsonl("essay-meta.jsonl", [{ id: "e1", prompt: "Describe a lighthouse at night." }]) } });
+    const [record] = await task.load("train");
+    const persona = task.judgeView!(record).persona.trim();
+    const cfg = serveConfigSchema.parse({ runDir: join(dir, "serve-essay-meta"), port: 0, task: "essay", protocol: "paper", judge: rm(), concurrency: 1, metaEvery: 2, metaSamples: 2 });
+    let done!: (r: { ok: boolean }) => void;
+    const finished = new Promise<{ ok: boolean }>((res) => (done = res));
+    const h = await startRewardService(cfg, { log: () => {}, onMeta: (r) => done(r) });
+    handles.push(h);
+    const before = server.requests.length;
+    for (let i = 0; i < 2; i++) expect((await post(h, "/v1/score", { items: [{ prompt: record.prompt, response: essay }] })).status).toBe(200);
+    expect((await finished).ok).toBe(true);
+    const senior = server.requests.slice(before).filter((b) => b.messages.some((m: { content: string }) => /senior instructor/.test(m.content)));
+    expect(senior.length).toBeGreaterThan(0);
+    for (const b of senior) expect(b.messages[0]).toEqual({ role: "system", content: persona });
   });
 
   it("without --task the service keeps the generic view (its task description, no persona)", async () => {

@@ -85,6 +85,8 @@ export interface SandboxOptions {
   seniorJudge?: string;
   /** Model name for http(s) judges. */
   judgeModel?: string;
+  /** Judge protocol profile for every arm's junior and senior judge (default: the paper profile). */
+  protocol?: "paper" | "hardened";
   log?: (line: string) => void;
   progress?: boolean;
 }
@@ -256,6 +258,7 @@ export async function runSandbox(o: SandboxOptions): Promise<SandboxOutcome> {
             rm: { baseURL: o.judge ?? sim.url, model: o.judge ? (o.judgeModel ?? "gguf") : "mpo-sim-judge", maxConcurrency: 32 },
             ...(o.seniorJudge ? { mrm: { baseURL: o.seniorJudge, model: o.judgeModel ?? "gguf", maxConcurrency: 32 } } : {}),
             rubric: rubricPath,
+            ...(o.protocol ? { protocol: o.protocol } : {}),
             metaSamples: o.metaSamples,
             concurrency: 32,
           },

@@ -38,6 +38,7 @@ export function register(program: Command): void {
     .option("--judge <url>", "a real judge instead of the simulated one: gguf:/path/model.gguf (in-process llama.cpp) or an OpenAI-compatible base URL")
     .option("--senior-judge <url>", "the senior judge (default: --judge)")
     .option("--judge-model <name>", "model name for http(s) judges")
+    .option("--protocol <name>", "judge protocol profile for every arm: paper (default) or hardened (docs/paper-protocol.md)")
     .action(async (o: Record<string, string | undefined>) => {
       const { runSandbox, summaryTable, eloTable, SANDBOX_DEFAULTS, ARMS, FULL_ARMS } = await import("../../sandbox/run.ts");
       const num = (k: string, v: string | undefined, d: number, int = true) => {
@@ -50,6 +51,7 @@ export function register(program: Command): void {
       for (const a of arms) if (!(a in ARMS)) throw new UserError(`--arms: unknown arm '${a}' (known: ${Object.keys(ARMS).join(", ")})`);
       const algo = (o.algo ?? SANDBOX_DEFAULTS.algo) as "grpo" | "ppo" | "rloo";
       if (!["grpo", "ppo", "rloo"].includes(algo)) throw new UserError(`--algo: expected grpo, ppo or rloo, got '${algo}'`);
+      if (o.protocol !== undefined && o.protocol !== "paper" && o.protocol !== "hardened") throw new UserError(`--protocol: expected paper or hardened, got '${o.protocol}'`);
       const out = o.out ?? `runs/sandbox-${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}`;
       const d = SANDBOX_DEFAULTS;
       const opts = {
@@ -77,6 +79,7 @@ export function register(program: Command): void {
         judge: o.judge,
         seniorJudge: o.seniorJudge,
         judgeModel: o.judgeModel,
+        protocol: o.protocol as "paper" | "hardened" | undefined,
       };
       if (opts.eloAgreement > 1) throw new UserError(`--elo-agreement: expected a probability in [0, 1], got '${o.eloAgreement}'`);
       if (opts.eloPositionBias > 0.5) throw new UserError(`--elo-position-bias: expected a number in [0, 0.5], got '${o.eloPositionBias}'`);
@@ -85,7 +88,8 @@ export function register(program: Command): void {
         `mpo sandbox: ${opts.arms.join(", ")} × seeds ${opts.seeds.join(",")}, ${opts.steps} ${algo.toUpperCase()} steps each → ${out}\n` +
           (opts.judge
             ? `  (judge: ${opts.judge}; senior judge: ${opts.seniorJudge ?? opts.judge})\n`
-            : `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`),
+            : `  (simulated judge LLMs over a loopback OpenAI-compatible server; everything else is the real MPO code path)\n`) +
+          (opts.protocol ? `  (judge protocol profile: ${opts.protocol})\n` : ""),
       );
       const t0 = performance.now();
       const { TreeTracker, parseLogTo } = await import("../../track/index.ts");
