@@ -1,6 +1,7 @@
 /**
- * The trainer's run directory on disk: checkpoints (with checksummed manifests), the `latest.json` commit
- * point, choosing where a resume starts, and rolling back what a crashed process wrote after it.
+ * The trainer's run directory on disk: checkpoint files (saveModels), checksummed manifests, the
+ * `latest.json` commit point, choosing where a resume starts, and rolling back what a crashed process wrote
+ * after it.
  *
  * Commit protocol of one checkpoint:   checkpoints/step-N/{policy,critic}/…  →  step-N/manifest.json
  * (sha256 + size of every file)  →  checkpoints/latest.json {step, path}  →  prune old checkpoints.
@@ -16,6 +17,13 @@ import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
+import type { AdamW, TransformerLM } from "../engine/index.ts";
+import { saveCheckpoint } from "../engine/io/checkpoint.ts";
+import { writeGenerationSettings } from "../engine/generation-settings.ts";
+import type { TrainConfig } from "./config.ts";
+import { saveLoraModel } from "./lora-policy.ts";
+import type { PolicyFormat } from "./policy-format.ts";
+import type { PolicyTokenizer } from "./tokenizer.ts";
 import { readJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { UserError } from "../util/errors.ts";
 import { CHECKPOINT_DIR_RE, CHECKPOINTS_DIR, checkpointDir, LATEST_CHECKPOINT, METRICS_FILE, MOVED_ASIDE_DIR, movedAsideDir, ROLLOUTS_DIR, ROLLOUTS_FILE_RE, runPath } from "../util/run-layout.ts";
@@ -211,3 +219,49 @@ export function prepareNewRunDir(runDir: string, overwrite: boolean): string | n
 }
 
 export { StateFileError };
+
+/** The models a checkpoint holds, and what their files carry besides tensors. */
+export interface CheckpointModels {
+  policy: TransformerLM;
+  policyOpt: AdamW;
+  critic: TransformerLM | null;
+  criticOpt: AdamW | null;
+  tokenizer: PolicyTokenizer;
+  format: PolicyFormat;
+  /** trainer_state.json, written next to the policy. */
+  state: object;
+}
+
+/**
+ * Writes checkpoints/step-N/{policy,critic} (not yet committed: see commitCheckpoint). LoRA: only the
+ * adapters (PEFT format), value head and optimizer; the base is RUN/reference/. Full weights: HF model dirs
+ * with optimizer and trainer state, plus the generation settings the policy was trained with, so
+ * generate/sample/train --policy use them.
+ */
+export function saveModels(dir: string, m: CheckpointModels, cfg: TrainConfig): void {
+  if (m.policy.lora) {
+    saveLoraModel(join(dir, "policy"), m.policy, m.policyOpt, cfg.policy ?? "reference", m.state);
+    if (m.critic && m.criticOpt) saveLoraModel(join(dir, "critic"), m.critic, m.criticOpt, cfg.policy ?? "reference");
+    return;
+  }
+  const pol = m.policyOpt.stateDict();
+  saveCheckpoint(join(dir, "policy"), {
+    config: m.policy.config,
+    tensors: m.policy.namedTensors(),
+    tokenizerJson: m.tokenizer.toJSON(),
+    ...m.format.files,
+    optimizer: { step: pol.step, tensors: pol.tensors },
+    trainerState: m.state,
+  });
+  writeGenerationSettings(join(dir, "policy"), {
+    ...(m.format.kind === "chat-template" ? { chatTemplate: true } : { separator: cfg.promptSeparator }),
+    maxPromptTokens: cfg.maxPromptTokens,
+    maxNewTokens: cfg.maxNewTokens,
+    eosTokenIds: m.format.stopIds,
+    temperature: cfg.temperature,
+  });
+  if (m.critic && m.criticOpt) {
+    const c = m.criticOpt.stateDict();
+    saveCheckpoint(join(dir, "critic"), { config: m.critic.config, tensors: m.critic.namedTensors(), optimizer: { step: c.step, tensors: c.tensors } });
+  }
+}

@@ -16,74 +16,44 @@
  * checkpoint it names (metrics lines, rollouts files, rubric versions via reward.restoreState) is rolled
  * back, so a kill -9 at any moment loses at most the step in progress and the history has no gap and no
  * duplicate. Data order, sampling RNG, optimizer moments and the pending meta step are all in the
- * checkpoint, so a resumed run continues exactly as the uninterrupted one would.
+ * checkpoint, so a resumed run continues exactly as the uninterrupted one would. Building the models and
+ * state for a new or resumed run is rl/setup.ts, the prompt cursor rl/prompts.ts, the checkpoint files
+ * rl/checkpointing.ts; this file is the loop.
  *
  * The critic (PPO): by default a separate value model initialized from the policy weights with a fresh
  * scalar head, as in the paper (TRL's PolicyAndValueWrapper with two models); `critic: "shared"` puts the
  * value head on the policy trunk instead (half the compute, value gradients then shape the policy's
  * features). The reference policy is a frozen copy of the initial policy saved in RUN/reference/.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AdamW, clipGradNorm, gradsFinite, lrSchedule, TransformerLM } from "../engine/index.ts";
-import type { ModelConfig, NamedTensor } from "../engine/index.ts";
-import { configWeightsDtype, loadCheckpoint, saveCheckpoint } from "../engine/io/checkpoint.ts";
-import { writeGenerationSettings } from "../engine/generation-settings.ts";
-import { resolveModelSource } from "../engine/io/hub.ts";
-import { policyFormat, type PolicyFormat } from "./policy-format.ts";
-import { adaptersOff, loraModel, saveLoraModel, type Scorer } from "./lora-policy.ts";
-import { loadAdapterDir } from "../engine/io/lora.ts";
 import { resolveConfig } from "../engine/config.ts";
 import type { Evaluation } from "../judge/types.ts";
 import type { UsageByStage } from "../llm/types.ts";
+import { UsageMeter } from "../llm/usage.ts";
+import { decisionTrigger, everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
+import { decideAdaptive, windowPoint } from "../meta/triggers.ts";
 import type { TaskDefinition, TaskRecord } from "../tasks/types.ts";
 import { appendJsonl, writeFileAtomic, writeJsonAtomic } from "../util/atomic.ts";
 import { UserError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
+import { checkpointDir, METRICS_FILE, pad6, rolloutsFile, runPath } from "../util/run-layout.ts";
 import { klArray, maskedMean, summarize } from "./advantages.ts";
 import { ALGORITHMS } from "./algorithms.ts";
-import { BUILTIN_TASKS, builtinTokenizer } from "./builtin-task.ts";
+import { commitCheckpoint, saveModels } from "./checkpointing.ts";
 import { adaptiveSettings, groupSizeOf, lrOf, type TrainConfig } from "./config.ts";
-import { UsageMeter } from "../llm/usage.ts";
-import { decisionTrigger, everySteps, MetaScheduler, never } from "../meta/scheduler.ts";
-import { decideAdaptive, type MetaDecision, type WindowPoint, windowPoint } from "../meta/triggers.ts";
+import { adaptersOff, type Scorer } from "./lora-policy.ts";
 import { clippedValueLoss } from "./losses.ts";
-import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
-import { tokenizerFromJson, type PolicyTokenizer } from "./tokenizer.ts";
-import { commitCheckpoint, findResumePoint, prepareNewRunDir, rollBackRecords, type ResumePoint } from "./checkpointing.ts";
-import { trainerStateSchema } from "./state.ts";
+import type { PolicyFormat } from "./policy-format.ts";
 import { Progress, type RunState, writeRunStatus } from "./progress.ts";
-import { parseStateWith } from "../util/state-file.ts";
-import { checkpointDir, LATEST_CHECKPOINT, METRICS_FILE, pad6, rolloutsFile, runPath } from "../util/run-layout.ts";
+import { nextPrompts, promptTokenIds } from "./prompts.ts";
+import type { MetaOutcome, RewardFunction, RewardResult, RewardSample } from "./reward-types.ts";
+import { assertContextFits, assertHasPolicy, buildModels, freshTrainerState, loadBasePolicy, openRunDir, readTrainerState, resumeRun, rollBackRun } from "./setup.ts";
+import { pendingMetaJob, type MetaRolloutSample, type TrainerState } from "./state.ts";
+import type { PolicyTokenizer } from "./tokenizer.ts";
 
-export type MetaRolloutSample = RewardSample & { result: RewardResult };
-
-/** Where the data cursor stands: position `index` of epoch `epoch`'s shuffled order. */
-export interface DataCursor {
-  epoch: number;
-  index: number;
-}
-
-/** Everything besides tensors that a checkpoint must hold for an exact resume. */
-export interface TrainerState {
-  step: number;
-  cursor: DataCursor;
-  genRng: [number, number, number, number];
-  mbRng: [number, number, number, number];
-  rubricVersion: number;
-  rewardState: unknown;
-  /** Scored rollouts gathered since the last meta step. */
-  metaBuffer: MetaRolloutSample[];
-  /** A meta step decided at this step but not yet finished: re-run on resume. */
-  pendingMeta: { step: number; rollouts: MetaRolloutSample[]; decision?: MetaDecision } | null;
-  /** Adaptive schedule: one summary per step since the last meta step (what its triggers read). */
-  metaPoints?: WindowPoint[];
-  /** A meta step that finished while the run was stopping: reported with the next step's metrics. */
-  completedMeta?: MetaOutcome | null;
-  /** LoRA: the models' dropout-mask counters (TransformerLM.loraDropCount), so a resume draws the same masks. */
-  loraDropCounts?: { policy: number; critic?: number };
-  elapsedSeconds: number;
-}
+export type { DataCursor, MetaRolloutSample, TrainerState } from "./state.ts";
 
 export interface StepMetrics {
   step: number;
@@ -131,30 +101,6 @@ class AbandonStep extends Error {}
 
 const now = () => performance.now() / 1000;
 const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
-
-/** Model tensors with or without the value head (the reference policy has none). */
-function stripValueHead(t: Map<string, NamedTensor>): Map<string, NamedTensor> {
-  const out = new Map(t);
-  out.delete("value_head.weight");
-  out.delete("value_head.bias");
-  return out;
-}
-
-/** Copies tensors (the engine shares param buffers; checkpoints and copies must not alias them). */
-function cloneTensors(t: Map<string, NamedTensor>): Map<string, NamedTensor> {
-  const out = new Map<string, NamedTensor>();
-  for (const [k, v] of t) out.set(k, { shape: v.shape.slice(), data: Float32Array.from(v.data) });
-  return out;
-}
-
-/** The same tensors plus a zero-initialized value head (a fresh critic predicts 0 everywhere). */
-function withValueHead(t: Map<string, NamedTensor>, d: number): Map<string, NamedTensor> {
-  const out = cloneTensors(stripValueHead(t));
-  out.set("value_head.weight", { shape: [1, d], data: new Float32Array(d) });
-  out.set("value_head.bias", { shape: [1], data: new Float32Array(1) });
-  return out;
-}
-
 
 /** One sampled response ready for the update: its prompt and response token ids and per-sample numbers. */
 interface Sample {
@@ -277,254 +223,52 @@ export class Trainer {
 
   private async setup(resume: boolean, overwrite: boolean, makeReward: TrainerInit["makeReward"]): Promise<void> {
     const cfg = this.cfg;
-    // Where to start: a resume takes the newest checkpoint that verifies; a new run needs an empty directory.
-    let latest: ResumePoint | null = null;
-    if (resume) {
-      latest = findResumePoint(this.runDir);
-      for (const why of latest?.skipped ?? []) this.log(`mpo: skipped ${why}`);
-      if (latest?.skipped.length) this.log(`mpo: using ${latest.path}, the newest checkpoint that verifies`);
-    } else {
-      const pointer = join(this.runDir, LATEST_CHECKPOINT);
-      if (existsSync(pointer) && !overwrite) throw new UserError(`run directory ${this.runDir} already holds a run (${pointer}); use --resume ${this.runDir}, another --run, or --overwrite to move it aside`);
-      const aside = prepareNewRunDir(this.runDir, overwrite);
-      if (aside) this.log(`mpo: moved the previous contents of ${this.runDir} into ${aside}/`);
-    }
-    const refDir = join(this.runDir, "reference");
-    if (!cfg.policy && !BUILTIN_TASKS[this.task.name] && !(resume && existsSync(join(refDir, "config.json"))))
-      throw new UserError(`task ${this.task.name} needs a policy checkpoint (--policy DIR with config.json, model.safetensors, tokenizer.json); only built-in tasks (${Object.keys(BUILTIN_TASKS).join(", ")}) can start from a fresh word-level policy`);
+    const latest = openRunDir(this.runDir, { resume, overwrite, log: this.log });
+    assertHasPolicy(cfg, this.task, this.runDir, resume);
     mkdirSync(this.runDir, { recursive: true });
     this.records = await this.task.load("train", { dataDir: cfg.dataDir, limit: cfg.limit || undefined });
     if (this.records.length === 0) throw new UserError(`task ${this.task.name}: the train split has no records`);
     const engineOpts = { engine: cfg.engine, recompute: cfg.recompute };
 
-    // Reference policy (frozen initial policy) and tokenizer: RUN/reference/ once written.
-    let refTensors: Map<string, NamedTensor>;
-    let baseConfig: ModelConfig;
-    if (resume && existsSync(join(refDir, "config.json"))) {
-      const ck = loadCheckpoint(refDir);
-      baseConfig = ck.config as ModelConfig;
-      refTensors = ck.tensors;
-      this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(refDir, "tokenizer.json"), firstEos(baseConfig));
-      this.format = policyFormat(ck, this.tokenizer, cfg.promptSeparator, join(refDir, "tokenizer_config.json"));
-    } else if (cfg.policy) {
-      const ck = loadCheckpoint(await resolveModelSource(cfg.policy)); // a directory, or a Hub id via the HF cache
-      baseConfig = { ...(ck.config as ModelConfig), mpo_value_head: false };
-      refTensors = stripValueHead(ck.tensors);
-      this.tokenizer = tokenizerFromJson(ck.tokenizerJson, join(cfg.policy, "tokenizer.json"), firstEos(baseConfig));
-      this.format = policyFormat(ck, this.tokenizer, cfg.promptSeparator, join(cfg.policy, "tokenizer_config.json"));
-      const maxT = baseConfig.max_position_embeddings;
-      if (cfg.maxPromptTokens + cfg.maxNewTokens > maxT)
-        throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${maxT}`);
-      // A half-precision base is kept in its own dtype (lossless: its values are exactly those read), which
-      // halves RUN/reference/ on disk and tells `mpo export` the base's dtype.
-      const keepDtype = ck.weightsDtype && ck.weightsDtype === configWeightsDtype(ck.config) ? ck.weightsDtype : undefined;
-      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: this.tokenizer.toJSON(), ...this.format.files, weightsDtype: keepDtype });
-    } else {
-      const tok = builtinTokenizer();
-      const { llamaConfig } = await import("../engine/index.ts");
-      const i = cfg.init;
-      baseConfig = llamaConfig({
-        vocabSize: tok.vocabSize,
-        hiddenSize: i.hiddenSize,
-        intermediateSize: i.intermediateSize,
-        numLayers: i.numLayers,
-        numHeads: i.numHeads,
-        maxPositions: i.maxPositions,
-        tieEmbeddings: i.tieEmbeddings,
-        bosTokenId: tok.bosId,
-        eosTokenId: tok.eosId,
-        padTokenId: 0,
-      });
-      const fresh = TransformerLM.create(baseConfig, new Rng(`${cfg.seed}:init`), engineOpts);
-      refTensors = cloneTensors(fresh.namedTensors());
-      this.tokenizer = tok;
-      this.format = policyFormat({ config: baseConfig }, tok, cfg.promptSeparator);
-      saveCheckpoint(refDir, { config: baseConfig, tensors: refTensors, tokenizerJson: tok.toJSON() });
-    }
-    const lora = cfg.lora.enabled ? cfg.lora : null;
-    if (!lora) this.ref = TransformerLM.fromParams(baseConfig, refTensors, engineOpts);
-    else this.ref = { dims: resolveConfig(baseConfig), score: () => { throw new Error("LoRA reference before the policy exists"); } };
-    const d = this.ref.dims.d;
-    if (cfg.maxPromptTokens + cfg.maxNewTokens > this.ref.dims.maxT)
-      throw new UserError(`maxPromptTokens + maxNewTokens = ${cfg.maxPromptTokens + cfg.maxNewTokens} exceeds the policy's max_position_embeddings ${this.ref.dims.maxT}`);
-
-    // PPO's critic: a separate model (the paper) or a value head on the policy trunk (critic: "shared").
-    const shared = ALGORITHMS[cfg.algo].usesCritic && cfg.critic === "shared";
-    this.sharedCritic = shared;
-    const policyConfig: ModelConfig = { ...baseConfig, mpo_value_head: shared };
-    const criticConfig: ModelConfig = { ...baseConfig, mpo_value_head: true };
+    // The frozen initial policy (RUN/reference/): the KL reference, or with LoRA the policy with its adapters off.
+    const base = await loadBasePolicy(cfg, this.runDir, resume, engineOpts);
+    this.tokenizer = base.tokenizer;
+    this.format = base.format;
+    const fullRef = cfg.lora.enabled ? null : TransformerLM.fromParams(base.config, base.tensors, engineOpts);
+    assertContextFits(cfg, resolveConfig(base.config));
     const lr = lrOf(cfg);
     this.lrAt = lrSchedule({ lr, warmupSteps: cfg.warmupSteps, totalSteps: cfg.steps, decay: cfg.lrDecay, minLrRatio: 0 });
-    const optOpts = { lr, weightDecay: cfg.weightDecay };
 
     this.reward = await makeReward(this.runDir);
     this.meta = this.metaScheduler();
 
-    const loraRng = new Rng(`${cfg.seed}:lora`);
-    if (resume && latest && lora) {
-      // LoRA run: adapters (+ value head, optimizer, trainer state) on the frozen base from reference/.
-      const ckDir = join(this.runDir, latest.path);
-      const pck = loadAdapterDir(join(ckDir, "policy"));
-      this.policy = loraModel(policyConfig, refTensors, lora, engineOpts, loraRng.fork("policy"), pck);
-      this.policyOpt = new AdamW(this.policy.trainableParams(), optOpts);
-      if (!pck.optimizer) throw new UserError(`${ckDir}/policy: optimizer.safetensors missing; cannot resume exactly`);
-      this.policyOpt.loadStateDict(pck.optimizer);
-      if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
-        const cck = loadAdapterDir(join(ckDir, "critic"));
-        this.critic = loraModel(criticConfig, refTensors, lora, { ...engineOpts, shareArenaWith: this.policy }, loraRng.fork("critic"), cck);
-        const criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
-        if (!cck.optimizer) throw new UserError(`${ckDir}/critic: optimizer.safetensors missing; cannot resume exactly`);
-        criticOpt.loadStateDict(cck.optimizer);
-        this.criticOpt = criticOpt;
+    // Policy, critic and optimizers: from the checkpoint being resumed, or fresh from the base (a resume of a
+    // run that died before its first checkpoint starts over, its records moved aside).
+    const ckDir = resume && latest ? join(this.runDir, latest.path) : null;
+    // (A LoRA run starts over without this line, as it always has.)
+    if (resume && !latest && !cfg.lora.enabled) this.log(`mpo: ${this.runDir} has no checkpoint that verifies; starting over from step 0 (earlier records are moved aside)`);
+    const models = buildModels(cfg, base, engineOpts, ckDir);
+    ({ policy: this.policy, critic: this.critic, sharedCritic: this.sharedCritic, policyOpt: this.policyOpt, criticOpt: this.criticOpt } = models);
+    this.ref = fullRef ?? adaptersOff(this.policy);
+
+    // Trainer state: the checkpoint's (crash leftovers rolled back, reward restored), or step 0.
+    const run = { runDir: this.runDir, meta: this.meta, reward: this.reward, log: this.log };
+    if (ckDir && latest) {
+      this.st = readTrainerState(models.trainerState, ckDir, latest.step);
+      this.lastCheckpointStep = this.st.step;
+      await resumeRun(this.st, run);
+      if (this.policy.lora) {
+        this.policy.loraDropCount = this.st.loraDropCounts?.policy ?? 0;
+        if (this.critic) this.critic.loraDropCount = this.st.loraDropCounts?.critic ?? 0;
       }
-      this.ref = adaptersOff(this.policy);
-      await this.resumeState(pck.trainerState, ckDir, latest.step);
-      this.policy.loraDropCount = this.st.loraDropCounts?.policy ?? 0;
-      if (this.critic) this.critic.loraDropCount = this.st.loraDropCounts?.critic ?? 0;
-    } else if (resume && latest) {
-      const ckDir = join(this.runDir, latest.path);
-      const pck = loadCheckpoint(join(ckDir, "policy"));
-      this.policy = TransformerLM.fromParams(policyConfig, pck.tensors, engineOpts);
-      this.policyOpt = new AdamW(this.policy.params, optOpts);
-      if (!pck.optimizer) throw new UserError(`${ckDir}/policy: optimizer.safetensors missing; cannot resume exactly`);
-      this.policyOpt.loadStateDict(pck.optimizer);
-      if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
-        const cck = loadCheckpoint(join(ckDir, "critic"));
-        this.critic = TransformerLM.fromParams(criticConfig, cck.tensors, engineOpts);
-        this.criticOpt = new AdamW(this.critic.params, { ...optOpts, lr: cfg.criticLr ?? lr });
-        if (!cck.optimizer) throw new UserError(`${ckDir}/critic: optimizer.safetensors missing; cannot resume exactly`);
-        this.criticOpt.loadStateDict(cck.optimizer);
-      }
-      await this.resumeState(pck.trainerState, ckDir, latest.step);
-    } else if (lora) {
-      // A fresh LoRA run: policy, critic and reference share one frozen base.
-      this.policy = loraModel(policyConfig, refTensors, lora, engineOpts, loraRng.fork("policy"));
-      this.policyOpt = new AdamW(this.policy.trainableParams(), optOpts);
-      if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
-        this.critic = loraModel(criticConfig, refTensors, lora, { ...engineOpts, shareArenaWith: this.policy }, loraRng.fork("critic"));
-        this.criticOpt = new AdamW(this.critic.trainableParams(), { ...optOpts, lr: cfg.criticLr ?? lr });
-      }
-      this.ref = adaptersOff(this.policy);
-      this.freshState();
     } else {
-      // A fresh run (or a resume of a run that died before its first checkpoint: start over, data moved aside).
-      if (resume) this.log(`mpo: ${this.runDir} has no checkpoint that verifies; starting over from step 0 (earlier records are moved aside)`);
-      const policyTensors = shared ? withValueHead(refTensors, d) : cloneTensors(refTensors);
-      this.policy = TransformerLM.fromParams(policyConfig, policyTensors, engineOpts);
-      this.policyOpt = new AdamW(this.policy.params, optOpts);
-      if (ALGORITHMS[cfg.algo].usesCritic && !shared) {
-        this.critic = TransformerLM.fromParams(criticConfig, withValueHead(refTensors, d), engineOpts);
-        this.criticOpt = new AdamW(this.critic.params, { ...optOpts, lr: cfg.criticLr ?? lr });
-      }
-      this.freshState();
+      this.st = freshTrainerState(cfg.seed, this.reward);
+      rollBackRun(run, this.st.step);
     }
     this.genRng = Rng.fromState(this.st.genRng);
     this.mbRng = Rng.fromState(this.st.mbRng);
     writeJsonAtomic(join(this.runDir, "config.json"), { ...cfg, groupSize: this.G, lr });
     this.writeStatus("running");
-  }
-
-  /** Trainer state read back from a checkpoint: validated against latest.json, crash leftovers rolled back, reward state restored. */
-  private async resumeState(trainerState: unknown, ckDir: string, step: number): Promise<void> {
-    {
-      const statePath = join(ckDir, "policy", "trainer_state.json");
-      if (trainerState === undefined) throw new UserError(`${statePath}: missing; cannot resume exactly`);
-      const s = parseStateWith(statePath, trainerState, trainerStateSchema, "trainer state") as TrainerState;
-      if (s.step !== step) throw new UserError(`${statePath}: field 'step' is ${s.step}, the checkpoint is step ${step}`);
-      this.st = s;
-      this.lastCheckpointStep = s.step;
-      this.rollBackTo(s);
-      // A meta step pending in the checkpoint may have finished before the crash: adopt it, never redo it.
-      const commit = s.pendingMeta ? this.meta.recover(this.metaJob(s.pendingMeta)) : null;
-      if (commit) {
-        this.st.completedMeta = commit.outcome as MetaOutcome;
-        this.st.pendingMeta = null;
-        await this.reward.restoreState?.(commit.state);
-      } else await this.reward.restoreState?.(s.rewardState);
-      this.log(`mpo: resuming ${this.runDir} after step ${s.step}${this.hasRubric() ? ` (rubric v${this.reward.rubricVersion()})` : ""}`);
-    }
-  }
-
-  /** Step-0 trainer state of a fresh run (RNG streams from the seed). */
-  private freshState(): void {
-    const seedRng = new Rng(this.cfg.seed);
-    this.st = {
-      step: 0,
-      cursor: { epoch: 0, index: 0 },
-      genRng: seedRng.fork("generate").state(),
-      mbRng: seedRng.fork("minibatch").state(),
-      rubricVersion: this.reward.rubricVersion(),
-      rewardState: this.reward.saveState?.() ?? null,
-      metaBuffer: [],
-      pendingMeta: null,
-      elapsedSeconds: 0,
-    };
-    this.rollBackTo(this.st);
-  }
-
-  /** Full-weight policy (and critic) checkpoints: HF model dirs with optimizer and trainer state. */
-  private saveFullCheckpoint(dir: string): void {
-    const pol = this.policyOpt.stateDict();
-    saveCheckpoint(join(dir, "policy"), {
-      config: this.policy.config,
-      tensors: this.policy.namedTensors(),
-      tokenizerJson: this.tokenizer.toJSON(),
-      ...this.format.files,
-      optimizer: { step: pol.step, tensors: pol.tensors },
-      trainerState: this.st,
-    });
-    // The checkpoint carries the settings it was trained with, so generate/sample/train --policy use them.
-    writeGenerationSettings(join(dir, "policy"), {
-      ...(this.format.kind === "chat-template" ? { chatTemplate: true } : { separator: this.cfg.promptSeparator }),
-      maxPromptTokens: this.cfg.maxPromptTokens,
-      maxNewTokens: this.cfg.maxNewTokens,
-      eosTokenIds: this.format.stopIds,
-      temperature: this.cfg.temperature,
-    });
-    if (this.critic && this.criticOpt) {
-      const c = this.criticOpt.stateDict();
-      saveCheckpoint(join(dir, "critic"), { config: this.critic.config, tensors: this.critic.namedTensors(), optimizer: { step: c.step, tensors: c.tensors } });
-    }
-  }
-
-  /** Moves aside everything a crashed process wrote after the checkpoint being resumed (see module comment). */
-  private rollBackTo(s: TrainerState): void {
-    const aside = rollBackRecords(this.runDir, s.step);
-    if (aside) this.log(`mpo: records after step ${s.step} moved into ${aside}/`);
-    this.meta.rollBackAfter(s.step);
-  }
-
-  // ---------------------------------------------------------------- data
-
-  /** The shuffled order of epoch e: a pure function of (seed, e), so the cursor alone resumes it. */
-  private order(epoch: number): number[] {
-    return new Rng(`${this.cfg.seed}:data:${epoch}`).shuffle(this.records.map((_, i) => i));
-  }
-
-  private nextPrompts(n: number): TaskRecord[] {
-    const out: TaskRecord[] = [];
-    let { epoch, index } = this.st.cursor;
-    let order = this.order(epoch);
-    while (out.length < n) {
-      if (index >= order.length) {
-        epoch++;
-        index = 0;
-        order = this.order(epoch);
-      }
-      out.push(this.records[order[index++]]);
-    }
-    this.st.cursor = { epoch, index };
-    return out;
-  }
-
-  private promptIds(record: TaskRecord): number[] {
-    const text = this.format.prompt(this.task.buildMessages(record));
-    let ids = this.tokenizer.encode(text);
-    // A chat template writes its own begin-of-text token when the model has one.
-    if (this.tokenizer.bosId !== null && this.format.kind === "separator") ids = [this.tokenizer.bosId, ...ids];
-    if (ids.length > this.cfg.maxPromptTokens) ids = ids.slice(ids.length - this.cfg.maxPromptTokens);
-    if (ids.length === 0) ids = [this.tokenizer.eosId];
-    return ids;
   }
 
   // ---------------------------------------------------------------- signals / progress / status
@@ -557,7 +301,7 @@ export class Trainer {
   async run(): Promise<TrainResult> {
     const progress = await Progress.start({ totalSteps: this.cfg.steps, hasRubric: this.hasRubric(), log: this.log, ...(this.hooks.progress !== undefined ? { bar: this.hooks.progress } : {}) }, this.st.step, this.reward.rubricVersion());
     this.log = progress.log;
-    if (this.st.pendingMeta) this.meta.start(this.metaJob(this.st.pendingMeta));
+    if (this.st.pendingMeta) this.meta.start(pendingMetaJob(this.st.pendingMeta));
     let final: "finished" | "stopped" = "finished";
     try {
       while (this.st.step < this.cfg.steps) {
@@ -661,9 +405,10 @@ export class Trainer {
     const secs = { generate: 0, score: 0, update: 0, meta: 0, total: 0 };
 
     // 1. prompts and generation (G responses per prompt, consecutive).
-    const prompts = this.nextPrompts(cfg.batchSize);
-    const records = prompts.flatMap((r) => Array.from({ length: G }, () => r));
-    const promptIds = records.map((r) => this.promptIds(r));
+    const next = nextPrompts(this.records, cfg.seed, this.st.cursor, cfg.batchSize);
+    this.st.cursor = next.cursor;
+    const records = next.prompts.flatMap((r) => Array.from({ length: G }, () => r));
+    const promptIds = records.map((r) => promptTokenIds(r, this.task, this.format, this.tokenizer, cfg.maxPromptTokens));
     let tg = now();
     const gen = this.policy.generate(promptIds, {
       maxNewTokens: cfg.maxNewTokens,
@@ -808,12 +553,8 @@ export class Trainer {
     this.st.elapsedSeconds += now() - t0;
     if (step % cfg.checkpointEvery === 0 || step === cfg.steps || this.stopRequested) this.checkpoint();
     this.writeStatus("running");
-    if (metaDue) this.meta.start(this.metaJob(this.st.pendingMeta!));
+    if (metaDue) this.meta.start(pendingMetaJob(this.st.pendingMeta!));
     return m;
-  }
-
-  private metaJob(p: NonNullable<TrainerState["pendingMeta"]>) {
-    return { key: p.step, input: p.rollouts, ...(p.decision ? { decision: p.decision } : {}) };
   }
 
   /**
@@ -947,18 +688,9 @@ export class Trainer {
 
   /** Writes checkpoints/step-N/{policy,critic}, then its manifest and latest.json (the commit point), then prunes. */
   checkpoint(): void {
-    const dir = join(this.runDir, checkpointDir(this.st.step));
-    if (this.policy.lora) {
-      // LoRA: only the adapters (PEFT format), value head and optimizer; the base is reference/.
-      saveLoraModel(join(dir, "policy"), this.policy, this.policyOpt, this.cfg.policy ?? "reference", this.st);
-      if (this.critic && this.criticOpt) saveLoraModel(join(dir, "critic"), this.critic, this.criticOpt, this.cfg.policy ?? "reference");
-    } else this.saveFullCheckpoint(dir);
+    const { policy, policyOpt, critic, criticOpt, tokenizer, format } = this;
+    saveModels(join(this.runDir, checkpointDir(this.st.step)), { policy, policyOpt, critic, criticOpt, tokenizer, format, state: this.st }, this.cfg);
     commitCheckpoint(this.runDir, this.st.step, this.cfg.keepCheckpoints);
     this.lastCheckpointStep = this.st.step;
   }
-}
-
-function firstEos(c: ModelConfig): number | undefined {
-  const e = c.eos_token_id;
-  return Array.isArray(e) ? e[0] : e;
 }
