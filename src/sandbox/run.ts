@@ -19,7 +19,6 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { TransformerLM } from "../engine/index.ts";
 import { loadCheckpoint } from "../engine/io/checkpoint.ts";
-import { RubricJudge } from "../judge/rubric-judge.ts";
 import { createChatModel } from "../llm/openai-client.ts";
 import { RubricStore } from "../rubric/store.ts";
 import { guardSettings, trainConfigSchema, type TrainConfigInput } from "../rl/config.ts";
