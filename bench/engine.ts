@@ -13,6 +13,7 @@
  *   npm run bench:engine -- --configs 1m --seconds 2 --json out.json
  *   npm run bench:engine -- --max-step-seconds 0     # never skip a slow path
  *   npm run bench:engine -- --configs qwen0.5b [--full]  # Qwen2.5-0.5B shapes: LoRA training, generation, peak RSS
+ *   npm run bench:engine -- --configs qwen0.5b-b1 --full --threads 1   # + full fine-tuning, single-thread (CPU-s table)
  *
  * qwen0.5b (the published Qwen2.5-0.5B config, random f32 weights on both sides, batch 4 × 512): training with
  * LoRA r 64, α 128, dropout 0.05 on all seven projections (ours: frozen base, chunked lm_head; PyTorch: PEFT-style
@@ -278,6 +279,9 @@ async function main(argv: string[]): Promise<void> {
   const torchMaxRss = Number(arg("--torch-max-rss-gib") ?? 12) * 2 ** 30;
 
   const maxStepS = Number(arg("--max-step-seconds") ?? 60);
+  /** --threads 1,2 overrides each config's thread counts (e.g. 1 for the load-robust tokens-per-CPU-second table at 0.5B). */
+  const threadsArg = arg("--threads")?.split(",").map(Number);
+  if (threadsArg && !threadsArg.every((t) => Number.isInteger(t) && t > 0)) throw new Error(`--threads: expected positive integers like 1,2, got '${arg("--threads")}'`);
   const work = (spec: BenchConfig) => {
     let p = 0;
     for (const shape of expectedParamShapes(LlamaConfigSchema.parse(spec.config)).values()) p += shape.reduce((a, b) => a * b, 1);
@@ -289,7 +293,7 @@ async function main(argv: string[]): Promise<void> {
   for (const spec of configs) {
     const modes = [...(spec.modes ?? ["full"])];
     if (argv.includes("--full") && !modes.includes("full")) modes.push("full");
-    const threads = spec.threads ?? [1, 2];
+    const threads = threadsArg ?? spec.threads ?? [1, 2];
     const paths: { name: string; env: Record<string, string>; engine: "ts" | "native" }[] = spec.nativeOnly ? [] : [{ name: "ts", env: { MPO_ENGINE: "ts" }, engine: "ts" }];
     if (native.kernels)
       for (const th of threads) paths.push({ name: `native`, env: { MPO_ENGINE: "native", MPO_ENGINE_THREADS: String(th) }, engine: "native" });

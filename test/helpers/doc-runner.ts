@@ -111,14 +111,37 @@ export function bareMpoLines(code: string): string[] {
   return code.split("\n").filter((l) => /(^|[;&|(`]\s*)mpo\s/.test(l.replace(/(^|\s)#.*$/, "").trim()));
 }
 
+/**
+ * Ports for the docs' fixed `--port N` servers. They are drawn from just below Linux's ephemeral range
+ * (32768–60999 unless /proc says otherwise): the kernel gives port-0 listeners and outgoing connections ports
+ * only from that range, so no other test can be handed one of ours between this check and the doc's own bind
+ * (a port taken from `listen(0)` and released could be). Each vitest worker draws from its own slice, so two
+ * workers never pick the same port; a port some other program holds fails the bind check and is skipped.
+ */
+const taken = new Set<number>();
 async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+  let low = 32768;
+  try {
+    low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || low;
+  } catch {
+    /* not Linux: keep the default */
+  }
+  const slice = 1500, worker = Math.max(1, Number(process.env.VITEST_POOL_ID) || 1);
+  const base = Math.max(1024, low - slice * ((worker % 8) + 1));
+  for (let tries = 0; tries < 200; tries++) {
+    const port = base + Math.floor(Math.random() * slice);
+    if (taken.has(port) || !(await bindable(port))) continue;
+    taken.add(port);
+    return port;
+  }
+  throw new Error(`no free port in ${base}–${base + slice - 1}`);
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((res) => {
     const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
+    s.once("error", () => res(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => res(true)));
   });
 }
 
@@ -161,7 +184,8 @@ export class DocSession {
     }
     const { startSimServer } = await import("../../src/sandbox/sim-server.ts");
     const sim = await startSimServer({ port: 0, seed: 0 });
-    const ports = await Promise.all([1, 2, 3, 4].map(() => freePort()));
+    const ports: number[] = [];
+    for (let i = 0; i < 4; i++) ports.push(await freePort());
     const env: Record<string, string> = {
       MPO_SIM_URL: sim.url,
       MPO_SIM_MODEL: "mpo-sim-judge",
