@@ -20,7 +20,7 @@ function batch(rng: Rng, V: number, B: number, T: number) {
   return { tokens, targets };
 }
 
-function loraGradCheck(dropout: number) {
+function loraGradCheck(dropout: number, maskSeed = 0) {
   const rng = new Rng(3);
   const model = TransformerLM.create(qwen2(), rng, { dtype: "float64" });
   for (const p of model.params) for (let i = 0; i < p.data.length; i++) p.data[i] += rng.normal() * 0.3;
@@ -29,6 +29,7 @@ function loraGradCheck(dropout: number) {
   for (const p of model.trainableParams()) if (p.name.includes("lora_B")) for (let i = 0; i < p.data.length; i++) p.data[i] = rng.normal() * 0.3;
   model.loraTrain = true;
   model.loraDropSeed = 7;
+  model.loraMaskSeed = maskSeed;
   const B = 2, T = 5;
   const { tokens, targets } = batch(rng, 13, B, T);
   const a = new Float64Array(B * T).map(() => rng.normal()) as unknown as Float32Array;
@@ -69,6 +70,21 @@ function loraGradCheck(dropout: number) {
 describe("LoRA gradients (float64 finite differences)", () => {
   it("all attention + MLP projections, no dropout", () => loraGradCheck(0));
   it("with adapter dropout (mask replayed by backward)", () => loraGradCheck(0.3));
+  it("with adapter dropout under a run's mask seed (backward replays that seed's mask)", () => loraGradCheck(0.3, 5));
+  it("the run's mask seed picks the dropout masks: same seed same masks, another seed other masks", () => {
+    const logprobs = (maskSeed: number) => {
+      const model = TransformerLM.create(qwen2(), new Rng(3));
+      model.addLora({ r: 2, alpha: 4, dropout: 0.5, targets: LORA_TARGETS, rng: new Rng(4) });
+      for (const p of model.trainableParams()) if (p.name.includes("lora_B")) for (let i = 0; i < p.data.length; i++) p.data[i] = 0.3 * Math.sin(i + 1);
+      model.loraTrain = true;
+      model.loraMaskSeed = maskSeed;
+      const { tokens, targets } = batch(new Rng(9), 13, 2, 5);
+      return Array.from(model.score(tokens, targets, 2, 5).logprobs);
+    };
+    expect(logprobs(1)).toEqual(logprobs(1));
+    expect(logprobs(2)).not.toEqual(logprobs(1));
+    expect(logprobs(0)).not.toEqual(logprobs(1));
+  });
 });
 
 const engines: ("ts" | "native")[] = ["ts"];

@@ -32,8 +32,8 @@ const tiny: TrainConfigInput = {
   seed: 4,
 };
 
-async function train(runDir: string, steps: number, o: { resume?: boolean; overwrite?: boolean } = {}) {
-  const config = trainConfigSchema.parse({ ...tiny, steps });
+async function train(runDir: string, steps: number, o: { resume?: boolean; overwrite?: boolean; lora?: boolean } = {}) {
+  const config = trainConfigSchema.parse({ ...tiny, steps, ...(o.lora ? { lora: { enabled: true, r: 2, alpha: 4 } } : {}) });
   const task = await resolveTask(config.task);
   const log: string[] = [];
   const t = await Trainer.open({
@@ -112,6 +112,16 @@ describe("--resume picks the newest verifiable checkpoint", { timeout: 120_000 }
     expect(log.join("\n")).toMatch(/no checkpoint that verifies; starting over/);
     expect(steps(run)).toEqual([1, 2]);
     expect(lines(movedAside(run, "metrics.jsonl")[0])).toBe(3);
+  });
+
+  it("the same for a LoRA run: it says it starts over, and the earlier records move aside", async () => {
+    const run = join(root, "no-checkpoint-lora");
+    await train(run, 2, { lora: true });
+    rmSync(join(run, "checkpoints"), { recursive: true });
+    const log = await train(run, 1, { resume: true, lora: true });
+    expect(log.join("\n")).toMatch(/no checkpoint that verifies; starting over/);
+    expect(steps(run)).toEqual([1]);
+    expect(lines(movedAside(run, "metrics.jsonl")[0])).toBe(2);
   });
 });
 

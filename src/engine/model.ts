@@ -203,9 +203,12 @@ interface ScoreState {
   invTemp: number;
 }
 
-/** Deterministic keep/drop bit for element i of a dropout mask (seed, salt): forward and backward agree without storing it. */
-function keepBit(seed: number, salt: number, i: number, keep: number): boolean {
-  let h = Math.imul(seed, 0x9e3779b1) ^ Math.imul(salt + 1, 0x85ebca77) ^ Math.imul(i, 0xc2b2ae3d);
+/**
+ * Deterministic keep/drop bit for element i of a dropout mask (seed, salt, the run's mask seed): forward and
+ * backward agree without storing it. runSeed 0 leaves the hash as it was before run seeds were mixed in.
+ */
+function keepBit(seed: number, salt: number, i: number, keep: number, runSeed: number): boolean {
+  let h = Math.imul(seed, 0x9e3779b1) ^ Math.imul(salt + 1, 0x85ebca77) ^ Math.imul(i, 0xc2b2ae3d) ^ Math.imul(runSeed, 0x27d4eb2f);
   h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
   h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
   h ^= h >>> 16;
@@ -244,6 +247,8 @@ export class TransformerLM {
   private dropSeed = 0;
   /** Training forwards with dropout so far: the next mask's seed. Part of the training state (the trainer saves it for an exact resume). */
   loraDropCount = 0;
+  /** Mixed into every dropout mask so runs with different --seed draw different masks (the trainer sets it from the run's seed). */
+  loraMaskSeed = 0;
   private decoding = false;
 
   private constructor(config: ModelConfig, tensors: Map<string, NamedTensor> | null, rng: Rng | null, opts: ModelOptions) {
@@ -487,7 +492,7 @@ export class TransformerLM {
     if (!seed || p === 0) return x;
     const xd = this.arena.get("lora.xd", n);
     const keep = 1 - p;
-    for (let i = 0; i < n; i++) xd[i] = keepBit(seed, salt, i, keep) ? x[i] / keep : 0;
+    for (let i = 0; i < n; i++) xd[i] = keepBit(seed, salt, i, keep, this.loraMaskSeed) ? x[i] / keep : 0;
     return xd;
   }
 
@@ -531,7 +536,7 @@ export class TransformerLM {
     const keep = 1 - this.lora.dropout;
     const tmp = A.get("lora.dxd", R * I);
     K.matmulDyW(tmp, dxa, ad.A.data, R, r, I, false);
-    for (let i = 0; i < R * I; i++) if (keepBit(seed, salt, i, keep)) dx[i] += tmp[i] / keep;
+    for (let i = 0; i < R * I; i++) if (keepBit(seed, salt, i, keep, this.loraMaskSeed)) dx[i] += tmp[i] / keep;
   }
 
   // ---------------------------------------------------------------------------------------------------

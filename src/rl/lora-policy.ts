@@ -30,7 +30,7 @@ export interface Scorer {
 
 /** A model on the shared frozen base with fresh (or saved) adapters and, when the config asks, a zero value head. */
 export function loraModel(
-  config: ModelConfig, base: Map<string, NamedTensor>, lora: LoraSettings, engine: ModelOptions, rng: Rng, saved?: AdapterCheckpoint,
+  config: ModelConfig, base: Map<string, NamedTensor>, lora: LoraSettings, engine: ModelOptions, rng: Rng, saved?: AdapterCheckpoint, maskSeed = 0,
 ): TransformerLM {
   const tensors = new Map(base);
   tensors.delete("value_head.weight");
@@ -44,6 +44,7 @@ export function loraModel(
   const m = TransformerLM.fromParams(config, tensors, { ...engine, shareTensors: true, frozenBase: true });
   if (saved) applyAdapter(m, saved, rng);
   else m.addLora({ ...lora, rng });
+  m.loraMaskSeed = maskSeed; // the run's --seed: other seeds draw other dropout masks
   return m;
 }
 

@@ -179,12 +179,12 @@ export function buildModels(cfg: TrainConfig, base: BasePolicy, engineOpts: Engi
   if (ckDir && lora) {
     // LoRA run: adapters (+ value head, optimizer, trainer state) on the frozen base from reference/.
     const pck = loadAdapterDir(join(ckDir, "policy"));
-    const policy = loraModel(policyConfig, base.tensors, lora, engineOpts, loraRng.fork("policy"), pck);
+    const policy = loraModel(policyConfig, base.tensors, lora, engineOpts, loraRng.fork("policy"), pck, cfg.seed);
     const policyOpt = new AdamW(policy.trainableParams(), optOpts);
     restore(policyOpt, pck, `${ckDir}/policy`);
     if (separateCritic) {
       const cck = loadAdapterDir(join(ckDir, "critic"));
-      critic = loraModel(criticConfig, base.tensors, lora, { ...engineOpts, shareArenaWith: policy }, loraRng.fork("critic"), cck);
+      critic = loraModel(criticConfig, base.tensors, lora, { ...engineOpts, shareArenaWith: policy }, loraRng.fork("critic"), cck, cfg.seed);
       criticOpt = new AdamW(critic.trainableParams(), criticOptOpts);
       restore(criticOpt, cck, `${ckDir}/critic`);
     }
@@ -205,10 +205,10 @@ export function buildModels(cfg: TrainConfig, base: BasePolicy, engineOpts: Engi
   }
   if (lora) {
     // A fresh LoRA run: policy, critic and reference share one frozen base.
-    const policy = loraModel(policyConfig, base.tensors, lora, engineOpts, loraRng.fork("policy"));
+    const policy = loraModel(policyConfig, base.tensors, lora, engineOpts, loraRng.fork("policy"), undefined, cfg.seed);
     const policyOpt = new AdamW(policy.trainableParams(), optOpts);
     if (separateCritic) {
-      critic = loraModel(criticConfig, base.tensors, lora, { ...engineOpts, shareArenaWith: policy }, loraRng.fork("critic"));
+      critic = loraModel(criticConfig, base.tensors, lora, { ...engineOpts, shareArenaWith: policy }, loraRng.fork("critic"), undefined, cfg.seed);
       criticOpt = new AdamW(critic.trainableParams(), criticOptOpts);
     }
     return { policy, critic, sharedCritic, policyOpt, criticOpt };

@@ -245,8 +245,7 @@ export class Trainer {
     // Policy, critic and optimizers: from the checkpoint being resumed, or fresh from the base (a resume of a
     // run that died before its first checkpoint starts over, its records moved aside).
     const ckDir = resume && latest ? join(this.runDir, latest.path) : null;
-    // (A LoRA run starts over without this line, as it always has.)
-    if (resume && !latest && !cfg.lora.enabled) this.log(`mpo: ${this.runDir} has no checkpoint that verifies; starting over from step 0 (earlier records are moved aside)`);
+    if (resume && !latest) this.log(`mpo: ${this.runDir} has no checkpoint that verifies; starting over from step 0 (earlier records are moved aside)`);
     const models = buildModels(cfg, base, engineOpts, ckDir);
     ({ policy: this.policy, critic: this.critic, sharedCritic: this.sharedCritic, policyOpt: this.policyOpt, criticOpt: this.criticOpt } = models);
     this.ref = fullRef ?? adaptersOff(this.policy);
