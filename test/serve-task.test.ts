@@ -149,6 +149,23 @@ describe("mpo serve --task: the junior judge sees what mpo train's judge sees", 
     for (const b of senior) expect(b.messages[0]).toEqual({ role: "system", content: persona });
   });
 
+  it("after a restart, a meta step that runs before any new sample still gives the senior the task's persona", async () => {
+    const task = await getTask("essay", { data: { train: jsonl("essay-restart.jsonl", [{ id: "e1", prompt: "Describe a harbour at dawn." }]) } });
+    const [record] = await task.load("train");
+    const persona = task.judgeView!(record).persona.trim();
+    const cfg = serveConfigSchema.parse({ runDir: join(dir, "serve-essay-restart"), port: 0, task: "essay", protocol: "paper", judge: rm(), concurrency: 1, metaEvery: 0, metaSamples: 1, allowUnauthenticatedAdmin: true });
+    const first = await startRewardService(cfg, { log: () => {} });
+    expect((await post(first, "/v1/score", { items: [{ prompt: record.prompt, response: essay }] })).status).toBe(200);
+    await first.close();
+    const again = await startRewardService(cfg, { log: () => {} });
+    handles.push(again);
+    const r = await post(again, "/v1/meta-step", {});
+    expect(r.status).toBe(200);
+    const senior = r.reqs.filter((b) => b.messages.some((m: { content: string }) => /senior instructor/.test(m.content)));
+    expect(senior.length).toBeGreaterThan(0);
+    for (const b of senior) expect(b.messages[0]).toEqual({ role: "system", content: persona });
+  });
+
   it("without --task the service keeps the generic view (its task description, no persona)", async () => {
     const cfg = serveConfigSchema.parse({ runDir: join(dir, "serve-generic"), port: 0, rubric: join(dir, "..", "nope.txt"), protocol: "paper", judge: rm() });
     expect(cfg.task).toBeUndefined();

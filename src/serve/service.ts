@@ -165,6 +165,8 @@ const serveStateSchema = z.object({
   /** The pending meta step's key (its meta log is meta/step-KEY.json): fixed when the window closes, so a restart finds that step's files. */
   pendingMetaKey: z.number().int().nonnegative().optional(),
   metaSteps: z.number().int().nonnegative().default(0),
+  /** The task's persona for the senior (--task), kept so a meta step right after a restart still has it. */
+  persona: z.object({ task: z.string(), text: z.string() }).optional(),
 });
 type ServeState = z.output<typeof serveStateSchema>;
 
@@ -238,7 +240,7 @@ interface PendingWrite {
 export class RewardService {
   readonly store: RubricStore;
   readonly protocol: ProtocolProfile;
-  /** The task's persona for the senior judge (from the first item judged under the task's view). */
+  /** The task's persona for the senior judge (from the first item judged under the task's view; serve-state.json keeps it across restarts). */
   private persona?: string;
   private current: RubricVersion;
   /** First ask, then the re-asks (and the constrained one, when the server supports it), in order. */
@@ -314,6 +316,7 @@ export class RewardService {
       this.judgeHealth = { model: o.judge.id, consecutiveFailures: 0, lastError: null, lastOkAt: null, lastFailureAt: null };
       this.meta = this.metaScheduler();
       this.state = this.loadState();
+      if (o.task && this.state.persona?.task === o.task.name) this.persona = this.state.persona.text;
       this.rng = new Rng(`serve-${o.seed}-${this.state.metaSteps}`);
       this.windowSize = countLinesSync(stepFile(o.runDir, this.state.window));
       // The state file is written when a window opens, not per request: the window on disk is the count.
@@ -334,6 +337,18 @@ export class RewardService {
     } catch (err) {
       if (err instanceof StateFileError) throw new StateFileError(p, `${err.message}\nmove ${SERVE_STATE_FILE} aside to start a new window`);
       throw err;
+    }
+  }
+
+  /** Writes the task's persona to serve-state.json once (a failed write is tried again on the next request). */
+  private savePersona(text: string): void {
+    if (!this.o.task) return;
+    const saved = this.state.persona;
+    this.state.persona = { task: this.o.task.name, text };
+    try {
+      this.saveState();
+    } catch {
+      this.state.persona = saved;
     }
   }
 
@@ -402,6 +417,7 @@ export class RewardService {
       itemView({ task: this.o.task, protocol: this.protocol, taskDescription: this.o.taskDescription }, { prompt: it.prompt, response: it.response, reference: referenceText(it.reference), group: it.group }, i, version.version),
     );
     this.persona ??= views.find((v) => v.persona)?.persona;
+    if (this.persona !== undefined && this.state.persona?.text !== this.persona) this.savePersona(this.persona);
     const started = performance.now();
     const deadlineAt = started + this.outage.deadlineMs;
     const ac = new AbortController();
