@@ -281,7 +281,10 @@ async function main(argv: string[]): Promise<void> {
   const maxStepS = Number(arg("--max-step-seconds") ?? 60);
   /** --threads 1,2 overrides each config's thread counts (e.g. 1 for the load-robust tokens-per-CPU-second table at 0.5B). */
   const threadsArg = arg("--threads")?.split(",").map(Number);
-  if (threadsArg && !threadsArg.every((t) => Number.isInteger(t) && t > 0)) throw new Error(`--threads: expected positive integers like 1,2, got '${arg("--threads")}'`);
+  if (threadsArg && !threadsArg.every((t) => Number.isInteger(t) && t > 0)) {
+    process.stderr.write(`bench:engine: --threads: expected positive integers like 1,2, got '${arg("--threads")}'\n`);
+    process.exit(2);
+  }
   const work = (spec: BenchConfig) => {
     let p = 0;
     for (const shape of expectedParamShapes(LlamaConfigSchema.parse(spec.config)).values()) p += shape.reduce((a, b) => a * b, 1);
